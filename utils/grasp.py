@@ -1,0 +1,582 @@
+"""Grasp geometry: grasps, grasp rectangles, their file formats, the exact IoU and target maps.
+
+Conventions shared by the whole project (every other module follows these):
+
+- Image coordinates are (row, col) in pixels; rows grow downward. Pixel centres sit at integer
+  coordinates (pixel (r, c) covers [r - 0.5, r + 0.5) x [c - 0.5, c + 0.5)), as in OpenCV and
+  scikit-image.
+- A grasp angle is in radians in [-pi/2, pi/2), counter-clockwise *on screen*. Because rows grow
+  downward, the opening direction of a grasp with angle ``a`` is ``(d_row, d_col) =
+  (-sin a, cos a)``: a positive angle points the opening up and to the right. A parallel-jaw
+  grasp is symmetric under a half turn, so angles are equal modulo pi.
+- ``length`` is the gripper opening (the distance between the jaws, along the opening
+  direction); ``width`` is the jaw size (the rectangle's other side).
+- A :class:`GraspRectangle` holds 4 corners ``p0..p3`` as (row, col). Edge p0 -> p1 is the
+  opening (its direction gives the angle, its length is ``length``); edge p1 -> p2 is the jaw
+  (``width``). This is the Cornell convention (first edge = opening).
+- Target maps: quality in [0, 1]; the angle as cos 2a and sin 2a (continuous across the +-pi/2
+  wrap); the opening in pixels divided by one width scale (:data:`WIDTH_SCALE` unless a caller
+  passes another) that :func:`utils.post_process.post_process_output` multiplies back.
+
+File formats:
+
+- Cornell ``pcdXXXXcpos.txt``: 4 lines ``x y`` per rectangle, x the column, y the row; a
+  rectangle with any NaN corner is dropped whole.
+- Jacquard ``*_grasps.txt``: lines ``x;y;theta;w;h`` (CRLF or LF) in the image frame (1024 x
+  1024 for the real dataset); theta in degrees, *clockwise* on screen, so our angle is
+  ``-radians(theta)``; w is the opening (length), h the jaw size (width).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from skimage.draw import polygon as _fill_polygon
+
+#: Pixels of gripper opening that map to 1.0 in the width target map. Encoding (datasets) and
+#: decoding (post-processing) both default to this one constant.
+WIDTH_SCALE: float = 150.0
+
+#: The rectangle metric's angle tolerance: 30 degrees.
+DEFAULT_ANGLE_THRESHOLD: float = math.pi / 6
+
+
+def wrap_angle(angle: np.ndarray | float) -> np.ndarray | float:
+    """Wrap grasp angles (radians) to [-pi/2, pi/2), using their half-turn symmetry."""
+    wrapped = np.mod(np.asarray(angle, dtype=np.float64) + np.pi / 2, np.pi) - np.pi / 2
+    if np.ndim(wrapped) == 0:
+        return float(wrapped)
+    return wrapped
+
+
+def angle_difference(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray | float:
+    """Absolute difference of grasp angles modulo pi, in radians in [0, pi/2]."""
+    return np.abs(wrap_angle(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)))
+
+
+def _grasp_corners(
+    centers: np.ndarray, angles: np.ndarray, lengths: np.ndarray, widths: np.ndarray
+) -> np.ndarray:
+    """Corners (N x 4 x 2, (row, col)) of grasps; p0 -> p1 is the opening."""
+    opening = np.stack([-np.sin(angles), np.cos(angles)], axis=-1)  # unit, (row, col)
+    jaw = np.stack([np.cos(angles), np.sin(angles)], axis=-1)  # opening turned by -90 on screen
+    half_l = (lengths / 2)[:, None] * opening
+    half_w = (widths / 2)[:, None] * jaw
+    c = centers
+    return np.stack(
+        [c - half_l - half_w, c + half_l - half_w, c + half_l + half_w, c - half_l + half_w], axis=1
+    )
+
+
+class Grasp:
+    """A grasp: centre (row, col) in pixels, angle in radians, opening and jaw size in pixels.
+
+    ``quality`` is optional metadata (e.g. the quality-map peak a detection came from).
+    """
+
+    __slots__ = ("center", "angle", "length", "width", "quality")
+
+    def __init__(
+        self,
+        center: Sequence[float] | np.ndarray,
+        angle: float,
+        length: float = 60.0,
+        width: float = 30.0,
+        quality: float | None = None,
+    ) -> None:
+        self.center = np.asarray(center, dtype=np.float64).reshape(2)
+        self.angle = float(wrap_angle(angle))
+        self.length = float(length)
+        self.width = float(width)
+        self.quality = quality
+
+    @property
+    def as_gr(self) -> GraspRectangle:
+        """This grasp as a :class:`GraspRectangle` (p0 -> p1 along the opening)."""
+        corners = _grasp_corners(
+            self.center[None],
+            np.array([self.angle]),
+            np.array([self.length]),
+            np.array([self.width]),
+        )
+        return GraspRectangle(corners[0])
+
+    def max_iou(
+        self, rectangles: GraspRectangles, angle_threshold: float = DEFAULT_ANGLE_THRESHOLD
+    ) -> float:
+        """Largest IoU of this grasp with any of ``rectangles`` (0 if none passes the angle test)."""
+        return max_iou(self.as_gr, rectangles, angle_threshold)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Grasp):
+            return NotImplemented
+        return (
+            np.allclose(self.center, other.center)
+            and angle_difference(self.angle, other.angle) < 1e-9
+            and math.isclose(self.length, other.length, abs_tol=1e-9)
+            and math.isclose(self.width, other.width, abs_tol=1e-9)
+        )
+
+    __hash__ = None  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        r, c = self.center
+        return (
+            f"Grasp(center=({r:.2f}, {c:.2f}), angle={self.angle:.4f}, "
+            f"length={self.length:.2f}, width={self.width:.2f})"
+        )
+
+
+class GraspRectangle:
+    """One grasp rectangle: ``points`` is 4 x 2, (row, col), p0 -> p1 the opening.
+
+    Transforms (:meth:`rotate`, :meth:`scale`, :meth:`zoom`, :meth:`offset`, :meth:`affine`)
+    return a new rectangle and leave this one unchanged.
+    """
+
+    __slots__ = ("points",)
+
+    def __init__(self, points: np.ndarray | Sequence[Sequence[float]]) -> None:
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.shape != (4, 2):
+            raise ValueError(f"a grasp rectangle needs 4 (row, col) points, got shape {pts.shape}")
+        self.points = pts
+
+    @property
+    def angle(self) -> float:
+        """Angle of the opening edge p0 -> p1, radians in [-pi/2, pi/2), CCW on screen."""
+        d = self.points[1] - self.points[0]
+        return float(wrap_angle(math.atan2(-d[0], d[1])))
+
+    @property
+    def center(self) -> np.ndarray:
+        """Centre (row, col): the mean of the 4 corners."""
+        return self.points.mean(axis=0)
+
+    @property
+    def length(self) -> float:
+        """Gripper opening: length of edge p0 -> p1, pixels."""
+        return float(np.linalg.norm(self.points[1] - self.points[0]))
+
+    @property
+    def width(self) -> float:
+        """Jaw size: length of edge p1 -> p2, pixels."""
+        return float(np.linalg.norm(self.points[2] - self.points[1]))
+
+    @property
+    def as_grasp(self) -> Grasp:
+        return Grasp(self.center, self.angle, self.length, self.width)
+
+    def polygon_coords(self, shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cols) of the pixels whose centres lie inside the rectangle, clipped to shape."""
+        return _fill_polygon(self.points[:, 0], self.points[:, 1], shape)
+
+    def compact_polygon_coords(
+        self, shape: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels of the middle third of the rectangle along its opening (GG-CNN target area)."""
+        g = self.as_grasp
+        return Grasp(g.center, g.angle, g.length / 3, g.width).as_gr.polygon_coords(shape)
+
+    def iou(self, other: GraspRectangle, angle_threshold: float = DEFAULT_ANGLE_THRESHOLD) -> float:
+        """Exact IoU of the two rectangles' areas; 0 if their angles differ by > angle_threshold."""
+        return max_iou(self, GraspRectangles([other]), angle_threshold)
+
+    def affine(self, matrix: np.ndarray) -> GraspRectangle:
+        """Apply a 2 x 3 affine map in (row, col): p' = matrix[:, :2] @ p + matrix[:, 2]."""
+        return GraspRectangles([self]).affine(matrix)[0]
+
+    def rotate(self, angle: float, center: Sequence[float]) -> GraspRectangle:
+        """Rotate by ``angle`` radians counter-clockwise on screen about ``center`` (row, col)."""
+        return GraspRectangles([self]).rotate(angle, center)[0]
+
+    def scale(self, factor: float) -> GraspRectangle:
+        """Multiply all coordinates by ``factor`` (e.g. to resize the image by that factor)."""
+        return GraspRectangle(self.points * factor)
+
+    def zoom(self, factor: float, center: Sequence[float]) -> GraspRectangle:
+        """The rectangle as seen in a view ``factor`` times the size, centred on ``center``.
+
+        Points move away from ``center`` by 1 / factor (factor < 1 magnifies).
+        """
+        return GraspRectangles([self]).zoom(factor, center)[0]
+
+    def offset(self, delta: Sequence[float]) -> GraspRectangle:
+        """Translate by ``delta`` (row, col) pixels."""
+        return GraspRectangle(self.points + np.asarray(delta, dtype=np.float64))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, GraspRectangle):
+            return NotImplemented
+        return bool(np.allclose(self.points, other.points))
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"GraspRectangle({np.round(self.points, 2).tolist()})"
+
+
+class GraspRectangles:
+    """An ordered list of grasp rectangles held as one N x 4 x 2 float64 array, (row, col)."""
+
+    def __init__(self, rectangles: Iterable[GraspRectangle] | np.ndarray | None = None) -> None:
+        if rectangles is None:
+            pts = np.zeros((0, 4, 2))
+        elif isinstance(rectangles, np.ndarray):
+            pts = np.asarray(rectangles, dtype=np.float64).reshape(-1, 4, 2)
+        else:
+            rects = list(rectangles)
+            pts = np.stack([r.points for r in rects]) if rects else np.zeros((0, 4, 2))
+        self.points = np.array(pts, dtype=np.float64)
+
+    # --- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_grasps(
+        cls,
+        centers: np.ndarray,
+        angles: np.ndarray,
+        lengths: np.ndarray,
+        widths: np.ndarray,
+    ) -> GraspRectangles:
+        """Rectangles from vectorised grasp parameters (centres N x 2 (row, col), radians, px)."""
+        centers = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
+        n = len(centers)
+        return cls(
+            _grasp_corners(
+                centers,
+                np.broadcast_to(np.asarray(angles, dtype=np.float64), (n,)),
+                np.broadcast_to(np.asarray(lengths, dtype=np.float64), (n,)),
+                np.broadcast_to(np.asarray(widths, dtype=np.float64), (n,)),
+            )
+        )
+
+    @classmethod
+    def load_from_cornell_file(cls, path: str | Path) -> GraspRectangles:
+        """Read a Cornell ``pcdXXXXcpos.txt``: 4 lines ``x y`` per rectangle.
+
+        A rectangle with any NaN corner is dropped whole. A malformed line raises ValueError
+        naming the file and line number.
+        """
+        path = Path(path)
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as e:
+            raise ValueError(f"{path}: cannot read Cornell grasp file ({e.strerror})") from None
+        corners: list[tuple[float, float]] = []
+        for lineno, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            fields = line.split()
+            try:
+                if len(fields) != 2:
+                    raise ValueError
+                x, y = float(fields[0]), float(fields[1])
+            except ValueError:
+                raise ValueError(
+                    f"{path}:{lineno}: expected 'x y' (two numbers), got {line.strip()!r}"
+                ) from None
+            corners.append((y, x))
+        if len(corners) % 4:
+            raise ValueError(
+                f"{path}: expected 4 corner lines per rectangle, got {len(corners)} point lines"
+            )
+        pts = np.array(corners, dtype=np.float64).reshape(-1, 4, 2)
+        return cls(pts[~np.isnan(pts).any(axis=(1, 2))])
+
+    @classmethod
+    def from_jacquard_lines(
+        cls, lines: Iterable[str], scale: float = 1.0, source: str = "<lines>"
+    ) -> GraspRectangles:
+        """Parse Jacquard ``x;y;theta;w;h`` lines (see :meth:`load_from_jacquard_file`)."""
+        rows: list[list[float]] = []
+        for lineno, line in enumerate(lines, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            fields = line.split(";")
+            try:
+                if len(fields) != 5:
+                    raise ValueError
+                rows.append([float(f) for f in fields])
+            except ValueError:
+                raise ValueError(
+                    f"{source}:{lineno}: expected 'x;y;theta;w;h' (five numbers), got {line!r}"
+                ) from None
+        if not rows:
+            return cls()
+        arr = np.array(rows, dtype=np.float64)
+        arr = arr[np.isfinite(arr).all(axis=1)]
+        x, y, theta, w, h = arr.T
+        return cls.from_grasps(
+            np.stack([y, x], axis=1) * scale,
+            wrap_angle(-np.deg2rad(theta)),
+            w * scale,
+            h * scale,
+        )
+
+    @classmethod
+    def load_from_jacquard_file(cls, path: str | Path, scale: float = 1.0) -> GraspRectangles:
+        """Read a Jacquard ``*_grasps.txt``; ``scale`` multiplies positions and sizes.
+
+        theta is degrees clockwise on screen, so the grasp angle is -radians(theta).
+        """
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise ValueError(f"{path}: cannot read Jacquard grasp file ({e.strerror})") from None
+        return cls.from_jacquard_lines(text.splitlines(), scale=scale, source=str(path))
+
+    # --- writing -----------------------------------------------------------------------------
+    def to_cornell_lines(self) -> list[str]:
+        """Cornell lines: 4 ``x y`` lines per rectangle (x = column)."""
+        return [f"{c:.3f} {r:.3f}" for rect in self.points for r, c in rect]
+
+    def to_jacquard_lines(self, scale: float = 1.0) -> list[str]:
+        """Jacquard lines ``x;y;theta;w;h``; coordinates are divided by ``scale``.
+
+        theta is written clockwise in degrees, in (-90, 90].
+        """
+        lines = []
+        for (r, c), a, ln, wd in zip(
+            self.centers / scale,
+            self.angles,
+            self.lengths / scale,
+            self.widths / scale,
+            strict=True,
+        ):
+            theta = -math.degrees(a)
+            lines.append(f"{c:.5f};{r:.5f};{theta:.5f};{ln:.5f};{wd:.5f}")
+        return lines
+
+    def save_cornell(self, path: str | Path) -> None:
+        Path(path).write_text("\n".join(self.to_cornell_lines()) + "\n")
+
+    def save_jacquard(self, path: str | Path, scale: float = 1.0) -> None:
+        # Real Jacquard files use CRLF line ends; write the same.
+        Path(path).write_bytes(("\r\n".join(self.to_jacquard_lines(scale)) + "\r\n").encode())
+
+    # --- list behaviour ----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def __getitem__(self, item):
+        if isinstance(item, (int, np.integer)):
+            return GraspRectangle(self.points[item].copy())
+        return GraspRectangles(self.points[item])
+
+    def __iter__(self) -> Iterator[GraspRectangle]:
+        for p in self.points:
+            yield GraspRectangle(p.copy())
+
+    def __add__(self, other: GraspRectangles) -> GraspRectangles:
+        return GraspRectangles(np.concatenate([self.points, other.points]))
+
+    def __repr__(self) -> str:
+        return f"GraspRectangles(n={len(self)})"
+
+    def copy(self) -> GraspRectangles:
+        return GraspRectangles(self.points.copy())
+
+    # --- vectorised properties ----------------------------------------------------------------
+    @property
+    def centers(self) -> np.ndarray:
+        """N x 2 centres (row, col)."""
+        return self.points.mean(axis=1)
+
+    @property
+    def angles(self) -> np.ndarray:
+        """N angles of the opening edges, radians in [-pi/2, pi/2), CCW on screen."""
+        d = self.points[:, 1] - self.points[:, 0]
+        return np.asarray(wrap_angle(np.arctan2(-d[:, 0], d[:, 1]))).reshape(-1)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """N gripper openings (edge p0 -> p1), pixels."""
+        return np.linalg.norm(self.points[:, 1] - self.points[:, 0], axis=-1)
+
+    @property
+    def widths(self) -> np.ndarray:
+        """N jaw sizes (edge p1 -> p2), pixels."""
+        return np.linalg.norm(self.points[:, 2] - self.points[:, 1], axis=-1)
+
+    @property
+    def center(self) -> np.ndarray:
+        """Mean (row, col) of all corners of all rectangles."""
+        return self.points.reshape(-1, 2).mean(axis=0)
+
+    # --- transforms (all return new objects) -------------------------------------------------
+    def affine(self, matrix: np.ndarray) -> GraspRectangles:
+        """Apply a 2 x 3 affine map in (row, col): p' = matrix[:, :2] @ p + matrix[:, 2]."""
+        m = np.asarray(matrix, dtype=np.float64)
+        return GraspRectangles(self.points @ m[:, :2].T + m[:, 2])
+
+    def rotate(self, angle: float, center: Sequence[float]) -> GraspRectangles:
+        """Rotate by ``angle`` radians counter-clockwise on screen about ``center`` (row, col).
+
+        Each rectangle's angle grows by ``angle`` (modulo pi).
+        """
+        c = np.asarray(center, dtype=np.float64)
+        ca, sa = math.cos(angle), math.sin(angle)
+        # With rows pointing down, a CCW screen rotation maps (dr, dc) to
+        # (cos*dr - sin*dc, sin*dr + cos*dc).
+        rot = np.array([[ca, -sa], [sa, ca]])
+        return self.affine(np.concatenate([rot, (c - rot @ c)[:, None]], axis=1))
+
+    def scale(self, factor: float) -> GraspRectangles:
+        """Multiply all coordinates by ``factor``."""
+        return GraspRectangles(self.points * factor)
+
+    def zoom(self, factor: float, center: Sequence[float]) -> GraspRectangles:
+        """As seen in a view ``factor`` times the size about ``center``: points scale by 1/factor."""
+        c = np.asarray(center, dtype=np.float64)
+        return GraspRectangles((self.points - c) / factor + c)
+
+    def offset(self, delta: Sequence[float]) -> GraspRectangles:
+        """Translate by ``delta`` (row, col) pixels."""
+        return GraspRectangles(self.points + np.asarray(delta, dtype=np.float64))
+
+    # --- target maps -------------------------------------------------------------------------
+    def draw(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Quality, angle and opening maps (float32, ``shape``) from the rectangles.
+
+        Each rectangle marks the middle third of its length along the opening, across its full
+        jaw size (the GG-CNN convention): quality 1, angle in radians, opening in pixels.
+        Rectangles are drawn in order, so where they overlap the **later** rectangle in the
+        list wins (its angle and opening overwrite earlier ones). Pixels outside every
+        rectangle are 0 in all maps.
+        """
+        q = np.zeros(shape, dtype=np.float32)
+        ang = np.zeros(shape, dtype=np.float32)
+        wid = np.zeros(shape, dtype=np.float32)
+        compact = GraspRectangles.from_grasps(
+            self.centers, self.angles, self.lengths / 3, self.widths
+        )
+        for pts, a, length in zip(compact.points, self.angles, self.lengths, strict=True):
+            rr, cc = _fill_polygon(pts[:, 0], pts[:, 1], shape)
+            q[rr, cc] = 1.0
+            ang[rr, cc] = a
+            wid[rr, cc] = length
+        return q, ang, wid
+
+
+def encode_grasp_maps(
+    quality: np.ndarray, angle: np.ndarray, opening: np.ndarray, width_scale: float = WIDTH_SCALE
+) -> np.ndarray:
+    """Stack drawn maps into the network target: 4 x H x W float32 (quality, cos 2a, sin 2a,
+    opening / width_scale). Openings are clipped to [0, width_scale] first."""
+    return np.stack(
+        [
+            quality,
+            np.cos(2 * angle) * (quality > 0),  # both angle channels are 0 off-grasp
+            np.sin(2 * angle),
+            np.clip(opening, 0.0, width_scale) / width_scale,
+        ]
+    ).astype(np.float32)
+
+
+# --- exact IoU of convex quadrilaterals --------------------------------------------------------
+def _cross(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """z of (a - o) x (b - o) over the last axis (2-vectors)."""
+    return (a[..., 0] - o[..., 0]) * (b[..., 1] - o[..., 1]) - (a[..., 1] - o[..., 1]) * (
+        b[..., 0] - o[..., 0]
+    )
+
+
+def _polygon_area(poly: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Absolute shoelace areas of padded polygons (N x V x 2) with ``count`` valid vertices."""
+    v = poly.shape[1]
+    idx = np.arange(v)[None, :]
+    nxt = np.where(idx + 1 >= count[:, None], 0, idx + 1)
+    nxt_pts = np.take_along_axis(poly, nxt[..., None].repeat(2, axis=-1), axis=1)
+    terms = poly[..., 0] * nxt_pts[..., 1] - poly[..., 1] * nxt_pts[..., 0]
+    terms = np.where(idx < count[:, None], terms, 0.0)
+    return np.abs(terms.sum(axis=1)) / 2 * (count >= 3)
+
+
+def polygon_intersection_area(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact intersection areas of pairs of convex quadrilaterals.
+
+    ``a`` and ``b`` are N x 4 x 2 corner arrays (any winding). Sutherland-Hodgman clipping of
+    each ``a`` by the 4 half-planes of its ``b``, vectorised over N on padded vertex arrays (a
+    convex 4-gon clipped by k half-planes has at most 4 + k vertices, so 8 slots suffice).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    n = len(a)
+    if n == 0:
+        return np.zeros(0)
+    # Orient every clip polygon so that "inside" is cross >= 0 for each directed edge.
+    signed = _cross(b[:, 0], b[:, 1], b[:, 2]) + _cross(b[:, 0], b[:, 2], b[:, 3])
+    b = np.where((signed < 0)[:, None, None], b[:, ::-1], b)
+    slots = 8
+    poly = np.zeros((n, slots, 2))
+    poly[:, :4] = a
+    count = np.full(n, 4)
+    idx = np.arange(slots)[None, :]
+    rows = np.arange(n)[:, None]
+    for k in range(4):
+        e0, e1 = b[:, k][:, None, :], b[:, (k + 1) % 4][:, None, :]
+        valid = idx < count[:, None]
+        prev_i = np.where(idx == 0, count[:, None] - 1, idx - 1)
+        prev = poly[rows, prev_i]
+        d_cur = _cross(e0, e1, poly)
+        d_prev = _cross(e0, e1, prev)
+        in_cur = d_cur >= 0
+        in_prev = d_prev >= 0
+        denom = d_prev - d_cur
+        t = np.divide(d_prev, denom, out=np.zeros_like(denom), where=denom != 0)
+        crossing = prev + t[..., None] * (poly - prev)
+        # Each input vertex emits (crossing point if the edge crosses the line) then (itself if
+        # inside): the standard Sutherland-Hodgman order, laid out in 2 slots per vertex.
+        out = np.stack([crossing, poly], axis=2).reshape(n, 2 * slots, 2)
+        keep = np.stack([(in_cur != in_prev) & valid, in_cur & valid], axis=2).reshape(n, 2 * slots)
+        order = np.argsort(~keep, axis=1, kind="stable")[:, :slots]
+        poly = np.take_along_axis(out, order[..., None].repeat(2, axis=-1), axis=1)
+        count = np.minimum(keep.sum(axis=1), slots)
+    return _polygon_area(poly, count)
+
+
+def max_iou(
+    rectangle: GraspRectangle,
+    rectangles: GraspRectangles,
+    angle_threshold: float = DEFAULT_ANGLE_THRESHOLD,
+) -> float:
+    """Largest exact IoU of ``rectangle`` with any of ``rectangles``.
+
+    Rectangles whose angle differs from ``rectangle``'s by more than ``angle_threshold``
+    (modulo pi) count as IoU 0. Returns 0.0 for an empty list.
+    """
+    ious = iou_many(rectangle, rectangles, angle_threshold)
+    return float(ious.max()) if len(ious) else 0.0
+
+
+def iou_many(
+    rectangle: GraspRectangle,
+    rectangles: GraspRectangles,
+    angle_threshold: float = DEFAULT_ANGLE_THRESHOLD,
+) -> np.ndarray:
+    """Exact IoU of ``rectangle`` with each of ``rectangles`` (0 where the angle test fails)."""
+    n = len(rectangles)
+    ious = np.zeros(n)
+    if n == 0:
+        return ious
+    ok = angle_difference(rectangles.angles, rectangle.angle) <= angle_threshold + 1e-12
+    # Cheap reject: rectangles whose bounding circles do not touch cannot overlap.
+    r_self = np.linalg.norm(rectangle.points - rectangle.center, axis=1).max()
+    r_other = np.linalg.norm(rectangles.points - rectangles.centers[:, None], axis=2).max(axis=1)
+    dist = np.linalg.norm(rectangles.centers - rectangle.center, axis=1)
+    ok &= dist < r_self + r_other
+    if not ok.any():
+        return ious
+    others = rectangles.points[ok]
+    mine = np.broadcast_to(rectangle.points, others.shape)
+    inter = polygon_intersection_area(mine, others)
+    area_self = _polygon_area(rectangle.points[None], np.array([4]))[0]
+    area_other = _polygon_area(others, np.full(len(others), 4))
+    union = area_self + area_other - inter
+    ious[ok] = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return ious
