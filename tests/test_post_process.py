@@ -1,0 +1,102 @@
+"""Decoding maps into grasps, and the rectangle metric end to end on drawn targets."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from utils.evaluation import (
+    EvaluationResults,
+    calculate_iou_match,
+    evaluate_grasps,
+    evaluate_image,
+)
+from utils.grasp import WIDTH_SCALE, Grasp, GraspRectangles, angle_difference, encode_grasp_maps
+from utils.post_process import detect_grasps, post_process_output
+
+
+def target_for(grasps: list[Grasp], size: int = 96, width_scale: float = WIDTH_SCALE):
+    gt = GraspRectangles([g.as_gr for g in grasps])
+    return gt, encode_grasp_maps(*gt.draw((size, size)), width_scale=width_scale)
+
+
+def test_perfect_maps_decode_to_the_grasp():
+    g = Grasp((40, 50), 0.6, 36, 18)
+    gt, y = target_for([g])
+    q, ang, wid = post_process_output(*y)
+    (det,) = detect_grasps(q, ang, wid, n_grasps=1)
+    assert np.hypot(*(det.center - g.center)) <= 1.5
+    assert angle_difference(det.angle, g.angle) < 0.02
+    assert det.length == pytest.approx(36, rel=0.05)
+    assert calculate_iou_match(q, ang, gt, width=wid)
+
+
+def test_same_width_scale_on_both_sides():
+    g = Grasp((40, 50), 0.0, 80, 20)
+    for scale in (100.0, 150.0, 300.0):
+        _, y = target_for([g], width_scale=scale)
+        _, _, wid = post_process_output(*y, width_scale=scale, sigma=(0, 0, 0))
+        assert wid[40, 50] == pytest.approx(80, rel=1e-5)
+
+
+def test_angle_smoothing_does_not_average_across_the_wrap():
+    # Left half just below +pi/2, right half just above -pi/2: the same physical grasp angle.
+    a = np.full((32, 32), math.pi / 2 - 0.05, dtype=np.float32)
+    a[:, 16:] = -math.pi / 2 + 0.05
+    q = np.ones_like(a)
+    _, ang, _ = post_process_output(q, np.cos(2 * a), np.sin(2 * a), q, sigma=(2, 4, 1))
+    assert np.all(angle_difference(ang, math.pi / 2) < 0.06)
+
+
+def test_batch_and_torch_inputs():
+    grasps = [Grasp((30, 30), 0.2, 30, 10), Grasp((60, 40), -1.2, 40, 10)]
+    ys = np.stack([target_for([g])[1] for g in grasps])  # N x 4 x H x W
+    t = torch.from_numpy(ys)
+    q, ang, wid = post_process_output(t[:, 0:1], t[:, 1:2], t[:, 2:3], t[:, 3:4])
+    assert q.shape == (2, 96, 96) and ang.dtype == np.float32
+    q1, ang1, _ = post_process_output(ys[1, 0], ys[1, 1], ys[1, 2], ys[1, 3])
+    assert np.allclose(q[1], q1, atol=1e-6) and np.allclose(ang[1], ang1, atol=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        post_process_output(np.zeros(5), np.zeros(5), np.zeros(5), np.zeros(5))
+
+
+def test_detect_grasps_best_first_and_threshold():
+    q = np.zeros((64, 64), dtype=np.float32)
+    q[10, 10], q[50, 50] = 0.5, 0.9
+    zeros = np.zeros_like(q)
+    found = detect_grasps(q, zeros, zeros + 30, n_grasps=3)
+    assert [tuple(g.center) for g in found] == [(50, 50), (10, 10)]
+    assert found[0].quality == pytest.approx(0.9) and found[0].width == pytest.approx(15)
+    assert detect_grasps(q, zeros, zeros, threshold=0.95) == []
+
+
+def test_wrong_angle_or_place_fails():
+    g = Grasp((40, 50), 0.0, 36, 18)
+    gt = GraspRectangles([g.as_gr])
+    assert not evaluate_grasps([Grasp((40, 50), math.radians(35), 36, 18)], gt).success
+    assert evaluate_grasps([Grasp((40, 50), math.radians(25), 36, 18)], gt).success
+    assert not evaluate_grasps([Grasp((80, 90), 0.0, 36, 18)], gt).success
+    assert not evaluate_grasps([], gt).success
+
+
+def test_top_n_grasps_any_match_counts():
+    gt = GraspRectangles([Grasp((20, 20), 0.0, 20, 10).as_gr])
+    q = np.zeros((64, 64), dtype=np.float32)
+    q[50, 50], q[20, 20] = 1.0, 0.8  # the best peak is wrong, the second right
+    ang, wid = np.zeros_like(q), np.full_like(q, 20)
+    assert not evaluate_image(q, ang, gt, wid, n_grasps=1).success
+    assert evaluate_image(q, ang, gt, wid, n_grasps=2).success
+
+
+def test_results_summary_and_merge():
+    a, b = EvaluationResults(), EvaluationResults()
+    gt = GraspRectangles([Grasp((20, 20), 0.0, 20, 10).as_gr])
+    a.add("x", evaluate_grasps([Grasp((20, 20), 0.0, 20, 10)], gt))
+    b.add("y", evaluate_grasps([], gt))
+    m = a.merge(b)
+    assert len(m) == 2 and m.success_rate == 0.5 and m.mean_best_iou == pytest.approx(0.5)
+    assert m.to_dict()["per_image"]["ids"] == ["x", "y"]
+    assert EvaluationResults().success_rate == 0.0

@@ -1,0 +1,114 @@
+"""Scoring with the rectangle metric: detected grasps against ground-truth rectangles.
+
+A detection is correct when any of the top ``n_grasps`` grasps has IoU > ``iou_threshold``
+(0.25) with some ground-truth rectangle whose angle is within ``angle_threshold`` (30 degrees)
+of it, the Cornell/Jacquard convention. IoU is the exact area ratio (``utils.grasp``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from utils.grasp import DEFAULT_ANGLE_THRESHOLD, Grasp, GraspRectangles
+from utils.post_process import detect_grasps
+
+
+def _as_rectangles(gt: GraspRectangles | np.ndarray) -> GraspRectangles:
+    return gt if isinstance(gt, GraspRectangles) else GraspRectangles(np.asarray(gt))
+
+
+@dataclass
+class ImageResult:
+    """One image's score: success, the best IoU of any top grasp, and the grasps themselves."""
+
+    success: bool
+    best_iou: float
+    grasps: list[Grasp] = field(default_factory=list)
+
+
+def evaluate_grasps(
+    grasps: list[Grasp],
+    gt: GraspRectangles | np.ndarray,
+    iou_threshold: float = 0.25,
+    angle_threshold: float = DEFAULT_ANGLE_THRESHOLD,
+) -> ImageResult:
+    """Score already-detected grasps against ground truth (rectangles in the same pixel frame)."""
+    gt = _as_rectangles(gt)
+    best = max((g.max_iou(gt, angle_threshold) for g in grasps), default=0.0)
+    return ImageResult(success=best > iou_threshold, best_iou=best, grasps=grasps)
+
+
+def evaluate_image(
+    q: np.ndarray,
+    angle: np.ndarray,
+    gt: GraspRectangles | np.ndarray,
+    width: np.ndarray | None = None,
+    n_grasps: int = 1,
+    iou_threshold: float = 0.25,
+    angle_threshold: float = DEFAULT_ANGLE_THRESHOLD,
+    **detect_kwargs,
+) -> ImageResult:
+    """Detect the top ``n_grasps`` grasps in decoded (H, W) maps and score them."""
+    grasps = detect_grasps(q, angle, width, n_grasps=n_grasps, **detect_kwargs)
+    return evaluate_grasps(grasps, gt, iou_threshold, angle_threshold)
+
+
+def calculate_iou_match(
+    q: np.ndarray,
+    angle: np.ndarray,
+    gt: GraspRectangles | np.ndarray,
+    n_grasps: int = 1,
+    width: np.ndarray | None = None,
+    iou_threshold: float = 0.25,
+    angle_threshold: float = math.pi / 6,
+) -> bool:
+    """True if any of the top ``n_grasps`` grasps has IoU > ``iou_threshold`` with any ground truth."""
+    return evaluate_image(q, angle, gt, width, n_grasps, iou_threshold, angle_threshold).success
+
+
+@dataclass
+class EvaluationResults:
+    """Dataset-level rectangle-metric results, keeping each image's best IoU.
+
+    ``merge`` combines results gathered from several processes (distributed evaluation).
+    """
+
+    ids: list[str] = field(default_factory=list)
+    successes: list[bool] = field(default_factory=list)
+    best_ious: list[float] = field(default_factory=list)
+
+    def add(self, image_id: str, result: ImageResult) -> None:
+        self.ids.append(str(image_id))
+        self.successes.append(bool(result.success))
+        self.best_ious.append(float(result.best_iou))
+
+    def merge(self, other: EvaluationResults) -> EvaluationResults:
+        return EvaluationResults(
+            self.ids + other.ids, self.successes + other.successes, self.best_ious + other.best_ious
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def success_rate(self) -> float:
+        """Fraction of images with a correct grasp, in [0, 1] (0 for no images)."""
+        return float(np.mean(self.successes)) if self.successes else 0.0
+
+    @property
+    def mean_best_iou(self) -> float:
+        return float(np.mean(self.best_ious)) if self.best_ious else 0.0
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "images": len(self),
+            "correct": int(sum(self.successes)),
+            "success_rate": self.success_rate,
+            "mean_best_iou": self.mean_best_iou,
+        }
+
+    def to_dict(self) -> dict:
+        return {"summary": self.summary(), "per_image": asdict(self)}

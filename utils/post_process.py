@@ -1,0 +1,100 @@
+"""Network maps -> smoothed grasp maps -> grasps.
+
+The network predicts four maps per image: quality, cos 2a, sin 2a and the opening divided by a
+width scale (see ``utils/grasp.py`` for the conventions). :func:`post_process_output` decodes
+them into quality, angle (radians, CCW on screen) and opening (pixels) maps;
+:func:`detect_grasps` picks local quality peaks as :class:`~utils.grasp.Grasp` objects.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.ndimage import gaussian_filter
+from skimage.feature import peak_local_max
+
+from utils.grasp import WIDTH_SCALE, Grasp
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+def _as_numpy_batch(x: ArrayLike) -> tuple[np.ndarray, bool]:
+    """(N, H, W) float32 numpy from (H, W), (N, H, W) or (N, 1, H, W); and whether it was batched."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().float().cpu().numpy()
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 2:
+        return x[None], False
+    if x.ndim == 4 and x.shape[1] == 1:
+        return x[:, 0], True
+    if x.ndim == 3:
+        return x, True
+    raise ValueError(f"expected a map of shape (H, W), (N, H, W) or (N, 1, H, W), got {x.shape}")
+
+
+def post_process_output(
+    q: ArrayLike,
+    cos: ArrayLike,
+    sin: ArrayLike,
+    width: ArrayLike,
+    width_scale: float = WIDTH_SCALE,
+    sigma: tuple[float, float, float] = (2.0, 2.0, 1.0),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode raw network maps into (quality, angle, opening) numpy maps.
+
+    - angle = atan2(sin 2a, cos 2a) / 2, radians in [-pi/2, pi/2], CCW on screen;
+    - opening = width map * ``width_scale`` (pixels): pass the scale the targets were encoded
+      with (both sides default to :data:`utils.grasp.WIDTH_SCALE`);
+    - Gaussian smoothing with ``sigma`` = (quality, angle, opening) in pixels. The angle is
+      smoothed through its cos/sin components before the atan2, so smoothing never averages
+      across the +-pi/2 wrap. A sigma of 0 skips that map.
+
+    Inputs are torch tensors or numpy arrays of shape (H, W), (N, H, W) or (N, 1, H, W); the
+    outputs are float32 numpy of shape (H, W) for a 2-D input, else (N, H, W).
+    """
+    (q, batched), (c, _), (s, _), (w, _) = map(_as_numpy_batch, (q, cos, sin, width))
+    sq, sa, sw = sigma
+
+    def smooth(x: np.ndarray, s_px: float) -> np.ndarray:
+        return gaussian_filter(x, sigma=(0, s_px, s_px)) if s_px > 0 else x
+
+    q_out = smooth(q, sq)
+    ang = 0.5 * np.arctan2(smooth(s, sa), smooth(c, sa))
+    w_out = smooth(w * width_scale, sw)
+    out = (q_out.astype(np.float32), ang.astype(np.float32), w_out.astype(np.float32))
+    return out if batched else tuple(x[0] for x in out)
+
+
+def detect_grasps(
+    q: np.ndarray,
+    angle: np.ndarray,
+    width: np.ndarray | None = None,
+    n_grasps: int = 1,
+    min_distance: int = 20,
+    threshold: float = 0.2,
+    jaw_ratio: float = 0.5,
+) -> list[Grasp]:
+    """Grasps at the local maxima of one (H, W) quality map, best first.
+
+    Peaks are at least ``min_distance`` pixels apart and above ``threshold`` (absolute quality),
+    the GG-CNN defaults; unlike skimage's default, peaks near the image border count. Each grasp takes its angle (radians) and opening (pixels) from the
+    maps at the peak; its jaw size is ``jaw_ratio`` times the opening (the usual convention,
+    since the network predicts no jaw size). ``quality`` holds the peak value. Returns at most
+    ``n_grasps`` grasps, possibly none.
+    """
+    if q.ndim != 2:
+        raise ValueError(f"detect_grasps takes one (H, W) map, got shape {q.shape}")
+    peaks = peak_local_max(
+        q,
+        min_distance=min_distance,
+        threshold_abs=threshold,
+        num_peaks=n_grasps,
+        exclude_border=False,  # skimage's default drops peaks near the edge: valid grasps
+    )
+    grasps = []
+    for r, c in peaks:
+        length = float(width[r, c]) if width is not None else 60.0
+        grasps.append(
+            Grasp((r, c), float(angle[r, c]), length, length * jaw_ratio, quality=float(q[r, c]))
+        )
+    return grasps
