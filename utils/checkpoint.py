@@ -1,0 +1,111 @@
+"""Checkpoints: atomic writes, ``weights_only`` loads, and rebuilding a model from one.
+
+A checkpoint is a dict of plain types and state_dicts::
+
+    {"model": state_dict, "network": {"name": str, "kwargs": dict}, "optimizer": ...,
+     "scheduler": ..., "scaler": ..., "epoch": int, "args": dict, "metrics": dict}
+
+so ``torch.load(path, weights_only=True)`` reads it and :func:`load_model` rebuilds the network
+from its stored name and keyword arguments, with no need for the command line that trained it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from models import GraspNet, get_network
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare network inside DistributedDataParallel / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``.
+
+    A crash mid-write leaves the previous file intact, never a truncated checkpoint.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def make_checkpoint(
+    model: nn.Module,
+    *,
+    epoch: int,
+    args: dict[str, Any],
+    metrics: dict[str, float] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    scaler: Any = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The checkpoint dict for ``model`` (unwrapped from DDP) and the training state."""
+    net = unwrap(model)
+    ckpt: dict[str, Any] = {
+        "model": net.state_dict(),
+        "network": {"name": net.network_name, "kwargs": dict(net.network_kwargs or {})},
+        "epoch": int(epoch),
+        "args": dict(args),
+        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+    }
+    if optimizer is not None:
+        ckpt["optimizer"] = optimizer.state_dict()
+    if scheduler is not None:
+        ckpt["scheduler"] = scheduler.state_dict()
+    if scaler is not None:
+        ckpt["scaler"] = scaler.state_dict()
+    if extra:
+        ckpt.update(extra)
+    return ckpt
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``; a bad path or file is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: checkpoint file not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 -- any unpickling failure is a bad file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: not a readable checkpoint ({first})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "network" not in ckpt:
+        raise ValueError(
+            f"{path}: not a checkpoint of this project (expected keys 'model' and 'network')"
+        )
+    return ckpt
+
+
+def load_model(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[GraspNet, dict[str, Any]]:
+    """Rebuild the network stored in a checkpoint and load its weights; returns (model, ckpt)."""
+    ckpt = load_checkpoint(path, map_location)
+    net = ckpt["network"]
+    model = get_network(net["name"], **net["kwargs"])
+    model.load_state_dict(ckpt["model"])
+    return model, ckpt
