@@ -322,6 +322,9 @@ class GraspRectangles:
         """Read a Jacquard ``*_grasps.txt``; ``scale`` multiplies positions and sizes.
 
         theta is degrees clockwise on screen, so the grasp angle is -radians(theta).
+        ``scale`` is a plain p * s; an image resize from F to S pixels moves pixel centres by
+        p' = (p + 0.5) * S / F - 0.5, so to follow a resized image exactly use the loaders'
+        matrices (``GraspRectangles.affine``) rather than ``scale``.
         """
         path = Path(path)
         try:
@@ -338,7 +341,10 @@ class GraspRectangles:
     def to_jacquard_lines(self, scale: float = 1.0) -> list[str]:
         """Jacquard lines ``x;y;theta;w;h``; coordinates are divided by ``scale``.
 
-        theta is written clockwise in degrees, in (-90, 90].
+        theta is written clockwise in degrees, in (-90, 90]. To write predictions made on a
+        resized image back in the source frame, map them with the dataset's
+        ``output_to_source_matrix`` (``affine``) and keep ``scale=1``: see
+        :meth:`load_from_jacquard_file` on pixel centres.
         """
         lines = []
         for (r, c), a, ln, wd in zip(
@@ -467,13 +473,19 @@ def encode_grasp_maps(
     quality: np.ndarray, angle: np.ndarray, opening: np.ndarray, width_scale: float = WIDTH_SCALE
 ) -> np.ndarray:
     """Stack drawn maps into the network target: 4 x H x W float32 (quality, cos 2a, sin 2a,
-    opening / width_scale). Openings are clipped to [0, width_scale] first."""
+    opening / width_scale).
+
+    Openings are clipped to [0, width_scale] first. Both angle channels are 0 where quality is
+    0: off-grasp pixels carry no angle, so the (cos, sin) vector's length doubles as a
+    confidence, and a network is not pushed towards an arbitrary angle on the background.
+    """
+    on = quality > 0
     return np.stack(
         [
             quality,
-            np.cos(2 * angle) * (quality > 0),  # both angle channels are 0 off-grasp
-            np.sin(2 * angle),
-            np.clip(opening, 0.0, width_scale) / width_scale,
+            np.cos(2 * angle) * on,
+            np.sin(2 * angle) * on,
+            np.clip(opening, 0.0, width_scale) / width_scale * on,
         ]
     ).astype(np.float32)
 
