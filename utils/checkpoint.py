@@ -91,7 +91,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 -- any unpickling failure is a bad file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = str(e).strip()
+        first = text.splitlines()[0].split(". ")[0] if text else type(e).__name__
         raise ValueError(f"{path}: not a readable checkpoint ({first})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "network" not in ckpt:
         raise ValueError(

@@ -1,0 +1,172 @@
+"""Drawing helpers (OpenCV/numpy only): depth to colour, grasp rectangles, image grids, PNGs.
+
+Images are uint8 (H, W, 3) in RGB order; coordinates are (row, col) pixels with pixel centres
+at integer coordinates (the :mod:`utils.grasp` convention). Grasp rectangles are drawn with
+their two jaw edges (p1 -> p2 and p3 -> p0, across the opening) in ``jaw_color`` and the two
+opening edges (p0 -> p1 and p2 -> p3, along the closing direction) in ``color``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from utils.grasp import Grasp, GraspRectangles
+
+#: Default colours (RGB): opening edges green, jaw edges red, grasp centres yellow.
+OPENING_COLOR = (40, 220, 40)
+JAW_COLOR = (230, 30, 30)
+CENTER_COLOR = (255, 220, 0)
+_SHIFT = 4  # sub-pixel bits for cv2 drawing: coordinates are multiplied by 2**4
+
+
+def depth_to_rgb(
+    depth: np.ndarray,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    colormap: int | None = None,
+    invalid_color: Sequence[int] = (0, 0, 0),
+    invalid_below: float | None = 0.0,
+) -> np.ndarray:
+    """Depth (H, W) to uint8 RGB: near = bright (grey) or a cv2 colormap (e.g. cv2.COLORMAP_JET).
+
+    Invalid pixels (non-finite, and <= ``invalid_below``: the -1 of Jacquard stereo, Cornell's
+    0) get ``invalid_color``; pass ``invalid_below=None`` for depth that may be negative (e.g.
+    the network's mean-subtracted input). The range defaults to the 1st-99th percentile of the
+    valid pixels, so a few outliers do not flatten the picture.
+    """
+    d = np.asarray(depth, dtype=np.float64)
+    if d.ndim == 3 and d.shape[-1] == 1:
+        d = d[..., 0]
+    if d.ndim != 2:
+        raise ValueError(f"depth_to_rgb: expected a 2-D depth image, got shape {d.shape}")
+    valid = np.isfinite(d)
+    if invalid_below is not None:
+        valid &= d > invalid_below
+    if valid.any():
+        lo, hi = np.percentile(d[valid], [1, 99])
+    else:
+        lo, hi = 0.0, 1.0
+    lo = lo if vmin is None else vmin
+    hi = hi if vmax is None else vmax
+    t = np.clip((hi - np.where(valid, d, hi)) / max(hi - lo, 1e-9), 0, 1)
+    grey = (t * 255 + 0.5).astype(np.uint8)
+    if colormap is None:
+        out = np.repeat(grey[..., None], 3, axis=2)
+    else:
+        out = cv2.cvtColor(cv2.applyColorMap(grey, colormap), cv2.COLOR_BGR2RGB)
+    out[~valid] = invalid_color
+    return out
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got dtype {img.dtype} (use depth_to_rgb first)")
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    if img.ndim != 3 or img.shape[-1] != 3:
+        raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {img.shape}")
+    return np.ascontiguousarray(img).copy()
+
+
+def _fixed(points_rc: np.ndarray) -> np.ndarray:
+    """(row, col) float points -> cv2 (x, y) int32 with _SHIFT fractional bits."""
+    return np.round(points_rc[..., ::-1] * (1 << _SHIFT)).astype(np.int32)
+
+
+def draw_grasp_rectangles(
+    image: np.ndarray,
+    rects: GraspRectangles | np.ndarray,
+    color: Sequence[int] = OPENING_COLOR,
+    thickness: int = 1,
+    jaw_color: Sequence[int] | None = JAW_COLOR,
+    center_color: Sequence[int] | None = None,
+) -> np.ndarray:
+    """A copy of ``image`` (uint8 RGB or grey) with grasp rectangles drawn on it.
+
+    ``rects``: :class:`GraspRectangles` or an (N, 4, 2) (row, col) corner array. The opening
+    edges (p0 -> p1, p2 -> p3) are drawn in ``color`` and the jaw edges (p1 -> p2, p3 -> p0)
+    in ``jaw_color`` (``None``: same as ``color``); ``center_color`` adds a dot at each centre.
+    Anti-aliased, sub-pixel accurate lines.
+    """
+    out = _as_rgb(image)
+    pts = (
+        rects.points if isinstance(rects, GraspRectangles) else np.asarray(rects, dtype=np.float64)
+    )
+    pts = pts.reshape(-1, 4, 2)
+    if len(pts) == 0:
+        return out
+    jaw = tuple(int(v) for v in (jaw_color if jaw_color is not None else color))
+    col = tuple(int(v) for v in color)
+    fp = _fixed(pts)
+    for p in fp:
+        cv2.line(out, tuple(p[0]), tuple(p[1]), col, thickness, cv2.LINE_AA, _SHIFT)
+        cv2.line(out, tuple(p[2]), tuple(p[3]), col, thickness, cv2.LINE_AA, _SHIFT)
+    # Jaws last so they stay visible where edges meet.
+    for p in fp:
+        cv2.line(out, tuple(p[1]), tuple(p[2]), jaw, thickness + 1, cv2.LINE_AA, _SHIFT)
+        cv2.line(out, tuple(p[3]), tuple(p[0]), jaw, thickness + 1, cv2.LINE_AA, _SHIFT)
+    if center_color is not None:
+        cc = tuple(int(v) for v in center_color)
+        for c in _fixed(pts.mean(axis=1)):
+            cv2.circle(out, tuple(c), (thickness + 1) << _SHIFT, cc, -1, cv2.LINE_AA, _SHIFT)
+    return out
+
+
+def draw_grasps(
+    image: np.ndarray,
+    grasps: Sequence[Grasp],
+    color: Sequence[int] = OPENING_COLOR,
+    thickness: int = 1,
+    jaw_color: Sequence[int] | None = JAW_COLOR,
+    center_color: Sequence[int] | None = CENTER_COLOR,
+) -> np.ndarray:
+    """Like :func:`draw_grasp_rectangles` for a list of :class:`Grasp` (e.g. detections)."""
+    rects = GraspRectangles([g.as_gr for g in grasps])
+    return draw_grasp_rectangles(image, rects, color, thickness, jaw_color, center_color)
+
+
+def image_grid(
+    images: Sequence[np.ndarray], ncols: int, pad: int = 4, pad_value: int = 255
+) -> np.ndarray:
+    """Tile uint8 images (grey or RGB, any sizes) row by row into one RGB image.
+
+    Each cell is as large as the largest image; smaller ones are centred. Missing cells of the
+    last row stay ``pad_value``.
+    """
+    if not images:
+        raise ValueError("image_grid: no images")
+    if ncols < 1:
+        raise ValueError(f"image_grid: ncols must be >= 1, got {ncols}")
+    imgs = [_as_rgb(im) for im in images]
+    ch = max(im.shape[0] for im in imgs)
+    cw = max(im.shape[1] for im in imgs)
+    ncols = min(ncols, len(imgs))
+    nrows = -(-len(imgs) // ncols)
+    grid = np.full(
+        (nrows * ch + (nrows + 1) * pad, ncols * cw + (ncols + 1) * pad, 3), pad_value, np.uint8
+    )
+    for i, im in enumerate(imgs):
+        r, c = divmod(i, ncols)
+        y = pad + r * (ch + pad) + (ch - im.shape[0]) // 2
+        x = pad + c * (cw + pad) + (cw - im.shape[1]) // 2
+        grid[y : y + im.shape[0], x : x + im.shape[1]] = im
+    return grid
+
+
+def save_png(path: str | Path, image: np.ndarray, compression: int = 9) -> Path:
+    """Write a uint8 grey or RGB image as PNG (parent folders are created); returns the path."""
+    path = Path(path)
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        raise ValueError(f"save_png: expected uint8, got {img.dtype}")
+    if img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), img, [cv2.IMWRITE_PNG_COMPRESSION, int(compression)]):
+        raise OSError(f"{path}: cannot write PNG")
+    return path
