@@ -49,7 +49,11 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         choices=("cornell", "jacquard", "synthetic"),
         help="dataset format; 'synthetic' generates the built-in dataset on first use",
     )
-    g.add_argument("--dataset-path", default=None, help="dataset root (optional for synthetic)")
+    g.add_argument(
+        "--dataset-path",
+        default=None,
+        help="dataset root; for synthetic, where to generate it (default data/synthetic/...)",
+    )
     g.add_argument("--use-depth", type=str2bool, default=True, help="use depth input (1/0)")
     g.add_argument("--use-rgb", type=str2bool, default=False, help="use RGB input (1/0)")
     g.add_argument("--input-size", type=positive_int, default=224, help="square input, pixels")
@@ -178,7 +182,8 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
         parser.error(f"--fold must be in [0, {args.folds}), got {args.fold}")
     if args.dataset in ("cornell", "jacquard") and not args.dataset_path:
         parser.error(f"--dataset {args.dataset} needs --dataset-path")
-    if args.dataset_path and not Path(args.dataset_path).is_dir():
+    # For synthetic data the path is where the set is generated, so it may not exist yet.
+    if args.dataset != "synthetic" and args.dataset_path and not Path(args.dataset_path).is_dir():
         parser.error(f"--dataset-path {args.dataset_path}: no such folder")
 
 

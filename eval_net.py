@@ -1,0 +1,342 @@
+"""Evaluate a trained checkpoint with the rectangle metric, or run it on unlabelled depth images.
+
+    python eval_net.py --network runs/<run>/best.pt                    # its own test part
+    python eval_net.py --network best.pt --dataset jacquard --dataset-path <path> \
+        --iou-eval --jacquard-output --vis
+    python eval_net.py --network best.pt --images <folder of depth .tiff>  # no labels
+
+The network is rebuilt from the arguments stored in the checkpoint; data flags not given on
+the command line default to the ones the checkpoint was trained with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from utils import cli
+from utils.checkpoint import load_model
+from utils.distributed import cleanup, init_distributed
+from utils.evaluation import ImageResult
+from utils.grasp import WIDTH_SCALE, GraspRectangles
+from utils.post_process import detect_grasps, post_process_output
+from utils.training import evaluate, predict_maps, resolve_precision
+
+# Data flags whose default comes from the checkpoint (None on the command line = not given).
+INHERITED = (
+    "dataset",
+    "dataset_path",
+    "use_depth",
+    "use_rgb",
+    "input_size",
+    "depth_type",
+    "split",
+    "split_by",
+    "val_split",
+    "ds_rotate",
+    "folds",
+    "fold",
+    "split_seed",
+    "cornell_crop",
+    "synthetic_scenes",
+)
+# Used when neither the command line nor the checkpoint gives a value (old checkpoints).
+FALLBACKS = {
+    "dataset": "synthetic",
+    "use_depth": True,
+    "use_rgb": False,
+    "input_size": 224,
+    "depth_type": "perfect",
+    "split": 0.9,
+    "split_by": "object",
+    "val_split": 0.1,
+    "ds_rotate": 0.0,
+    "fold": 0,
+    "split_seed": 0,
+    "cornell_crop": "center",
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--network", required=True, help="checkpoint file (.pt) written by training")
+    cli.add_data_args(p)
+    p.set_defaults(**{k: None for k in INHERITED})
+    g = p.add_argument_group("evaluation")
+    g.add_argument(
+        "--part",
+        default=None,
+        choices=("test", "val", "train", "all"),
+        help="which part to score (default: 'test' on the training dataset, else 'all')",
+    )
+    g.add_argument(
+        "--iou-eval",
+        action="store_true",
+        help="score with the rectangle metric (always on when labels exist; kept for GG-CNN)",
+    )
+    g.add_argument("--n-grasps", type=cli.positive_int, default=1, help="top grasps per image")
+    g.add_argument("--iou-threshold", type=float, default=0.25)
+    g.add_argument("--batch-size", type=cli.positive_int, default=8)
+    g.add_argument(
+        "--jacquard-output",
+        action="store_true",
+        help="write grasps per image in Jacquard's x;y;theta;w;h format, source frame",
+    )
+    g.add_argument("--vis", action="store_true", help="write PNGs of grasps and maps")
+    g.add_argument("--max-vis", type=int, default=16, help="at most this many --vis images")
+    g.add_argument("--results-json", default=None, help="write summary + per-image results")
+    g.add_argument("--outdir", default=None, help="output folder (default: beside checkpoint)")
+    g.add_argument(
+        "--images",
+        nargs="+",
+        default=None,
+        help="unlabelled depth images (.tiff) or folders of them: inference only",
+    )
+    cli.add_runtime_args(p)
+    args = p.parse_args(argv)
+    if not Path(args.network).is_file():
+        p.error(f"--network {args.network}: checkpoint file not found")
+    return args
+
+
+def resolve_data_args(args: argparse.Namespace, trained: dict) -> argparse.Namespace:
+    """Fill data flags that were not given from the training arguments stored in the checkpoint."""
+    same_data = args.dataset in (None, trained.get("dataset")) and (
+        args.dataset_path is None or args.dataset_path == trained.get("dataset_path")
+    )
+    for k in INHERITED:
+        if getattr(args, k) is None:
+            # The training run's data flags; a different dataset is scored whole (--part all).
+            setattr(args, k, None if (k == "dataset_path" and not same_data) else trained.get(k))
+    for k, v in FALLBACKS.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    if args.part is None:
+        args.part = "test" if same_data else "all"
+    return args
+
+
+def write_jacquard_output(
+    folder: Path, dataset, index: int, grasps: list, source_matrix: np.ndarray
+) -> Path:
+    """Grasps (output frame) -> ``<folder>/<sample id>_grasps.txt`` in the source frame."""
+    rects = GraspRectangles([g.as_gr for g in grasps]).affine(source_matrix)
+    path = folder / f"{dataset.sample_id(index)}_grasps.txt"
+    rects.save_jacquard(path)
+    return path
+
+
+def vis_image(
+    depth: np.ndarray, rgb: np.ndarray | None, gt, result: ImageResult, maps: tuple
+) -> np.ndarray:
+    """One row: depth (and RGB) with predicted (green/red) and ground-truth (blue) grasps,
+    then the quality, angle and opening maps."""
+    from utils.visualisation import depth_to_rgb, draw_grasp_rectangles, image_grid
+
+    q, ang, wid = maps
+    panels = []
+    for base in [depth_to_rgb(depth)] + ([rgb] if rgb is not None else []):
+        img = base.copy()
+        if gt is not None and len(gt):
+            img = draw_grasp_rectangles(img, GraspRectangles(gt), color=(60, 120, 255))
+        img = draw_grasp_rectangles(
+            img, GraspRectangles([g.as_gr for g in result.grasps]), color=(0, 220, 0)
+        )
+        panels.append(img)
+
+    def gray(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
+        g = (np.clip((a - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+        return np.repeat(g[..., None], 3, axis=-1)
+
+    panels += [gray(q, 0, 1), gray(ang, -math.pi / 2, math.pi / 2), gray(wid, 0, WIDTH_SCALE)]
+    return image_grid(panels, len(panels))
+
+
+def print_table(rows: list[tuple[str, str]]) -> None:
+    print("| " + " | ".join(k for k, _ in rows) + " |")
+    print("|" + "|".join("---" for _ in rows) + "|")
+    print("| " + " | ".join(v for _, v in rows) + " |")
+
+
+def evaluate_dataset(args: argparse.Namespace, model, ckpt: dict, dist, precision) -> dict:
+    args = resolve_data_args(args, ckpt.get("args", {}))
+    channels = cli.input_channels(args)
+    if channels != model.input_channels:
+        raise ValueError(
+            f"--use-depth {int(args.use_depth)} --use-rgb {int(args.use_rgb)} gives {channels} "
+            f"input channels, but the checkpoint's network takes {model.input_channels}"
+        )
+    dataset = cli.dataset_from_args(args, augment=False)
+    if args.part == "all":
+        indices = list(range(len(dataset)))
+    else:
+        indices = cli.split_from_args(args, dataset)[args.part]
+    if not indices:
+        raise ValueError(f"--part {args.part}: no images in that part of the dataset")
+    loader = cli.make_loader(
+        dataset,
+        indices,
+        args.batch_size,
+        shuffle=False,
+        num_workers=args.num_workers,
+        seed=0,
+        rank=dist.rank,
+        world_size=dist.world_size,
+    )
+    outdir = Path(args.outdir) if args.outdir else Path(args.network).resolve().parent / "eval"
+    jo_dir, vis_dir = outdir / "jacquard_output", outdir / "vis"
+    if args.jacquard_output:
+        jo_dir.mkdir(parents=True, exist_ok=True)
+    if args.vis:
+        vis_dir.mkdir(parents=True, exist_ok=True)
+    n_vis = [0]
+
+    def on_batch(batch, raw, maps, results):
+        for i, res in enumerate(results):
+            idx = int(batch["index"][i])
+            if args.jacquard_output:
+                write_jacquard_output(
+                    jo_dir, dataset, idx, res.grasps, dataset.output_to_source_matrix(idx)
+                )
+            if args.vis and n_vis[0] < args.max_vis:
+                from utils.visualisation import save_png
+
+                depth = dataset.get_depth(idx) if args.use_depth else batch["x"][i, 0].numpy()
+                rgb = dataset.get_rgb(idx) if args.use_rgb else None
+                row = vis_image(depth, rgb, batch["gt"][i], res, tuple(m[i] for m in maps))
+                save_png(vis_dir / f"{dataset.sample_id(idx)}.png", row)
+                n_vis[0] += 1
+
+    out = evaluate(
+        model,
+        loader,
+        device=dist.device,
+        precision=precision,
+        n_grasps=args.n_grasps,
+        iou_threshold=args.iou_threshold,
+        sample_id=dataset.sample_id,
+        on_batch=on_batch,
+        desc="eval",
+    )
+    summary = {
+        "checkpoint": str(args.network),
+        "dataset": args.dataset,
+        "part": args.part,
+        **out.results.summary(),
+        "network_ms_per_image": out.network_ms,
+        "post_ms_per_image": out.post_ms,
+    }
+    if dist.is_main:
+        print(
+            f"{ckpt['network']['name']} on {args.dataset} ({args.part} part, "
+            f"{args.input_size}px, {dist.device}, {precision.describe()})"
+        )
+        print_table(
+            [
+                ("images", str(len(out.results))),
+                ("success rate", f"{out.results.success_rate:.1%}"),
+                ("mean best IoU", f"{out.results.mean_best_iou:.3f}"),
+                ("network ms/image", f"{out.network_ms:.1f}"),
+                ("post-processing ms/image", f"{out.post_ms:.1f}"),
+            ]
+        )
+        if args.jacquard_output:
+            print(f"Jacquard-format grasps: {jo_dir}")
+        if args.vis:
+            print(f"pictures: {vis_dir}")
+        if args.results_json:
+            Path(args.results_json).write_text(
+                json.dumps({"summary": summary, **out.results.to_dict()}, indent=1) + "\n"
+            )
+    return summary
+
+
+def prepare_depth_input(path: Path, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An unlabelled depth image as network input: (1 x S x S input, output->source matrix,
+    the inpainted S x S depth in metres). The largest centred square is resized to S pixels."""
+    from utils.image import (
+        compose_affine,
+        crop_transform,
+        inpaint_depth,
+        invert_affine,
+        load_depth,
+        normalise_depth,
+        resize_image,
+        resize_transform,
+        warp_image,
+    )
+
+    depth = inpaint_depth(load_depth(path))
+    rows, cols = depth.shape
+    # Shrink with area averaging first (a plain warp aliases), then crop the centre square.
+    f = size / min(rows, cols)
+    shape = (max(size, round(rows * f)), max(size, round(cols * f)))
+    small = resize_image(depth, shape)
+    crop = crop_transform(((shape[0] - 1) / 2, (shape[1] - 1) / 2), size, size)
+    out = warp_image(small, crop, size)
+    to_source = invert_affine(compose_affine(crop, resize_transform(depth.shape, shape)))
+    return normalise_depth(out)[None], to_source, out
+
+
+def infer_images(args: argparse.Namespace, model, ckpt: dict, dist, precision) -> list[Path]:
+    """Top grasps for unlabelled depth images: ``<name>_grasps.txt`` (source frame) each."""
+    trained = ckpt.get("args", {})
+    size = args.input_size or trained.get("input_size", 224)
+    if model.input_channels != 1:
+        raise ValueError("--images runs depth-only networks; this checkpoint needs RGB too")
+    files: list[Path] = []
+    for item in args.images:
+        p = Path(item)
+        if p.is_dir():
+            files += sorted(p.glob("*.tif*"))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ValueError(f"--images {item}: no such file or folder")
+    if not files:
+        raise ValueError(f"--images {' '.join(args.images)}: no .tiff depth images found")
+    outdir = Path(args.outdir) if args.outdir else Path(args.network).resolve().parent / "infer"
+    outdir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for f in files:
+        x, to_source, depth_out = prepare_depth_input(f, size)
+        raw = predict_maps(model, torch.from_numpy(x)[None], precision, dist.device)[0]
+        q, ang, wid = post_process_output(raw[0], raw[1], raw[2], raw[3])
+        grasps = detect_grasps(q, ang, wid, n_grasps=args.n_grasps)
+        rects = GraspRectangles([g.as_gr for g in grasps]).affine(to_source)
+        out = outdir / f"{f.stem}_grasps.txt"
+        rects.save_jacquard(out)
+        written.append(out)
+        if args.vis:
+            from utils.visualisation import save_png
+
+            res = ImageResult(success=False, best_iou=0.0, grasps=grasps)
+            save_png(outdir / f"{f.stem}.png", vis_image(depth_out, None, None, res, (q, ang, wid)))
+        print(f"{f}: {len(grasps)} grasp(s) -> {out}")
+    return written
+
+
+def main(args: argparse.Namespace):
+    dist = init_distributed(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    precision = resolve_precision(args.amp, args.channels_last, dist.device)
+    model, ckpt = load_model(args.network)
+    model = model.to(dist.device).eval()
+    if precision.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    try:
+        if args.images:
+            return infer_images(args, model, ckpt, dist, precision)
+        return evaluate_dataset(args, model, ckpt, dist, precision)
+    finally:
+        cleanup()
+
+
+if __name__ == "__main__":
+    cli.run_main(main, parse_args)

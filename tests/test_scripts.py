@@ -1,0 +1,201 @@
+"""End-to-end runs of train_net.py and eval_net.py on a tiny synthetic set (and torchrun)."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import eval_net
+import train_net
+from utils.checkpoint import load_checkpoint
+from utils.grasp import GraspRectangles
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "--dataset", "synthetic", "--synthetic-scenes", "20", "--input-size", "64",
+    "--num-workers", "0", "--batch-size", "4", "--split", "0.8", "--val-split", "0.25",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("scripts")
+
+
+def tiny_args(workdir: Path, *extra: str) -> list[str]:
+    return [
+        *TINY,
+        "--dataset-path", str(workdir / "synthetic"),
+        "--cache-dir", str(workdir / "cache"),
+        "--outdir", str(workdir / "runs"),
+        *extra,
+    ]  # fmt: skip
+
+
+def epoch_losses(text: str) -> dict[int, float]:
+    return {
+        int(e): float(v) for e, v in re.findall(r"epoch (\d+)/\d+ \| train_loss ([\d.e-]+)", text)
+    }
+
+
+@pytest.fixture(scope="module")
+def trained_run(workdir) -> tuple[Path, str]:
+    """A 3-epoch GG-CNN run; returns its folder and what it printed."""
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        args = train_net.parse_args(
+            tiny_args(workdir, "--network", "ggcnn", "--epochs", "3", "--lr", "3e-3",
+                      "--description", "tiny", "--vis")
+        )  # fmt: skip
+        train_net.main(args)
+    (run,) = (workdir / "runs").glob("*_tiny")
+    return run, buf.getvalue()
+
+
+def test_training_writes_run_folder_and_lowers_loss(trained_run):
+    run, out = trained_run
+    for name in ("args.json", "last.pt", "best.pt", "test_results.json", "test_examples.png"):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    args = json.loads((run / "args.json").read_text())
+    assert args["network"] == "ggcnn" and args["input_size"] == 64
+    ckpt = load_checkpoint(run / "last.pt")
+    assert {"model", "optimizer", "scheduler", "epoch", "args", "metrics", "network"} <= set(ckpt)
+    assert ckpt["epoch"] == 3 and ckpt["network"]["name"] == "ggcnn"
+    losses = epoch_losses(out)
+    assert sorted(losses) == [1, 2, 3]
+    assert losses[3] < losses[1]
+    summary = json.loads((run / "test_results.json").read_text())["summary"]
+    assert summary["test_images"] > 0 and 0.0 <= summary["test_success"] <= 1.0
+
+
+def test_resume_continues_at_saved_epoch(trained_run, workdir, capsys):
+    run, _ = trained_run
+    args = train_net.parse_args(
+        tiny_args(workdir, "--network", "ggcnn", "--epochs", "4", "--resume", str(run / "last.pt"))
+    )
+    train_net.main(args)
+    out = capsys.readouterr().out
+    assert "resuming at epoch 4" in out
+    assert sorted(epoch_losses(out)) == [4]
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["epoch"] == 4 and ckpt["global_step"] > 0
+    assert (run / "args_resume.json").is_file()
+
+
+def test_eval_net_table_and_jacquard_output(trained_run, workdir, capsys):
+    run, _ = trained_run
+    out_dir = workdir / "eval"
+    args = eval_net.parse_args(
+        [
+            "--network", str(run / "best.pt"), "--iou-eval", "--jacquard-output", "--vis",
+            "--batch-size", "3", "--outdir", str(out_dir), "--num-workers", "0",
+            "--cache-dir", str(workdir / "cache"), "--n-grasps", "2",
+            "--results-json", str(out_dir / "results.json"),
+        ]
+    )  # fmt: skip
+    summary = eval_net.main(args)
+    printed = capsys.readouterr().out
+    assert "| images | success rate | mean best IoU | network ms/image |" in printed
+    assert summary["part"] == "test" and summary["images"] > 0
+    files = sorted((out_dir / "jacquard_output").glob("*_grasps.txt"))
+    assert len(files) == summary["images"]
+    for f in files:
+        rects = GraspRectangles.load_from_jacquard_file(f)  # reads back
+        assert len(rects) <= 2
+    assert list((out_dir / "vis").glob("*.png"))
+    per_image = json.loads((out_dir / "results.json").read_text())["per_image"]
+    assert len(per_image["ids"]) == summary["images"]
+
+
+def test_eval_net_on_unlabelled_depth_images(trained_run, shared_data, workdir):
+    run, _ = trained_run
+    out_dir = workdir / "infer"
+    folder = shared_data / "cornell_samples" / "01"
+    args = eval_net.parse_args(
+        ["--network", str(run / "best.pt"), "--images", str(folder), "--outdir", str(out_dir),
+         "--n-grasps", "3", "--vis"]
+    )  # fmt: skip
+    written = eval_net.main(args)
+    assert len(written) == len(list(folder.glob("*d.tiff")))
+    for path in written:
+        rects = GraspRectangles.load_from_jacquard_file(path)
+        # Grasps are written in the source frame (480 x 640).
+        assert ((rects.centers >= 0) & (rects.centers < [480, 640])).all()
+
+
+def run_script(*argv: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train_net.py", "--dataset", "jacquard"], "--dataset jacquard needs --dataset-path"),
+        (
+            ["train_net.py", "--dataset", "jacquard", "--dataset-path", "/no/such/dir"],
+            "/no/such/dir: no such folder",
+        ),
+        (["train_net.py", "--use-depth", "0"], "at least one input"),
+        (["eval_net.py", "--network", "/no/such.pt"], "/no/such.pt: checkpoint file not found"),
+    ],
+)
+def test_bad_flags_give_one_line_errors(argv, message):
+    res = run_script(*argv, timeout=120)
+    assert res.returncode == 2
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_bad_checkpoint_and_empty_dataset_are_one_line_errors(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"junk")
+    res = run_script("eval_net.py", "--network", str(bad), timeout=120)
+    assert res.returncode == 2 and "bad.pt: not a readable checkpoint" in res.stderr
+    assert "Traceback" not in res.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = run_script("train_net.py", "--dataset", "jacquard", "--dataset-path", str(empty))
+    assert res.returncode == 2 and str(empty) in res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_processes_on_cpu(workdir):
+    res = run_script(
+        "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+        "train_net.py", *tiny_args(workdir, "--network", "pspnet", "--output-stride", "32",
+                                   "--epochs", "2", "--batch-size", "2", "--description", "ddp"),
+        timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "cpu x2" in res.stdout
+    # Rank 0 alone prints and saves: one summary line per epoch.
+    assert len(re.findall(r"^epoch 1/2", res.stdout, flags=re.M)) == 1
+    (run,) = (workdir / "runs").glob("*_ddp")
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["epoch"] == 2 and not any(k.startswith("module.") for k in ckpt["model"])
+    summary = json.loads((run / "test_results.json").read_text())["summary"]
+    args = json.loads((run / "args.json").read_text())
+    assert args["_world_size"] == 2
+    # Every test image is scored exactly once across the two ranks.
+    assert summary["test_images"] == len(json.loads((run / "test_results.json").read_text())[
+        "per_image"]["ids"])  # fmt: skip
+    ids = json.loads((run / "test_results.json").read_text())["per_image"]["ids"]
+    assert len(ids) == len(set(ids))
