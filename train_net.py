@@ -142,6 +142,7 @@ def main(args: argparse.Namespace) -> dict:
             epoch=int(resume_ckpt["epoch"]) + 1,
             global_step=int(resume_ckpt.get("global_step", 0)),
             best_success=float(resume_ckpt.get("best_success", -1.0)),
+            best_iou=float(resume_ckpt.get("best_iou", -1.0)),
         )
 
     net = unwrap(model)

@@ -366,11 +366,13 @@ def example_panels(examples: list[dict[str, np.ndarray]], width_scale: float) ->
 # --- the epoch loop ----------------------------------------------------------------------------
 @dataclass
 class FitState:
-    """Where a run stands: the next epoch, the optimiser step count and the best validation score."""
+    """Where a run stands: the next epoch, the optimiser step count and the best validation
+    score (success rate, then mean best IoU to break ties: small validation sets tie often)."""
 
     epoch: int = 1
     global_step: int = 0
     best_success: float = -1.0
+    best_iou: float = -1.0
 
 
 def fit(
@@ -397,7 +399,7 @@ def fit(
     """Train from ``state.epoch`` to ``epochs`` (inclusive, 1-based), validating every epoch.
 
     Rank 0 writes ``run_dir/last.pt`` after every epoch and ``run_dir/best.pt`` whenever the
-    validation success rate improves (the validation part, never the test part, picks it).
+    validation success rate improves (or ties with a higher mean best IoU) (the validation part, never the test part, picks it).
     ``eval_model`` returns the network to validate (e.g. an EMA copy); default ``model``.
     Returns the last epoch's metrics.
     """
@@ -437,9 +439,10 @@ def fit(
             metrics["val_success"] = val.results.success_rate
             metrics["val_iou"] = val.results.mean_best_iou
             metrics.update({f"val_{k}": v for k, v in val.losses.items()})
-            improved = val.results.success_rate > state.best_success
+            score = (val.results.success_rate, val.results.mean_best_iou)
+            improved = score > (state.best_success, state.best_iou)
             if improved:
-                state.best_success = val.results.success_rate
+                state.best_success, state.best_iou = score
             logger.images("val/maps", example_panels(val.examples, width_scale), epoch)
         metrics["lr"] = optimizer.param_groups[0]["lr"]
         logger.scalars(metrics, epoch, "epoch/")
@@ -456,6 +459,7 @@ def fit(
                 extra={
                     "global_step": state.global_step,
                     "best_success": state.best_success,
+                    "best_iou": state.best_iou,
                     **({"step": step.state_dict()} if hasattr(step, "state_dict") else {}),
                 },
             )
