@@ -43,6 +43,7 @@ INHERITED = (
     "fold",
     "split_seed",
     "cornell_crop",
+    "object_map",
     "synthetic_scenes",
 )
 # Used when neither the command line nor the checkpoint gives a value (old checkpoints).
@@ -136,7 +137,7 @@ def vis_image(
 ) -> np.ndarray:
     """One row: depth (and RGB) with predicted (green/red) and ground-truth (blue) grasps,
     then the quality, angle and opening maps."""
-    from utils.visualisation import depth_to_rgb, draw_grasp_rectangles, image_grid
+    from utils.visualisation import depth_to_rgb, draw_grasp_rectangles, gray_map, image_grid
 
     q, ang, wid = maps
     panels = []
@@ -149,11 +150,11 @@ def vis_image(
         )
         panels.append(img)
 
-    def gray(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
-        g = (np.clip((a - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
-        return np.repeat(g[..., None], 3, axis=-1)
-
-    panels += [gray(q, 0, 1), gray(ang, -math.pi / 2, math.pi / 2), gray(wid, 0, WIDTH_SCALE)]
+    panels += [
+        gray_map(q, 0, 1),
+        gray_map(ang, -math.pi / 2, math.pi / 2),
+        gray_map(wid, 0, WIDTH_SCALE),
+    ]
     return image_grid(panels, len(panels))
 
 
@@ -271,7 +272,10 @@ def prepare_depth_input(path: Path, size: int) -> tuple[np.ndarray, np.ndarray, 
         warp_image,
     )
 
-    depth = inpaint_depth(load_depth(path))
+    try:
+        depth = inpaint_depth(load_depth(path))
+    except ValueError as e:
+        raise ValueError(str(e) if str(path) in str(e) else f"{path}: {e}") from None
     rows, cols = depth.shape
     # Shrink with area averaging first (a plain warp aliases), then crop the centre square.
     f = size / min(rows, cols)
@@ -285,6 +289,8 @@ def prepare_depth_input(path: Path, size: int) -> tuple[np.ndarray, np.ndarray, 
 
 def infer_images(args: argparse.Namespace, model, ckpt: dict, dist, precision) -> list[Path]:
     """Top grasps for unlabelled depth images: ``<name>_grasps.txt`` (source frame) each."""
+    if not dist.is_main:  # one process writes the files
+        return []
     trained = ckpt.get("args", {})
     size = args.input_size or trained.get("input_size", 224)
     if model.input_channels != 1:

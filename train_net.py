@@ -36,6 +36,14 @@ from utils.training import (
     resolve_precision,
 )
 
+#: Flags that define the data and its split: a resumed run must keep them, or test images
+#: could leak into training.
+SPLIT_FLAGS = (
+    "dataset", "dataset_path", "use_depth", "use_rgb", "input_size", "depth_type", "split",
+    "split_by", "val_split", "ds_rotate", "folds", "fold", "split_seed", "cornell_crop",
+    "object_map", "synthetic_scenes",
+)  # fmt: skip
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -45,6 +53,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     cli.add_runtime_args(p)
     cli.add_output_args(p)
     args = p.parse_args(argv)
+    if args.resume:
+        # A resumed run continues with the arguments it was started with; flags given now
+        # override them (e.g. more --epochs), except the ones that define the data split.
+        stored = load_checkpoint(args.resume).get("args", {})
+        p.set_defaults(**{k: v for k, v in stored.items() if hasattr(args, k)})
+        args = p.parse_args(argv)
+        for k in SPLIT_FLAGS:
+            if k in stored and getattr(args, k) != stored[k]:
+                flag = "--" + k.replace("_", "-")
+                p.error(f"{flag} {getattr(args, k)} differs from the resumed run's {stored[k]}: "
+                        "a resumed run keeps its data and split")  # fmt: skip
     cli.check_args(args, p)
     return args
 
@@ -55,13 +74,18 @@ def make_run_dir(args: argparse.Namespace, dist: DistInfo) -> Path:
         return Path(args.resume).resolve().parent
     stamp = datetime.now().strftime("%y%m%d_%H%M%S")
     name = f"{stamp}_{args.description}" if args.description else stamp
-    if dist.distributed:
-        names = [name]
-        torch.distributed.broadcast_object_list(names, src=0)
-        name = names[0]
     run_dir = Path(args.outdir) / name
     if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        # Two runs started in the same second must not share a folder.
+        base, n = run_dir, 1
+        while run_dir.exists():
+            n += 1
+            run_dir = base.with_name(f"{base.name}_{n}")
+        run_dir.mkdir(parents=True)
+    if dist.distributed:
+        names = [str(run_dir)]
+        torch.distributed.broadcast_object_list(names, src=0)
+        run_dir = Path(names[0])
     barrier()
     return run_dir
 

@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from utils.data.synthetic import generate_scene  # noqa: E402
 from utils.grasp import GraspRectangles  # noqa: E402
+from utils.image import resize_transform  # noqa: E402
 from utils.visualisation import (  # noqa: E402
     depth_to_rgb,
     draw_grasp_rectangles,
@@ -98,10 +99,10 @@ def jacquard_picture(root: Path, per_image: int = 14, size: int = 384) -> np.nda
         rgb = cv2.cvtColor(cv2.imread(f"{stem}_RGB.png"), cv2.COLOR_BGR2RGB)
         depth = cv2.imread(f"{stem}_perfect_depth.tiff", cv2.IMREAD_UNCHANGED)
         frame = rgb.shape[0]
-        scale = size / frame
         rects = GraspRectangles.load_from_jacquard_file(f)
-        # Pixel-centre exact resize: p' = (p + 0.5) * scale - 0.5.
-        rects = subsample(rects, per_image, rng).scale(scale).offset((0.5 * scale - 0.5,) * 2)
+        rects = subsample(rects, per_image, rng).affine(
+            resize_transform((frame, frame), (size, size))
+        )
         small_rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
         small_depth = cv2.resize(depth, (size, size), interpolation=cv2.INTER_AREA)
         tiles.append(draw_grasp_rectangles(small_rgb, rects))

@@ -9,7 +9,8 @@ Each model is trained with ``train_net.py``'s defaults (plus the model's flags i
 instead of training again. The synthetic column is ``best.pt`` (picked on the validation part)
 on the object-wise test part; the real column runs the same checkpoint on all views of
 ``../shared/data/jacquard_samples`` (never seen in training). ms/image is the network's
-forward time per image on this machine's CPU at batch size 8 (post-processing excluded).
+forward time per image at batch size 8 with eval_net's defaults (--device auto, --amp auto:
+bf16 on CPUs with bf16 units), post-processing excluded.
 """
 
 from __future__ import annotations
@@ -84,8 +85,11 @@ def baseline(dataset, indices: list[int]) -> EvaluationResults:
     return results
 
 
-def baseline_rows(input_size: int, jacquard: Path | None) -> tuple[float, float | None]:
-    args = train_net.parse_args(["--input-size", str(input_size)])
+def baseline_rows(
+    input_size: int, jacquard: Path | None, train_args: list[str]
+) -> tuple[float, float | None]:
+    """The baseline on the same synthetic test part as the networks, and on the real views."""
+    args = train_net.parse_args(["--input-size", str(input_size), *train_args])
     synthetic = cli.dataset_from_args(args, augment=False)
     test = cli.split_from_args(args, synthetic)["test"]
     syn = baseline(synthetic, test).success_rate
@@ -139,7 +143,7 @@ def main() -> None:
             }
         )
     input_size = rows[0]["input_size"] if rows else 224
-    syn_base, real_base = baseline_rows(input_size, jacquard)
+    syn_base, real_base = baseline_rows(input_size, jacquard, args.train_args)
 
     def pct(v: float | None) -> str:
         return "–" if v is None else f"{v:.1%}"

@@ -157,7 +157,7 @@ class PSPNet(GraspNet):
         self,
         input_channels: int = 1,
         backbone: str = "resnet18",
-        output_stride: int = 8,
+        output_stride: int = 16,
         pooling: str = "ppm",
         aux_weight: float = 0.4,
         pretrained_backbone: str | None = None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = [
     "--dataset", "synthetic", "--synthetic-scenes", "20", "--input-size", "64",
     "--num-workers", "0", "--batch-size", "4", "--split", "0.8", "--val-split", "0.25",
+    # fp32 everywhere: --amp auto would pick bf16 only on CPUs with bf16 units.
+    "--amp", "off", "--channels-last", "off",
 ]  # fmt: skip
 
 
@@ -78,11 +79,11 @@ def test_training_writes_run_folder_and_lowers_loss(trained_run):
     assert summary["test_images"] > 0 and 0.0 <= summary["test_success"] <= 1.0
 
 
-def test_resume_continues_at_saved_epoch(trained_run, workdir, capsys):
+def test_resume_continues_at_saved_epoch(trained_run, capsys):
     run, _ = trained_run
-    args = train_net.parse_args(
-        tiny_args(workdir, "--network", "ggcnn", "--epochs", "4", "--resume", str(run / "last.pt"))
-    )
+    # Only --resume and a new epoch count: the network, data and split come from the run.
+    args = train_net.parse_args(["--resume", str(run / "last.pt"), "--epochs", "4"])
+    assert args.network == "ggcnn" and args.input_size == 64 and args.lr == 3e-3
     train_net.main(args)
     out = capsys.readouterr().out
     assert "resuming at epoch 4" in out
@@ -90,6 +91,13 @@ def test_resume_continues_at_saved_epoch(trained_run, workdir, capsys):
     ckpt = load_checkpoint(run / "last.pt")
     assert ckpt["epoch"] == 4 and ckpt["global_step"] > 0
     assert (run / "args_resume.json").is_file()
+
+
+def test_resume_refuses_a_different_split(trained_run):
+    run, _ = trained_run
+    res = run_script("train_net.py", "--resume", str(run / "last.pt"), "--split-seed", "7")
+    assert res.returncode == 2
+    assert "--split-seed 7 differs from the resumed run's 0" in res.stderr
 
 
 def test_eval_net_table_and_jacquard_output(trained_run, workdir, capsys):
@@ -158,6 +166,22 @@ def test_bad_flags_give_one_line_errors(argv, message):
     assert "Traceback" not in res.stderr
 
 
+def test_bad_label_file_read_in_a_worker_is_a_one_line_error(tmp_path):
+    from utils.data.synthetic import generate_dataset
+
+    root = generate_dataset(tmp_path / "jac", n_scenes=4, size=64, views=2)
+    bad = sorted(root.glob("*/*_grasps.txt"))[0]
+    bad.write_text("1;2;3;4;5\r\nnot a grasp line\r\n")
+    res = run_script(
+        "train_net.py", "--dataset", "jacquard", "--dataset-path", str(root), "--network",
+        "ggcnn", "--input-size", "32", "--epochs", "1", "--num-workers", "1", "--split", "1",
+        "--val-split", "0", "--cache-dir", str(tmp_path / "cache"), "--outdir", str(tmp_path),
+    )  # fmt: skip
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [f"error: {bad}:2: expected 'x;y;theta;w;h' "
+                                               "(five numbers), got 'not a grasp line'"]  # fmt: skip
+
+
 def test_bad_checkpoint_and_empty_dataset_are_one_line_errors(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"junk")
@@ -171,15 +195,9 @@ def test_bad_checkpoint_and_empty_dataset_are_one_line_errors(tmp_path):
     assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_torchrun_two_processes_on_cpu(workdir):
     res = run_script(
-        "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
         "train_net.py", *tiny_args(workdir, "--network", "pspnet", "--output-stride", "32",
                                    "--epochs", "2", "--batch-size", "2", "--description", "ddp"),
         timeout=600,

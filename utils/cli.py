@@ -41,6 +41,13 @@ def positive_int(v: str) -> int:
     return n
 
 
+def non_negative_int(v: str) -> int:
+    n = int(v)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
+    return n
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument(
@@ -101,7 +108,15 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--synthetic-scenes", type=positive_int, default=None, help="synthetic set size (scenes)"
     )
-    g.add_argument("--num-workers", type=int, default=2, help="data-loading worker processes")
+    g.add_argument(
+        "--object-map",
+        default=None,
+        help="Cornell: file of 'pcdXXXX objectid' lines for object-wise splits "
+        "(default: <dataset-path>/object_map.txt when present)",
+    )
+    g.add_argument(
+        "--num-workers", type=non_negative_int, default=2, help="data-loading worker processes"
+    )
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -134,12 +149,12 @@ def add_optim_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--batches-per-epoch",
-        type=int,
+        type=positive_int,
         default=None,
         help="optimiser steps per epoch (default: one pass over the training part)",
     )
     g.add_argument(
-        "--val-batches", type=int, default=None, help="validation batches (default: all)"
+        "--val-batches", type=positive_int, default=None, help="validation batches (default: all)"
     )
     g.add_argument("--lr", type=float, default=1e-3)
     g.add_argument("--optimizer", default="adamw", choices=("adam", "adamw", "sgd"))
@@ -221,6 +236,8 @@ def dataset_from_args(args: argparse.Namespace, augment: bool) -> Dataset:
         kwargs["depth_type"] = args.depth_type
     if args.dataset == "cornell":
         kwargs["crop"] = args.cornell_crop
+        if getattr(args, "object_map", None):
+            kwargs["object_map"] = args.object_map
     if args.dataset == "synthetic" and args.synthetic_scenes:
         kwargs["synthetic_kwargs"] = {"n_scenes": args.synthetic_scenes}
     return get_dataset(args.dataset, args.dataset_path, **kwargs)
@@ -272,7 +289,8 @@ def make_loader(
             )
         else:
             subset = Subset(dataset, indices[rank::world_size])
-    generator = torch.Generator().manual_seed(seed)
+    # Per-rank seeds: otherwise every rank's workers draw the same augmentations.
+    generator = torch.Generator().manual_seed(seed + 1000 * rank)
     return DataLoader(
         subset,
         batch_size=batch_size,
@@ -341,14 +359,20 @@ def save_args(args: argparse.Namespace, path: Path) -> None:
 def run_main(main, parse_args) -> None:
     """Run a script's ``main(parse_args())``; bad input ends in one line on stderr, exit 2.
 
-    ValueError and FileNotFoundError are what our code raises for bad files and flags; their
-    messages name the file or flag. Anything else is a bug and keeps its traceback.
+    ValueError (bad files and flags; the message names the file or flag), OSError (paths that
+    cannot be read or written) and FloatingPointError (a diverging run) end in one line;
+    anything else is a bug and keeps its traceback.
     """
     args = parse_args()
     try:
         main(args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, OSError, FloatingPointError) as e:
+        text = str(e).strip()
+        if "Original Traceback" in text:
+            # Raised in a DataLoader worker: torch wraps the worker's whole traceback; the
+            # last line is our own message naming the file.
+            text = text.splitlines()[-1].split(": ", 1)[-1]
+        print(f"error: {text}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted: the last completed epoch is in last.pt", file=sys.stderr)

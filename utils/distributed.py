@@ -37,9 +37,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` -> CUDA when available, else CPU; otherwise ``torch.device(name)``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) here")
     return device
 
 
@@ -60,10 +66,6 @@ def init_distributed(device_name: str = "auto") -> DistInfo:
     return DistInfo(rank, world_size, local_rank, device)
 
 
-def is_main_process() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
-
-
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
@@ -78,14 +80,17 @@ def all_gather_object(obj: Any) -> list[Any]:
     return out
 
 
-def reduce_mean(values: dict[str, float], device: torch.device) -> dict[str, float]:
-    """Average a dict of floats over all ranks (identity when not distributed)."""
-    if not dist.is_initialized() or not values:
-        return values
+def reduce_sum(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Sum a dict of floats over all ranks (identity when not distributed).
+
+    Every rank must pass the same keys, even a rank with nothing to add (zeros), or the
+    collective calls of different ranks pair up wrongly.
+    """
+    if not dist.is_initialized():
+        return dict(values)
     keys = sorted(values)
     t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(t)
-    t /= dist.get_world_size()
     return dict(zip(keys, t.tolist(), strict=True))
 
 

@@ -7,7 +7,6 @@ of it, the Cornell/Jacquard convention. IoU is the exact area ratio (``utils.gra
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -63,7 +62,7 @@ def calculate_iou_match(
     n_grasps: int = 1,
     width: np.ndarray | None = None,
     iou_threshold: float = 0.25,
-    angle_threshold: float = math.pi / 6,
+    angle_threshold: float = DEFAULT_ANGLE_THRESHOLD,
 ) -> bool:
     """True if any of the top ``n_grasps`` grasps has IoU > ``iou_threshold`` with any ground truth."""
     return evaluate_image(q, angle, gt, width, n_grasps, iou_threshold, angle_threshold).success

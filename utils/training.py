@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from models import GRASP_MAP_NAMES, grasp_map_loss
 from utils.checkpoint import atomic_torch_save, make_checkpoint, unwrap
-from utils.distributed import DistInfo, all_gather_object, reduce_mean
+from utils.distributed import DistInfo, all_gather_object, reduce_sum
 from utils.evaluation import EvaluationResults, evaluate_image
 from utils.grasp import WIDTH_SCALE
 from utils.logger import RunLogger, format_epoch_summary
@@ -220,8 +221,9 @@ def train_one_epoch(
             logger.scalars({"lr": optimizer.param_groups[0]["lr"]}, global_step)
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{loss.item():.4f}")
-    means = {k: v / max(seen, 1) for k, v in sums.items()}
-    return reduce_mean(means, device), global_step
+    totals = reduce_sum({**sums, "_seen": float(seen)}, device)
+    n = max(totals.pop("_seen"), 1.0)
+    return {k: v / n for k, v in totals.items()}, global_step
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -270,12 +272,9 @@ def evaluate(
     net = unwrap(model)
     net.eval()
     results = EvaluationResults()
-    sums: dict[str, float] = defaultdict(float)
-    seen = 0
-    net_s = post_s = 0.0
+    # Fixed keys on every rank (even one with an empty shard), so the sums pair up.
+    sums = dict.fromkeys(("loss", *GRASP_MAP_NAMES, "_net_s", "_post_s", "_seen"), 0.0)
     examples: list[dict[str, np.ndarray]] = []
-    from models import grasp_map_loss
-
     total = max_batches if max_batches is not None else getattr(loader, "__len__", lambda: None)()
     it = _batches(loader, None, 0) if max_batches is None else _take(loader, max_batches)
     bar = logger.progress(it, total, desc) if logger else it
@@ -289,9 +288,8 @@ def evaluate(
             torch.cuda.synchronize(device)
         t1 = time.perf_counter()
         if "y" in batch:
-            _, terms = grasp_map_loss(pred, batch["y"].to(device))
-            total_loss = sum(float(v) for v in terms.values())
-            sums["loss"] += total_loss * len(x)
+            total_loss, terms = grasp_map_loss(pred, batch["y"].to(device))
+            sums["loss"] += float(total_loss) * len(x)
             for k, v in terms.items():
                 sums[k] += float(v) * len(x)
         pred_cpu = pred.cpu()
@@ -306,9 +304,9 @@ def evaluate(
             image_results.append(res)
             results.add(sample_id(int(batch["index"][i])), res)
         t2 = time.perf_counter()
-        net_s += t1 - t0
-        post_s += t2 - t1
-        seen += len(x)
+        sums["_net_s"] += t1 - t0
+        sums["_post_s"] += t2 - t1
+        sums["_seen"] += len(x)
         if on_batch is not None:
             on_batch(batch, pred_cpu, (q, ang, wid), image_results)
         for i in range(min(len(x), n_examples - len(examples))):
@@ -324,10 +322,11 @@ def evaluate(
     merged = EvaluationResults()
     for part in all_gather_object(results):
         merged = merged.merge(part)
-    losses = reduce_mean({k: v / max(seen, 1) for k, v in sums.items()}, device)
-    timing = reduce_mean({"net": net_s, "post": post_s, "n": float(seen)}, device)
-    n = max(timing["n"], 1e-9)
-    return EvalOutput(merged, losses, 1000 * timing["net"] / n, 1000 * timing["post"] / n, examples)
+    totals = reduce_sum(sums, device)
+    n = max(totals.pop("_seen"), 1.0)
+    net_ms, post_ms = 1000 * totals.pop("_net_s") / n, 1000 * totals.pop("_post_s") / n
+    losses = {k: v / n for k, v in totals.items()} if any(totals.values()) else {}
+    return EvalOutput(merged, losses, net_ms, post_ms, examples)
 
 
 def _take(loader: Iterable, n: int) -> Iterator[Any]:
@@ -340,9 +339,7 @@ def _take(loader: Iterable, n: int) -> Iterator[Any]:
 def example_panels(examples: list[dict[str, np.ndarray]], width_scale: float) -> np.ndarray:
     """N x H x (5W) x 3 uint8 rows: input, target quality, predicted quality, angle, opening."""
 
-    def gray(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
-        g = np.clip((a - lo) / max(hi - lo, 1e-9), 0, 1)
-        return np.repeat((g * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    from utils.visualisation import gray_map as gray
 
     rows = []
     for ex in examples:

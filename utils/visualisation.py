@@ -78,6 +78,12 @@ def _fixed(points_rc: np.ndarray) -> np.ndarray:
     return np.round(points_rc[..., ::-1] * (1 << _SHIFT)).astype(np.int32)
 
 
+def gray_map(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """A map (H, W) as uint8 RGB gray levels, ``lo`` black and ``hi`` white (clipped)."""
+    g = np.clip((np.asarray(values, dtype=np.float32) - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
+    return np.repeat((g * 255).astype(np.uint8)[..., None], 3, axis=-1)
+
+
 def draw_grasp_rectangles(
     image: np.ndarray,
     rects: GraspRectangles | np.ndarray,

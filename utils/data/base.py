@@ -288,7 +288,12 @@ class GraspDataset(Dataset):
         path = self._source_path(idx, kind)
         if kind == "depth":
             # Inpaint at full resolution: invalid pixels must not leak into area averages.
-            arr = inpaint_depth(load_depth(path), INPAINT_METHOD, INPAINT_RADIUS)
+            try:
+                arr = inpaint_depth(load_depth(path), INPAINT_METHOD, INPAINT_RADIUS)
+            except ValueError as e:
+                if str(path) in str(e):
+                    raise
+                raise ValueError(f"{path}: {e}") from None
         elif kind == "rgb":
             arr = load_rgb(path)
         else:

@@ -14,7 +14,8 @@ Crop placement (``crop=``):
 Object ids: Cornell has 885 images of about 244 objects, each photographed in a few
 consecutive images. With ``object_map=FILE`` (lines ``pcdXXXX objectid``; the image may also
 be written as its number, e.g. ``100 17``; more columns, blank lines and ``#`` comments are
-ignored) the ids come from that file. Without it, images are grouped in blocks of
+ignored) the ids come from that file; ``<root>/object_map.txt`` is used when no file is
+named. Without one, images are grouped in blocks of
 :data:`IMAGES_PER_PSEUDO_OBJECT` consecutive image numbers (``pcd0100..pcd0103`` ->
 ``block0025``), which only approximates object-wise splits (a warning says so).
 """
@@ -34,6 +35,10 @@ CROP_MODES = ("center", "labels")
 IMAGES_PER_PSEUDO_OBJECT = 4
 _PATTERN = "*/pcd*cpos.txt"
 _ID = re.compile(r"^pcd(\d+)cpos\.txt$")
+
+
+#: Read from the dataset root when no object map is named.
+DEFAULT_OBJECT_MAP = "object_map.txt"
 
 
 def read_object_map(path: str | Path) -> dict[str, str]:
@@ -92,6 +97,8 @@ class CornellDataset(GraspDataset):
         self._crop_size = float(crop_size)
         if not self.root.is_dir():
             raise ValueError(f"{self.root}: Cornell root folder not found")
+        if object_map is None and (self.root / DEFAULT_OBJECT_MAP).is_file():
+            object_map = self.root / DEFAULT_OBJECT_MAP  # e.g. written by the synthetic generator
         objects = read_object_map(object_map) if object_map is not None else None
         samples, skipped = [], []
         for grasp_file in sorted(self.root.glob(_PATTERN)):
