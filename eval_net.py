@@ -135,8 +135,8 @@ def write_jacquard_output(
 def vis_image(
     depth: np.ndarray, rgb: np.ndarray | None, gt, result: ImageResult, maps: tuple
 ) -> np.ndarray:
-    """One row: depth (and RGB) with predicted (green/red) and ground-truth (blue) grasps,
-    then the quality, angle and opening maps."""
+    """One row: depth (and RGB) with ground-truth grasps (blue) and predicted grasps (green,
+    jaws red), then the predicted quality, angle and opening maps."""
     from utils.visualisation import depth_to_rgb, draw_grasp_rectangles, gray_map, image_grid
 
     q, ang, wid = maps
@@ -144,9 +144,12 @@ def vis_image(
     for base in [depth_to_rgb(depth)] + ([rgb] if rgb is not None else []):
         img = base.copy()
         if gt is not None and len(gt):
-            img = draw_grasp_rectangles(img, GraspRectangles(gt), color=(60, 120, 255))
+            # Ground truth all blue; predictions on top, green with red jaws.
+            img = draw_grasp_rectangles(
+                img, GraspRectangles(gt), color=(60, 120, 255), jaw_color=None
+            )
         img = draw_grasp_rectangles(
-            img, GraspRectangles([g.as_gr for g in result.grasps]), color=(0, 220, 0)
+            img, GraspRectangles([g.as_gr for g in result.grasps]), color=(0, 220, 0), thickness=2
         )
         panels.append(img)
 

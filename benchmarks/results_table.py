@@ -137,7 +137,8 @@ def main() -> None:
                 "real_images": real["images"] if real else None,
                 "ms_per_image": real["network_ms_per_image"] if real else None,
                 "train_min": summary["train_seconds"] / 60,
-                "epochs": stored["epoch"],
+                "best_epoch": stored["epoch"],
+                "epochs": stored["args"]["epochs"],
                 "input_size": stored["args"]["input_size"],
                 "run": str(run),
             }
@@ -153,15 +154,16 @@ def main() -> None:
     print()
     print(
         f"| model | parameters | synthetic test ({n_syn} images, object-wise) | "
-        f"real Jacquard samples ({n_real} views) | ms/image (CPU) | training (2-core CPU) |"
+        f"real Jacquard samples ({n_real} views) | ms/image | training | best.pt epoch |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
-    print(f"| mask-centroid baseline | – | {pct(syn_base)} | {pct(real_base)} | – | – |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(f"| mask-centroid baseline | – | {pct(syn_base)} | {pct(real_base)} | – | – | – |")
     for r in rows:
         ms = "–" if r["ms_per_image"] is None else f"{r['ms_per_image']:.1f}"
         print(
             f"| {r['model']} | {r['params_m']:.2f} M | {pct(r['synthetic_test'])} | "
-            f"{pct(r['real_jacquard'])} | {ms} | {r['train_min']:.1f} min, {r['epochs']} epochs |"
+            f"{pct(r['real_jacquard'])} | {ms} | {r['epochs']} epochs, {r['train_min']:.1f} min | "
+            f"{r['best_epoch']} |"
         )
     if args.json:
         Path(args.json).write_text(
