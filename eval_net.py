@@ -27,47 +27,13 @@ from utils.grasp import WIDTH_SCALE, GraspRectangles
 from utils.post_process import detect_grasps, post_process_output
 from utils.training import evaluate, predict_maps, resolve_precision
 
-# Data flags whose default comes from the checkpoint (None on the command line = not given).
-INHERITED = (
-    "dataset",
-    "dataset_path",
-    "use_depth",
-    "use_rgb",
-    "input_size",
-    "depth_type",
-    "split",
-    "split_by",
-    "val_split",
-    "ds_rotate",
-    "folds",
-    "fold",
-    "split_seed",
-    "cornell_crop",
-    "object_map",
-    "synthetic_scenes",
-)
-# Used when neither the command line nor the checkpoint gives a value (old checkpoints).
-FALLBACKS = {
-    "dataset": "synthetic",
-    "use_depth": True,
-    "use_rgb": False,
-    "input_size": 224,
-    "depth_type": "perfect",
-    "split": 0.9,
-    "split_by": "object",
-    "val_split": 0.1,
-    "ds_rotate": 0.0,
-    "fold": 0,
-    "split_seed": 0,
-    "cornell_crop": "center",
-}
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--network", required=True, help="checkpoint file (.pt) written by training")
     cli.add_data_args(p)
-    p.set_defaults(**{k: None for k in INHERITED})
+    # None = not given: resolve_data_args fills it from the checkpoint.
+    p.set_defaults(**dict.fromkeys(cli.DATA_FLAGS))
     g = p.add_argument_group("evaluation")
     g.add_argument(
         "--part",
@@ -110,11 +76,12 @@ def resolve_data_args(args: argparse.Namespace, trained: dict) -> argparse.Names
     same_data = args.dataset in (None, trained.get("dataset")) and (
         args.dataset_path is None or args.dataset_path == trained.get("dataset_path")
     )
-    for k in INHERITED:
+    for k in cli.DATA_FLAGS:
         if getattr(args, k) is None:
             # The training run's data flags; a different dataset is scored whole (--part all).
             setattr(args, k, None if (k == "dataset_path" and not same_data) else trained.get(k))
-    for k, v in FALLBACKS.items():
+    # Neither given nor stored (an older checkpoint): the flags' own defaults.
+    for k, v in cli.data_defaults().items():
         if getattr(args, k) is None:
             setattr(args, k, v)
     if args.part is None:

@@ -36,14 +36,6 @@ from utils.training import (
     resolve_precision,
 )
 
-#: Flags that define the data and its split: a resumed run must keep them, or test images
-#: could leak into training.
-SPLIT_FLAGS = (
-    "dataset", "dataset_path", "use_depth", "use_rgb", "input_size", "depth_type", "split",
-    "split_by", "val_split", "ds_rotate", "folds", "fold", "split_seed", "cornell_crop",
-    "object_map", "synthetic_scenes",
-)  # fmt: skip
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -59,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         stored = load_checkpoint(args.resume).get("args", {})
         p.set_defaults(**{k: v for k, v in stored.items() if hasattr(args, k)})
         args = p.parse_args(argv)
-        for k in SPLIT_FLAGS:
+        for k in cli.DATA_FLAGS:
             if k in stored and getattr(args, k) != stored[k]:
                 flag = "--" + k.replace("_", "-")
                 p.error(f"{flag} {getattr(args, k)} differs from the resumed run's {stored[k]}: "

@@ -38,6 +38,19 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def median_seconds(fn, device: torch.device, repeats: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls, after one warm-up call."""
+    times = []
+    for i in range(repeats + 1):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        if i:  # the first call is warm-up (kernel selection, allocations)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def time_train(model, precision, device, batch: int, size: int, repeats: int) -> float:
     """Images per second of full optimiser steps."""
     model = model.to(device).train()
@@ -48,10 +61,8 @@ def time_train(model, precision, device, batch: int, size: int, repeats: int) ->
     y = torch.randn(batch, 4, size, size, device=device) * 0.1
     if precision.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    times = []
-    for i in range(repeats + 1):
-        sync(device)
-        t0 = time.perf_counter()
+
+    def step() -> None:
         with precision.autocast():
             main, aux = model(x, with_aux=True)
             loss = model.loss_from_outputs(main, aux, y)["loss"]
@@ -63,10 +74,8 @@ def time_train(model, precision, device, batch: int, size: int, repeats: int) ->
         else:
             loss.backward()
             opt.step()
-        sync(device)
-        if i:  # the first step is warm-up
-            times.append(time.perf_counter() - t0)
-    return batch / statistics.median(times)
+
+    return batch / median_seconds(step, device, repeats)
 
 
 @torch.no_grad()
@@ -76,16 +85,12 @@ def time_infer(model, precision, device, batch: int, size: int, repeats: int) ->
     x = torch.randn(batch, 1, size, size, device=device)
     if precision.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    times = []
-    for i in range(repeats + 1):
-        sync(device)
-        t0 = time.perf_counter()
+
+    def forward() -> None:
         with precision.autocast():
             model(x)
-        sync(device)
-        if i:
-            times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times) / batch
+
+    return 1000 * median_seconds(forward, device, repeats) / batch
 
 
 def main() -> None:

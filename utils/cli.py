@@ -119,6 +119,23 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+#: The flags that define the data and its split. A resumed run must keep them (or test images
+#: could leak into training); eval_net.py takes them from the checkpoint when not given.
+DATA_FLAGS = (
+    "dataset", "dataset_path", "use_depth", "use_rgb", "input_size", "depth_type", "split",
+    "split_by", "val_split", "ds_rotate", "folds", "fold", "split_seed", "cornell_crop",
+    "object_map", "synthetic_scenes",
+)  # fmt: skip
+
+
+def data_defaults() -> dict[str, Any]:
+    """The data flags' own defaults, as ``add_data_args`` declares them."""
+    p = argparse.ArgumentParser(add_help=False)
+    add_data_args(p)
+    defaults = vars(p.parse_args([]))
+    return {k: defaults[k] for k in DATA_FLAGS}
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--network", default="pspnet", choices=list_networks(), help="network")
