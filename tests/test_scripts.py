@@ -19,8 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = [
     "--dataset", "synthetic", "--synthetic-scenes", "20", "--input-size", "64",
     "--num-workers", "0", "--batch-size", "4", "--split", "0.8", "--val-split", "0.25",
-    # fp32 everywhere: --amp auto would pick bf16 only on CPUs with bf16 units.
-    "--amp", "off", "--channels-last", "off",
+    # fp32 on the CPU everywhere: --amp auto would pick bf16 only on CPUs with bf16 units, and
+    # --device auto would pick a GPU where there is one (tests/test_cuda.py covers that).
+    "--amp", "off", "--channels-last", "off", "--device", "cpu",
 ]  # fmt: skip
 
 
