@@ -24,6 +24,8 @@ from utils.data.synthetic import (
 from utils.data.synthetic_labels import DEFAULT_GRIPPER, SOLID_MIN_HEIGHT
 from utils.data.synthetic_render import (
     FAMILIES,
+    FIT_SHARE,
+    Part,
     PlacedObject,
     Shape,
     focal_length,
@@ -213,6 +215,56 @@ def test_every_family_renders_a_footprint():
         heights, labels = render_heights([obj], (128, 128))
         assert (labels == 1).sum() > 50, fam
         assert 0 < heights.max() <= shape.top + 1e-9, fam
+
+
+def test_rod_part_height_and_floating_rod_is_grasped_across():
+    # A 30 cm rod of radius 1 cm whose underside rises from 0 to 10 cm along it.
+    rod = Part("rod", (-0.15, 0.0), (0.15, 0.0), r=0.01, base0=0.0, base1=0.10)
+    assert rod.top == pytest.approx(0.12) and rod.reach == pytest.approx(0.16)
+    h = rod.height(np.array([-0.15, 0.0, 0.15, 0.0]), np.array([0.0, 0.0, 0.0, 0.02]))
+    assert np.allclose(h, [0.02, 0.07, 0.12, 0.0])
+    # Rendered 1 m below the camera: every grasp closes across the rod (opening ~ 2 cm plus
+    # the clearances), none along it, and the raised end is grasped too.
+    size, yaw = 200, math.radians(20)
+    f = focal_length(size)
+    shape = Shape("wire_frame", {"r": 0.01}, (0.5, 0.5, 0.5), parts=(rod,))
+    s = f / (1.0 - shape.silhouette)
+    obj = PlacedObject(shape, ((size - 1) / 2, (size - 1) / 2), yaw, s)
+    gl = render_scene([obj], Camera((size, size), f, 1.0), np.random.default_rng(0)).grasp_labels
+    assert len(gl) >= 10
+    across = float(wrap_angle(yaw + math.pi / 2))
+    assert np.all(np.asarray(angle_difference(gl.angles, across)) <= math.radians(27))
+    assert np.all(gl.openings <= (0.02 + 2 * DEFAULT_GRIPPER.clearance) * s / np.cos(
+        math.radians(27)) + 2)  # fmt: skip
+    # Along the rod (object u), image direction (-sin yaw, cos yaw) from the centre.
+    along = (gl.centers - obj.center) @ np.array([-math.sin(yaw), math.cos(yaw)]) / s
+    assert along.max() > 0.10 and along.min() < -0.10
+
+
+def test_camera_backs_off_to_fit_big_objects():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        cam = syn.sample_camera(rng, (300, 300), fit_radius=0.25)
+        # A 50 cm object spans at most FIT_SHARE of the frame at that distance.
+        assert 0.5 * cam.f / cam.distance <= FIT_SHARE * 300 + 1e-6
+        assert 0 <= cam.tilt <= syn.MAX_TILT
+    # Beyond the far end of the range the camera stays at the far end.
+    assert syn.sample_camera(rng, (300, 300), fit_radius=5.0).distance == syn.DISTANCE_RANGE[1]
+
+
+def test_compound_families_have_thin_graspable_parts():
+    # Furniture and wire frames are grasped on their legs and rods: most openings are far
+    # narrower than the object itself.
+    for fam in ("furniture", "wire_frame"):
+        scenes = [
+            generate_scene(np.random.default_rng([21, i]), 200, n_objects=1, families=[fam])
+            for i in range(4)
+        ]
+        for sc in scenes:
+            (obj,) = sc.objects
+            assert len(sc.grasp_labels) > 0, fam
+            opening_m = np.median(sc.grasp_labels.openings) / obj.px_per_m
+            assert opening_m < 0.5 * obj.shape.radius, fam
 
 
 def _line_labels(scene, grasp_index, t):

@@ -11,12 +11,16 @@ Camera (pinhole, looking straight down at a table):
   (cols-1)/2)``. 30 degrees matches Jacquard (its 1 cm jaw unit is about 12.5 px of the
   1024 px frame at 1.45 m, i.e. f ~ 1.8 x 1024 px) and a 300 px crop of a Kinect frame as in
   GG-CNN's Cornell pipeline (2 atan(150 / 585) ~ 29 degrees).
-- The table plane is ``distance`` metres away along the optical axis (0.5 to 1.6 m) and tilted
-  by ``tilt`` (0 to :data:`MAX_TILT`) about a random axis. Real Jacquard frames show a tilt of
-  about 9 degrees (depth 1.44 -> 1.57 m from bottom to top), so the range covers it.
+- The table plane is ``distance`` metres away along the optical axis (0.5 to 1.6 m; farther
+  than needed to fit the view's largest object) and tilted by ``tilt`` (0 to :data:`MAX_TILT`)
+  about a random axis. Real Jacquard frames all show a tilt of about 10 degrees (a plane fit
+  to the shared samples' tables rises 14 cm across the 0.8 m frame), so the range covers it.
 
 Objects are height fields over a 2-D footprint: ``height(u, v)`` in metres above the table at
-object-frame coordinates (u, v) in metres, 0 outside the footprint. A placed object is drawn
+object-frame coordinates (u, v) in metres, 0 outside the footprint. Compound families (wire
+frames, furniture lying on its side, leaning discs and boxes) are the max over a few
+:class:`Part` primitives: rods (capsules whose base may rise along them, so a rod can float
+above the table like a chair's upper legs), flat or sloped slabs, and posts. A placed object is drawn
 with its own image scale ``px_per_m = f / (table depth under it - silhouette height)``, i.e.
 its widest cross-section has the right perspective size; side walls are not drawn (top-down
 height field). Objects are combined by max; depth = table depth - height * cos(tilt).
@@ -25,7 +29,7 @@ height field). Objects are combined by max; depth = table depth - height * cos(t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -35,7 +39,10 @@ HFOV: float = math.radians(30.0)
 #: Camera distance to the table (m), sampled uniformly per view.
 DISTANCE_RANGE: tuple[float, float] = (0.5, 1.6)
 #: Largest table tilt (radians).
-MAX_TILT: float = math.radians(10.0)
+MAX_TILT: float = math.radians(12.0)
+#: The view's largest object spans at most this share of the frame's short side, when the
+#: distance range allows (the camera backs off for big objects, as Jacquard frames them).
+FIT_SHARE: float = 0.9
 #: Thickness of a mug's bottom seen through its opening (m).
 MUG_FLOOR: float = 0.006
 
@@ -53,6 +60,9 @@ FAMILIES: tuple[str, ...] = (
     "nonconvex_polygon",
     "rod",
     "tool",
+    "wire_frame",
+    "furniture",
+    "leaning",
 )
 
 
@@ -101,26 +111,103 @@ class Camera:
 
 
 # --- object shapes --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Part:
+    """One primitive of a compound shape, in object coordinates (metres).
+
+    - ``"rod"``: a capsule of radius ``r`` along ``p0 -> p1`` whose underside rises linearly
+      from ``base0`` to ``base1`` (m above the table); its top at distance d from the axis is
+      base + r + sqrt(r^2 - d^2).
+    - ``"slab"``: a rectangle (an ellipse when ``round``) centred at ``p0`` with half sizes
+      ``(a, b)`` along axes turned by ``yaw``; its top is the plane ``h0 + gu u' + gv v'`` in
+      those axes (a leaning plate when sloped), never below 2 mm.
+    - ``"post"``: a disc of radius ``r`` at ``p0`` with a slightly domed top of height ``h``.
+    """
+
+    kind: str
+    p0: tuple[float, float]
+    p1: tuple[float, float] = (0.0, 0.0)
+    r: float = 0.0
+    base0: float = 0.0
+    base1: float = 0.0
+    a: float = 0.0
+    b: float = 0.0
+    yaw: float = 0.0
+    h0: float = 0.0
+    gu: float = 0.0
+    gv: float = 0.0
+    round: bool = False
+    h: float = 0.0
+
+    def height(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Top height (m) at object coordinates (u, v); 0 off the part."""
+        cu, cv = self.p0
+        if self.kind == "rod":
+            du, dv = self.p1[0] - cu, self.p1[1] - cv
+            t = np.clip(((u - cu) * du + (v - cv) * dv) / max(du * du + dv * dv, 1e-12), 0, 1)
+            d2 = (u - cu - t * du) ** 2 + (v - cv - t * dv) ** 2
+            top = self.base0 + t * (self.base1 - self.base0) + self.r
+            return np.where(d2 <= self.r**2, top + np.sqrt(np.clip(self.r**2 - d2, 0, None)), 0.0)
+        if self.kind == "slab":
+            c, s = math.cos(self.yaw), math.sin(self.yaw)
+            lu = c * (u - cu) + s * (v - cv)
+            lv = -s * (u - cu) + c * (v - cv)
+            if self.round:
+                inside = (lu / self.a) ** 2 + (lv / self.b) ** 2 <= 1
+            else:
+                inside = (np.abs(lu) <= self.a) & (np.abs(lv) <= self.b)
+            plane = np.maximum(self.h0 + self.gu * lu + self.gv * lv, 0.002)
+            return np.where(inside, plane, 0.0)
+        if self.kind == "post":
+            q = ((u - cu) ** 2 + (v - cv) ** 2) / self.r**2
+            return np.where(q <= 1, self.h * (0.85 + 0.15 * np.sqrt(np.clip(1 - q, 0, None))), 0.0)
+        raise ValueError(f"unknown part kind {self.kind!r}")
+
+    @property
+    def reach(self) -> float:
+        """Largest distance (m) of the part from the object origin."""
+        if self.kind == "rod":
+            return max(math.hypot(*self.p0), math.hypot(*self.p1)) + self.r
+        if self.kind == "slab":
+            return math.hypot(*self.p0) + math.hypot(self.a, self.b)
+        return math.hypot(*self.p0) + self.r
+
+    @property
+    def top(self) -> float:
+        """Highest point (m) of the part."""
+        if self.kind == "rod":
+            return max(self.base0, self.base1) + 2 * self.r
+        if self.kind == "slab":
+            return max(self.h0 + abs(self.gu) * self.a + abs(self.gv) * self.b, 0.002)
+        return self.h
+
+
 @dataclass(eq=False)
 class Shape:
     """One object: a family, its dimensions (metres) and colour (RGB in [0, 1]).
 
     ``dims`` holds the family's parameters (see :func:`sample_shape`); ``vertices`` (V x 2,
-    metres, (u, v)) the footprint of polygon families. ``radius`` bounds the footprint,
-    ``top`` is the highest point and ``silhouette`` the height of the widest cross-section
-    (it sets the object's image scale).
+    metres, (u, v)) the footprint of polygon families; ``parts`` the primitives of compound
+    families. ``radius`` bounds the footprint, ``top`` is the highest point and
+    ``silhouette`` the height of the widest cross-section (it sets the object's image scale).
     """
 
     family: str
     dims: dict[str, float]
     color: tuple[float, float, float]
     vertices: np.ndarray | None = None
+    parts: tuple[Part, ...] | None = None
     radius: float = field(init=False)
     top: float = field(init=False)
     silhouette: float = field(init=False)
 
     def __post_init__(self) -> None:
         d, fam = self.dims, self.family
+        if self.parts is not None:
+            self.radius = max(p.reach for p in self.parts)
+            self.top = max(p.top for p in self.parts)
+            self.silhouette = self.top / 2
+            return
         if self.vertices is not None:
             self.radius = float(np.linalg.norm(self.vertices, axis=1).max())
         elif fam in ("box", "l_shape", "t_shape"):
@@ -149,6 +236,8 @@ class Shape:
         """Top-surface height (m, float64) at object coordinates (u, v) (m); 0 off the object."""
         d, fam = self.dims, self.family
         zero = np.zeros(np.broadcast(u, v).shape)
+        if self.parts is not None:
+            return np.maximum.reduce([p.height(u, v) for p in self.parts] + [zero])
         if self.vertices is not None:
             return np.where(_inside_polygon(u, v, self.vertices), d["h"], zero)
         if fam == "box":
@@ -217,22 +306,27 @@ def _random_color(rng: np.random.Generator) -> tuple[float, float, float]:
 def sample_shape(rng: np.random.Generator, family: str | None = None) -> Shape:
     """A random object of ``family`` (uniform over :data:`FAMILIES` when None).
 
-    Size ranges are household-object scale (1 to 30 cm); many objects are narrower than the
-    gripper in one direction and longer than it in the other, some (wide boxes, big
-    cylinders) are too wide for it in every direction.
+    Size ranges are household-object scale (1 to 60 cm across, up to 25 cm tall, like the
+    real Jacquard samples); many objects are narrower than the gripper in one direction and
+    longer than it in the other, some (wide boxes, big cylinders, plates) are too wide for it
+    in every direction. The compound families (``wire_frame``, ``furniture``, ``leaning``)
+    come from :func:`_sample_parts`.
     """
     fam = family if family is not None else FAMILIES[int(rng.integers(len(FAMILIES)))]
     u = rng.uniform
     color = _random_color(rng)
     verts = None
+    if fam in _COMPOUND:
+        dims, parts = _sample_parts(rng, fam)
+        return Shape(fam, dims, color, parts=parts)
     if fam == "box":
         a = u(0.03, 0.24)
         b = u(0.015, 0.07) if rng.random() < 0.75 else u(0.07, 0.18)
-        dims = {"a": a, "b": b, "h": u(0.015, 0.10)}
+        dims = {"a": a, "b": b, "h": u(0.015, 0.10) if rng.random() < 0.8 else u(0.10, 0.20)}
     elif fam == "cylinder_lying":
         dims = {"length": u(0.06, 0.25), "r": u(0.012, 0.04)}
     elif fam == "cylinder_standing":
-        dims = {"r": u(0.015, 0.085), "h": u(0.02, 0.14)}
+        dims = {"r": u(0.015, 0.085), "h": u(0.02, 0.25)}
     elif fam == "ellipsoid":
         a = u(0.015, 0.07)
         b = a * u(0.5, 1.0)
@@ -284,6 +378,107 @@ def sample_shape(rng: np.random.Generator, family: str | None = None) -> Shape:
     else:
         raise ValueError(f"unknown shape family {fam!r}; expected one of {FAMILIES}")
     return Shape(fam, dims, color, verts)
+
+
+_COMPOUND = ("wire_frame", "furniture", "leaning")
+
+
+def _centred(parts: list[Part]) -> tuple[Part, ...]:
+    """The parts shifted so that their bounding box is centred on the object origin."""
+    pts = np.array([q for p in parts for q in (p.p0, p.p1 if p.kind == "rod" else p.p0)])
+    cu, cv = (pts.min(axis=0) + pts.max(axis=0)) / 2
+    out = []
+    for p in parts:
+        p1 = (p.p1[0] - cu, p.p1[1] - cv) if p.kind == "rod" else p.p1
+        out.append(replace(p, p0=(p.p0[0] - cu, p.p0[1] - cv), p1=p1))
+    return tuple(out)
+
+
+def _sample_parts(rng: np.random.Generator, fam: str) -> tuple[dict[str, float], tuple[Part, ...]]:
+    """Dimensions and parts of a compound family (object axes: u along the longest extent).
+
+    - ``wire_frame``: thin rods (4.5 to 10 mm radius) 15 to 55 cm long: two rails joined at the
+      ends (one rail may be raised up to 6 cm, the joins then slope), optionally with rungs
+      (a ladder) and knobs or feet at the ends; or a bent wire of 2 to 4 segments.
+    - ``furniture``: a chair or table lying on its side: a plate 8 to 22 cm square standing
+      slanted (its top rises from under 3 cm to 6 to 22 cm across it), legs (6 to 15 mm
+      radius, 8 to 25 cm long) out of its corners at the plate's height there (so the upper
+      ones float above the table), a rail between them or a second, lower plate (a backrest).
+    - ``leaning``: a disc, can or box resting at an angle: its top a plane rising from 0.4 to
+      3 cm on one side to 4 to 12 cm on the other, over a 6 to 16 cm footprint.
+    """
+    u = rng.uniform
+    parts: list[Part] = []
+    if fam == "wire_frame":
+        # At least 4.5 mm: a thinner rod on the table is lower than SOLID_MIN_HEIGHT (no wall).
+        r = u(0.0045, 0.01)
+        style = ("rails", "ladder", "bent")[int(rng.integers(3))]
+        if style == "bent":
+            p, heading = np.zeros(2), u(-np.pi, np.pi)
+            for _ in range(int(rng.integers(2, 5))):
+                q = p + u(0.06, 0.25) * np.array([math.cos(heading), math.sin(heading)])
+                parts.append(Part("rod", tuple(p), tuple(q), r=r))
+                p, heading = (
+                    q,
+                    heading + rng.choice([-1, 1]) * u(math.radians(30), math.radians(120)),
+                )
+        else:
+            length, gap = u(0.15, 0.55), u(0.04, 0.18)
+            lift = u(0.0, 0.06) if rng.random() < 0.6 else 0.0
+            lo, hi = (0.0, lift) if rng.random() < 0.5 else (lift, 0.0)
+            for side, base in ((-1, lo), (1, hi)):
+                parts.append(
+                    Part("rod", (-length / 2, side * gap / 2), (length / 2, side * gap / 2), r=r,
+                         base0=base, base1=base)
+                )  # fmt: skip
+            n_rungs = int(rng.integers(2, 7)) if style == "ladder" else 0
+            for x in np.linspace(-length / 2, length / 2, n_rungs + 2):
+                parts.append(Part("rod", (x, -gap / 2), (x, gap / 2), r=r, base0=lo, base1=hi))
+            if rng.random() < 0.6:  # knobs or feet at the ends of one rail
+                side, base = (-1, lo) if rng.random() < 0.5 else (1, hi)
+                rk, hk = u(0.01, 0.025), max(u(0.03, 0.09), base + 2 * r + 0.01)
+                for x in (-length / 2, length / 2):
+                    parts.append(Part("post", (x, side * gap / 2), r=rk, h=hk))
+        return {"r": r}, _centred(parts)
+    if fam == "furniture":
+        sa, sb = u(0.08, 0.22), u(0.08, 0.22)
+        h_lo, h_hi = u(0.005, 0.03), u(0.06, 0.22)
+        slope = (h_hi - h_lo) / sb
+        parts.append(Part("slab", (0.0, 0.0), a=sa / 2, b=sb / 2, h0=(h_lo + h_hi) / 2, gv=slope))
+        r_leg, leg_len = u(0.006, 0.015), u(0.08, 0.25)
+        ends = [-1, 1] if rng.random() < 0.5 else [-1]
+        for end in ends:
+            x0 = end * sa / 2
+            x1 = x0 + end * leg_len * u(0.8, 1.0)
+            tops = []
+            for side in (-1, 1):
+                v = side * (sb / 2 - r_leg)
+                base = max((h_lo + h_hi) / 2 + slope * v - 2 * r_leg, 0.0)
+                parts.append(Part("rod", (x0, v), (x1, v), r=r_leg, base0=base, base1=base))
+                tops.append(base)
+            if rng.random() < 0.5:  # a rail between the two legs
+                xm = (x0 + x1) / 2
+                parts.append(
+                    Part("rod", (xm, -(sb / 2 - r_leg)), (xm, sb / 2 - r_leg), r=r_leg * 0.7,
+                         base0=tops[0], base1=tops[1])
+                )  # fmt: skip
+        if len(ends) == 1:  # a backrest: a second plate beyond the other edge, lower
+            ba = u(0.08, 0.22)
+            bh_hi = u(0.02, 0.08)
+            parts.append(
+                Part("slab", (sa / 2 + ba / 2, 0.0), a=ba / 2, b=sb / 2, h0=bh_hi / 2 + 0.002,
+                     gv=(bh_hi - 0.004) / sb * rng.choice([-1, 1]))
+            )  # fmt: skip
+        return {"h_hi": h_hi}, _centred(parts)
+    if fam == "leaning":
+        round_ = rng.random() < 0.6
+        a = u(0.03, 0.08)
+        b = a * u(0.6, 1.0) if round_ else u(0.02, 0.07)
+        h_lo, h_hi = u(0.004, 0.03), u(0.04, 0.12)
+        slab = Part("slab", (0.0, 0.0), a=a, b=b, h0=(h_lo + h_hi) / 2, gu=(h_hi - h_lo) / (2 * a),
+                    round=round_)  # fmt: skip
+        return {"a": a, "b": b}, (slab,)
+    raise ValueError(f"unknown compound family {fam!r}")
 
 
 # --- placement and rendering ----------------------------------------------------------------------
