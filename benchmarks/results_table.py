@@ -64,14 +64,21 @@ def train(name: str, outdir: Path, extra: list[str]) -> Path:
 
 
 def score_real(checkpoint: Path, jacquard: Path) -> dict:
+    """eval_net on every real view; adds ``failed``: the ids of the views it got wrong."""
+    out = checkpoint.parent / "eval_jacquard_samples"
     args = eval_net.parse_args(
         [
             "--network", str(checkpoint), "--dataset", "jacquard", "--dataset-path",
             str(jacquard), "--part", "all", "--batch-size", "8", "--num-workers", "0",
-            "--outdir", str(checkpoint.parent / "eval_jacquard_samples"),
+            "--outdir", str(out), "--results-json", str(out / "results.json"),
         ]
     )  # fmt: skip
-    return eval_net.main(args)
+    summary = eval_net.main(args)
+    per_image = json.loads((out / "results.json").read_text())["per_image"]
+    summary["failed"] = [
+        i for i, ok in zip(per_image["ids"], per_image["successes"], strict=True) if not ok
+    ]
+    return summary
 
 
 def baseline(dataset, indices: list[int]) -> EvaluationResults:
@@ -135,6 +142,7 @@ def main() -> None:
                 "synthetic_images": summary["test_images"],
                 "real_jacquard": real["success_rate"] if real else None,
                 "real_images": real["images"] if real else None,
+                "real_failed": real["failed"] if real else None,
                 "ms_per_image": real["network_ms_per_image"] if real else None,
                 "train_min": summary["train_seconds"] / 60,
                 "best_epoch": stored["epoch"],
@@ -165,6 +173,10 @@ def main() -> None:
             f"{pct(r['real_jacquard'])} | {ms} | {r['epochs']} epochs, {r['train_min']:.1f} min | "
             f"{r['best_epoch']} |"
         )
+    if jacquard is not None:
+        print("\nreal views missed (<view>_<object>):")
+        for r in rows:
+            print(f"- {r['model']}: {', '.join(r['real_failed']) or 'none'}")
     if args.json:
         Path(args.json).write_text(
             json.dumps({"baseline": [syn_base, real_base], "rows": rows}, indent=1) + "\n"

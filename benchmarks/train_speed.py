@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models import count_parameters, get_network  # noqa: E402
-from utils.training import resolve_precision  # noqa: E402
+from utils.training import backward_and_step, resolve_precision  # noqa: E402
 
 CONFIGS = {
     "ggcnn": ("ggcnn", {}),
@@ -66,14 +66,7 @@ def time_train(model, precision, device, batch: int, size: int, repeats: int) ->
         with precision.autocast():
             main, aux = model(x, with_aux=True)
             loss = model.loss_from_outputs(main, aux, y)["loss"]
-        opt.zero_grad(set_to_none=True)
-        if precision.scaler is not None:
-            precision.scaler.scale(loss).backward()
-            precision.scaler.step(opt)
-            precision.scaler.update()
-        else:
-            loss.backward()
-            opt.step()
+        backward_and_step(loss, model, opt, precision)
 
     return batch / median_seconds(step, device, repeats)
 

@@ -17,7 +17,7 @@ import eval_net
 import train_net
 from models import get_network
 from utils.checkpoint import load_checkpoint, load_model
-from utils.training import resolve_precision
+from utils.training import backward_and_step, resolve_precision
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 
@@ -72,14 +72,7 @@ def test_autocast_channels_last_steps_lower_the_loss(name, amp):
         with precision.autocast():
             main, aux = model(x, with_aux=True)
             loss = model.loss_from_outputs(main, aux, y)["loss"]
-        opt.zero_grad(set_to_none=True)
-        if precision.scaler is not None:
-            precision.scaler.scale(loss).backward()
-            precision.scaler.step(opt)
-            precision.scaler.update()
-        else:
-            loss.backward()
-            opt.step()
+        backward_and_step(loss, model, opt, precision)
         losses.append(loss.item())
     assert all(map(torch.isfinite, torch.tensor(losses)))
     assert losses[-1] < losses[0]

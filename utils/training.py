@@ -127,6 +127,32 @@ class SupervisedStep:
         return StepOutput(out["loss"], out["terms"], x.shape[0])
 
 
+def backward_and_step(
+    loss: Tensor,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    precision: Precision,
+    grad_clip: float | None = None,
+) -> None:
+    """One optimiser update from ``loss``: zero the gradients, backward (through the fp16
+    gradient scaler when there is one, unscaled before clipping), clip the gradient norm to
+    ``grad_clip`` if given, step."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler = precision.scaler
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
 # --- one epoch ---------------------------------------------------------------------------------
 def _set_epoch(loader: Iterable, epoch: int) -> None:
     for obj in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
@@ -188,19 +214,7 @@ def train_one_epoch(
                 f"non-finite loss {loss.item()} at epoch {epoch}, step {global_step}: "
                 "lower --lr or try --amp off"
             )
-        optimizer.zero_grad(set_to_none=True)
-        if precision.scaler is not None:
-            precision.scaler.scale(loss).backward()
-            precision.scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        if grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        if precision.scaler is not None:
-            precision.scaler.step(optimizer)
-            precision.scaler.update()
-        else:
-            optimizer.step()
+        backward_and_step(loss, model, optimizer, precision, grad_clip)
         if scheduler is not None:
             scheduler.step()
         if hasattr(step, "after_optimizer_step"):
