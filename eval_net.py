@@ -221,6 +221,7 @@ def evaluate_dataset(args: argparse.Namespace, model, ckpt: dict, dist, precisio
         if args.vis:
             print(f"pictures: {vis_dir}")
         if args.results_json:
+            Path(args.results_json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.results_json).write_text(
                 json.dumps({"summary": summary, **out.results.to_dict()}, indent=1) + "\n"
             )
