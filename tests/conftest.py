@@ -1,4 +1,5 @@
-"""Shared test fixtures: the real sample data folder and small deterministic settings."""
+"""Shared test fixtures and settings: the real sample data folder, the tiny synthetic training
+run's flags (``tiny_args``) and one thread per test."""
 
 from __future__ import annotations
 
@@ -9,6 +10,26 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+TINY = [
+    "--dataset", "synthetic", "--synthetic-scenes", "20", "--input-size", "64",
+    "--num-workers", "0", "--batch-size", "4", "--split", "0.8", "--val-split", "0.25",
+    # fp32 on the CPU everywhere: --amp auto would pick bf16 only on CPUs with bf16 units, and
+    # --device auto would pick a GPU where there is one (tests/test_cuda.py adds flags after
+    # these, which win).
+    "--amp", "off", "--channels-last", "off", "--device", "cpu",
+]  # fmt: skip
+
+
+def tiny_args(workdir: Path, *extra: str) -> list[str]:
+    """train_net/eval_net flags of a tiny synthetic run under ``workdir``, then ``extra``."""
+    return [
+        *TINY,
+        "--dataset-path", str(workdir / "synthetic"),
+        "--cache-dir", str(workdir / "cache"),
+        "--outdir", str(workdir / "runs"),
+        *extra,
+    ]  # fmt: skip
 
 
 @pytest.fixture(scope="session")

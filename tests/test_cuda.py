@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_args
 
 import eval_net
 import train_net
@@ -33,15 +34,6 @@ NETWORKS = {
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cuda")
-
-
-def tiny(workdir: Path, *extra: str) -> list[str]:
-    return [
-        "--dataset", "synthetic", "--synthetic-scenes", "20", "--input-size", "64",
-        "--num-workers", "0", "--batch-size", "4", "--split", "0.8", "--val-split", "0.25",
-        "--dataset-path", str(workdir / "synthetic"), "--cache-dir", str(workdir / "cache"),
-        "--outdir", str(workdir / "runs"), *extra,
-    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", list(NETWORKS))
@@ -82,7 +74,7 @@ def test_autocast_channels_last_steps_lower_the_loss(name, amp):
 def test_train_on_gpu_then_evaluate_on_cpu(workdir, amp, capsys):
     desc = f"gpu_{amp}"
     args = train_net.parse_args(
-        tiny(workdir, "--network", "ggcnn", "--epochs", "2", "--device", "cuda", "--amp", amp,
+        tiny_args(workdir, "--network", "ggcnn", "--epochs", "2", "--device", "cuda", "--amp", amp,
              "--channels-last", "on", "--description", desc)
     )  # fmt: skip
     train_net.main(args)
@@ -95,24 +87,10 @@ def test_train_on_gpu_then_evaluate_on_cpu(workdir, amp, capsys):
         assert ckpt.get("scaler"), "the fp16 run's GradScaler state was not saved"
     model, _ = load_model(run / "last.pt")
     assert next(model.parameters()).device.type == "cpu"
-    summary = eval_net.main(
-        eval_net.parse_args(
-            [
-                "--network",
-                str(run / "last.pt"),
-                "--device",
-                "cpu",
-                "--amp",
-                "off",
-                "--num-workers",
-                "0",
-                "--cache-dir",
-                str(workdir / "cache"),
-                "--outdir",
-                str(run / "eval_cpu"),
-            ]
-        )  # fmt: skip
-    )
+    eval_args = ["--network", str(run / "last.pt"), "--device", "cpu", "--amp", "off",
+                 "--num-workers", "0", "--cache-dir", str(workdir / "cache"),
+                 "--outdir", str(run / "eval_cpu")]  # fmt: skip
+    summary = eval_net.main(eval_net.parse_args(eval_args))
     assert summary["images"] > 0 and 0.0 <= summary["success_rate"] <= 1.0
 
 
@@ -120,9 +98,9 @@ def test_torchrun_nccl_one_process_per_gpu(workdir):
     n = torch.cuda.device_count()
     res = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
-         "train_net.py", *tiny(workdir, "--network", "pspnet", "--output-stride", "32",
+         "train_net.py", *tiny_args(workdir, "--network", "pspnet", "--output-stride", "32",
                                "--epochs", "2", "--batch-size", "2", "--description", "nccl",
-                               "--device", "cuda")],
+                               "--device", "cuda", "--amp", "auto", "--channels-last", "auto")],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]

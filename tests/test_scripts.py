@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import tiny_args
 
 import eval_net
 import train_net
@@ -16,28 +17,11 @@ from utils.checkpoint import load_checkpoint
 from utils.grasp import GraspRectangles
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "--dataset", "synthetic", "--synthetic-scenes", "20", "--input-size", "64",
-    "--num-workers", "0", "--batch-size", "4", "--split", "0.8", "--val-split", "0.25",
-    # fp32 on the CPU everywhere: --amp auto would pick bf16 only on CPUs with bf16 units, and
-    # --device auto would pick a GPU where there is one (tests/test_cuda.py covers that).
-    "--amp", "off", "--channels-last", "off", "--device", "cpu",
-]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("scripts")
-
-
-def tiny_args(workdir: Path, *extra: str) -> list[str]:
-    return [
-        *TINY,
-        "--dataset-path", str(workdir / "synthetic"),
-        "--cache-dir", str(workdir / "cache"),
-        "--outdir", str(workdir / "runs"),
-        *extra,
-    ]  # fmt: skip
 
 
 def epoch_losses(text: str) -> dict[int, float]:

@@ -20,8 +20,8 @@ Objects are height fields over a 2-D footprint: ``height(u, v)`` in metres above
 object-frame coordinates (u, v) in metres, 0 outside the footprint. Compound families (wire
 frames, furniture lying on its side, leaning discs and boxes) are the max over a few
 :class:`Part` primitives: rods (capsules whose base may rise along them, so a rod can float
-above the table like a chair's upper legs), flat or sloped slabs, and posts. A placed object is drawn
-with its own image scale ``px_per_m = f / (table depth under it - silhouette height)``, i.e.
+above the table like a chair's upper legs), flat or sloped slabs, and posts. A placed object
+is drawn with its own image scale ``px_per_m = f / (table depth under it - silhouette height)``, i.e.
 its widest cross-section has the right perspective size; side walls are not drawn (top-down
 height field). Objects are combined by max; depth = table depth - height * cos(tilt).
 """
@@ -36,7 +36,8 @@ import numpy as np
 
 #: Horizontal and vertical field of view of the rows axis, radians (see the module doc).
 HFOV: float = math.radians(30.0)
-#: Camera distance to the table (m), sampled uniformly per view.
+#: Camera distance to the table (m), sampled uniformly per view (from the distance that fits
+#: the view's largest object, see :data:`FIT_SHARE`).
 DISTANCE_RANGE: tuple[float, float] = (0.5, 1.6)
 #: Largest table tilt (radians).
 MAX_TILT: float = math.radians(12.0)
@@ -64,6 +65,8 @@ FAMILIES: tuple[str, ...] = (
     "furniture",
     "leaning",
 )
+#: Families made of :class:`Part` primitives (see :func:`_sample_parts`).
+_COMPOUND: tuple[str, ...] = ("wire_frame", "furniture", "leaning")
 
 
 def focal_length(rows: int) -> float:
@@ -306,8 +309,8 @@ def _random_color(rng: np.random.Generator) -> tuple[float, float, float]:
 def sample_shape(rng: np.random.Generator, family: str | None = None) -> Shape:
     """A random object of ``family`` (uniform over :data:`FAMILIES` when None).
 
-    Size ranges are household-object scale (1 to 60 cm across, up to 25 cm tall, like the
-    real Jacquard samples); many objects are narrower than the gripper in one direction and
+    Size ranges are household-object scale (1 cm up to about 70 cm across for furniture with
+    legs at both ends, up to 25 cm tall, like the real Jacquard samples); many objects are narrower than the gripper in one direction and
     longer than it in the other, some (wide boxes, big cylinders, plates) are too wide for it
     in every direction. The compound families (``wire_frame``, ``furniture``, ``leaning``)
     come from :func:`_sample_parts`.
@@ -380,18 +383,15 @@ def sample_shape(rng: np.random.Generator, family: str | None = None) -> Shape:
     return Shape(fam, dims, color, verts)
 
 
-_COMPOUND = ("wire_frame", "furniture", "leaning")
-
 
 def _centred(parts: list[Part]) -> tuple[Part, ...]:
-    """The parts shifted so that their bounding box is centred on the object origin."""
-    pts = np.array([q for p in parts for q in (p.p0, p.p1 if p.kind == "rod" else p.p0)])
+    """The parts shifted so that the bounding box of their anchor points (rod ends, slab and
+    post centres) is centred on the object origin."""
+    pts = np.array([q for p in parts for q in ((p.p0, p.p1) if p.kind == "rod" else (p.p0,))])
     cu, cv = (pts.min(axis=0) + pts.max(axis=0)) / 2
-    out = []
-    for p in parts:
-        p1 = (p.p1[0] - cu, p.p1[1] - cv) if p.kind == "rod" else p.p1
-        out.append(replace(p, p0=(p.p0[0] - cu, p.p0[1] - cv), p1=p1))
-    return tuple(out)
+    return tuple(
+        replace(p, p0=(p.p0[0] - cu, p.p0[1] - cv), p1=(p.p1[0] - cu, p.p1[1] - cv)) for p in parts
+    )
 
 
 def _sample_parts(rng: np.random.Generator, fam: str) -> tuple[dict[str, float], tuple[Part, ...]]:
@@ -450,17 +450,17 @@ def _sample_parts(rng: np.random.Generator, fam: str) -> tuple[dict[str, float],
         for end in ends:
             x0 = end * sa / 2
             x1 = x0 + end * leg_len * u(0.8, 1.0)
-            tops = []
+            bases = []
             for side in (-1, 1):
                 v = side * (sb / 2 - r_leg)
                 base = max((h_lo + h_hi) / 2 + slope * v - 2 * r_leg, 0.0)
                 parts.append(Part("rod", (x0, v), (x1, v), r=r_leg, base0=base, base1=base))
-                tops.append(base)
+                bases.append(base)
             if rng.random() < 0.5:  # a rail between the two legs
                 xm = (x0 + x1) / 2
                 parts.append(
                     Part("rod", (xm, -(sb / 2 - r_leg)), (xm, sb / 2 - r_leg), r=r_leg * 0.7,
-                         base0=tops[0], base1=tops[1])
+                         base0=bases[0], base1=bases[1])
                 )  # fmt: skip
         if len(ends) == 1:  # a backrest: a second plate beyond the other edge, lower
             ba = u(0.08, 0.22)
