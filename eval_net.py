@@ -3,6 +3,7 @@
     python eval_net.py --network runs/<run>/best.pt                    # its own test part
     python eval_net.py --network best.pt --dataset jacquard --dataset-path <path> \
         --iou-eval --jacquard-output --vis
+    python eval_net.py --network best.pt --tta d8     # averaged over the 8 dihedral views
     python eval_net.py --network best.pt --images <folder of depth .tiff>  # no labels
 
 The network is rebuilt from the arguments stored in the checkpoint; data flags not given on
@@ -21,6 +22,7 @@ import torch
 
 from utils import cli
 from utils.checkpoint import load_model
+from utils.dihedral import TTA_VIEWS, DihedralTTA
 from utils.distributed import cleanup, init_distributed
 from utils.evaluation import ImageResult
 from utils.grasp import WIDTH_SCALE, GraspRectangles
@@ -49,6 +51,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--n-grasps", type=cli.positive_int, default=1, help="top grasps per image")
     g.add_argument("--iou-threshold", type=float, default=0.25)
     g.add_argument("--batch-size", type=cli.positive_int, default=8)
+    g.add_argument(
+        "--tta",
+        default="none",
+        choices=tuple(TTA_VIEWS),
+        help="test-time augmentation: average the maps over 4 quarter turns (rot4) or those "
+        "and their mirror images (d8); costs one forward pass per view",
+    )
     g.add_argument(
         "--jacquard-output",
         action="store_true",
@@ -198,6 +207,7 @@ def evaluate_dataset(args: argparse.Namespace, model, ckpt: dict, dist, precisio
         "checkpoint": str(args.network),
         "dataset": args.dataset,
         "part": args.part,
+        "tta": args.tta,
         **out.results.summary(),
         "network_ms_per_image": out.network_ms,
         "post_ms_per_image": out.post_ms,
@@ -205,7 +215,9 @@ def evaluate_dataset(args: argparse.Namespace, model, ckpt: dict, dist, precisio
     if dist.is_main:
         print(
             f"{ckpt['network']['name']} on {args.dataset} ({args.part} part, "
-            f"{args.input_size}px, {dist.device}, {precision.describe()})"
+            f"{args.input_size}px, {dist.device}, {precision.describe()}"
+            + ("" if args.tta == "none" else f", {args.tta} test-time augmentation")
+            + ")"
         )
         print_table(
             [
@@ -305,6 +317,8 @@ def main(args: argparse.Namespace):
     precision = resolve_precision(args.amp, args.channels_last, dist.device)
     model, ckpt = load_model(args.network)
     model = model.to(dist.device).eval()
+    if args.tta != "none":
+        model = DihedralTTA(model, TTA_VIEWS[args.tta])
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
     try:

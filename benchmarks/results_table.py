@@ -8,7 +8,8 @@ Each model is trained with ``train_net.py``'s defaults (plus the model's flags i
 ``<outdir>/<timestamp>_<model>/``; ``--reuse`` takes the newest finished run of a model
 instead of training again. The synthetic column is ``best.pt`` (picked on the validation part)
 on the object-wise test part; the real column runs the same checkpoint on all views of
-``../shared/data/jacquard_samples`` (never seen in training). ms/image is the network's
+``../shared/data/jacquard_samples`` (never seen in training). Both are scored again with
+``eval_net --tta d8`` (maps averaged over the 8 dihedral views). ms/image is the network's
 forward time per image at batch size 8 with eval_net's defaults (--device auto, --amp auto:
 bf16 on CPUs with bf16 units), post-processing excluded.
 """
@@ -63,13 +64,13 @@ def train(name: str, outdir: Path, extra: list[str]) -> Path:
     return run
 
 
-def score_real(checkpoint: Path, jacquard: Path) -> dict:
-    """eval_net on every real view; adds ``failed``: the ids of the views it got wrong."""
-    out = checkpoint.parent / "eval_jacquard_samples"
+def score(checkpoint: Path, name: str, flags: list[str]) -> dict:
+    """eval_net on ``checkpoint`` with ``flags``, results under ``<run>/<name>``; adds
+    ``failed``: the ids of the images it got wrong."""
+    out = checkpoint.parent / name
     args = eval_net.parse_args(
         [
-            "--network", str(checkpoint), "--dataset", "jacquard", "--dataset-path",
-            str(jacquard), "--part", "all", "--batch-size", "8", "--num-workers", "0",
+            "--network", str(checkpoint), *flags, "--batch-size", "8", "--num-workers", "0",
             "--outdir", str(out), "--results-json", str(out / "results.json"),
         ]
     )  # fmt: skip
@@ -79,6 +80,11 @@ def score_real(checkpoint: Path, jacquard: Path) -> dict:
         i for i, ok in zip(per_image["ids"], per_image["successes"], strict=True) if not ok
     ]
     return summary
+
+
+def real_flags(jacquard: Path) -> list[str]:
+    """eval_net flags for every real view (never seen in training)."""
+    return ["--dataset", "jacquard", "--dataset-path", str(jacquard), "--part", "all"]
 
 
 def baseline(dataset, indices: list[int]) -> EvaluationResults:
@@ -133,7 +139,14 @@ def main() -> None:
         summary = json.loads((run / "test_results.json").read_text())["summary"]
         ckpt = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
         model, stored = load_model(ckpt)
-        real = score_real(ckpt, jacquard) if jacquard else None
+        real = score(ckpt, "eval_jacquard_samples", real_flags(jacquard)) if jacquard else None
+        # The same checkpoint with test-time augmentation over the 8 dihedral views.
+        syn_tta = score(ckpt, "eval_tta", ["--tta", "d8"])
+        real_tta = (
+            score(ckpt, "eval_jacquard_samples_tta", [*real_flags(jacquard), "--tta", "d8"])
+            if jacquard
+            else None
+        )
         rows.append(
             {
                 "model": name,
@@ -143,6 +156,9 @@ def main() -> None:
                 "real_jacquard": real["success_rate"] if real else None,
                 "real_images": real["images"] if real else None,
                 "real_failed": real["failed"] if real else None,
+                "synthetic_test_tta": syn_tta["success_rate"],
+                "real_jacquard_tta": real_tta["success_rate"] if real_tta else None,
+                "real_failed_tta": real_tta["failed"] if real_tta else None,
                 "ms_per_image": real["network_ms_per_image"] if real else None,
                 "train_min": summary["train_seconds"] / 60,
                 "best_epoch": stored["epoch"],
@@ -161,22 +177,27 @@ def main() -> None:
     n_real = rows[0]["real_images"] if rows else "?"
     print()
     print(
-        f"| model | parameters | synthetic test ({n_syn} images, object-wise) | "
-        f"real Jacquard samples ({n_real} views) | ms/image | training | best.pt epoch |"
+        f"| model | parameters | synthetic test ({n_syn} images, object-wise) | with d8 TTA | "
+        f"real Jacquard samples ({n_real} views) | with d8 TTA | ms/image | training | "
+        "best.pt epoch |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    print(f"| mask-centroid baseline | – | {pct(syn_base)} | {pct(real_base)} | – | – | – |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"| mask-centroid baseline | – | {pct(syn_base)} | – | {pct(real_base)} | – | – | – | – |"
+    )
     for r in rows:
         ms = "–" if r["ms_per_image"] is None else f"{r['ms_per_image']:.1f}"
         print(
             f"| {r['model']} | {r['params_m']:.2f} M | {pct(r['synthetic_test'])} | "
-            f"{pct(r['real_jacquard'])} | {ms} | {r['epochs']} epochs, {r['train_min']:.1f} min | "
-            f"{r['best_epoch']} |"
+            f"{pct(r['synthetic_test_tta'])} | {pct(r['real_jacquard'])} | "
+            f"{pct(r['real_jacquard_tta'])} | {ms} | "
+            f"{r['epochs']} epochs, {r['train_min']:.1f} min | {r['best_epoch']} |"
         )
     if jacquard is not None:
-        print("\nreal views missed (<view>_<object>):")
+        print("\nreal views missed (<view>_<object>), without | with d8 TTA:")
         for r in rows:
-            print(f"- {r['model']}: {', '.join(r['real_failed']) or 'none'}")
+            plain, tta = r["real_failed"], r["real_failed_tta"]
+            print(f"- {r['model']}: {', '.join(plain) or 'none'} | {', '.join(tta) or 'none'}")
     if args.json:
         Path(args.json).write_text(
             json.dumps({"baseline": [syn_base, real_base], "rows": rows}, indent=1) + "\n"

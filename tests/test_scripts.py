@@ -110,6 +110,18 @@ def test_eval_net_table_and_jacquard_output(trained_run, workdir, capsys):
     assert len(per_image["ids"]) == summary["images"]
 
 
+def test_eval_net_test_time_augmentation(trained_run, workdir, capsys):
+    run, _ = trained_run
+    args = eval_net.parse_args(
+        ["--network", str(run / "best.pt"), "--tta", "d8", "--outdir", str(workdir / "tta"),
+         "--num-workers", "0", "--cache-dir", str(workdir / "cache")]
+    )  # fmt: skip
+    summary = eval_net.main(args)
+    assert "d8 test-time augmentation" in capsys.readouterr().out
+    assert summary["tta"] == "d8" and summary["part"] == "test" and summary["images"] > 0
+    assert 0.0 <= summary["success_rate"] <= 1.0
+
+
 def test_eval_net_on_unlabelled_depth_images(trained_run, shared_data, workdir):
     run, _ = trained_run
     out_dir = workdir / "infer"

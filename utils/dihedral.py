@@ -1,0 +1,81 @@
+"""The 8 dihedral views of an image (quarter turns and mirror images) and the matching change of
+grasp maps: test-time augmentation now, MixMatch's label guessing over views later.
+
+View ``k`` in 0..7 turns the image ``k % 4`` quarter turns counter-clockwise on screen (as
+``np.rot90``), then, for ``k >= 4``, mirrors it left-right (columns reversed). Only the last
+two dimensions move, so the functions take ``... x H x W`` tensors (``N x C x H x W`` images,
+``N x 4 x H x W`` maps); quarter turns of a non-square image swap H and W.
+
+A grasp angle ``a`` (radians, counter-clockwise on screen, see :mod:`utils.grasp`) becomes
+``a + k pi/2`` under the turns and then ``-a`` under the mirror, so in the maps (quality,
+cos 2a, sin 2a, width) a quarter turn negates cos 2a and sin 2a and the mirror negates sin 2a;
+quality and width only move with the pixels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["DIHEDRAL_VIEWS", "TTA_VIEWS", "DihedralTTA", "transform_image", "transform_maps"]
+
+#: Number of views in the dihedral group of the square.
+DIHEDRAL_VIEWS = 8
+#: ``--tta`` choices: the views each averages over.
+TTA_VIEWS: dict[str, tuple[int, ...]] = {"none": (0,), "rot4": (0, 1, 2, 3), "d8": tuple(range(8))}
+
+
+def _check_view(k: int) -> None:
+    if not 0 <= k < DIHEDRAL_VIEWS:
+        raise ValueError(f"dihedral view must be in 0..7, got {k}")
+
+
+def transform_image(x: Tensor, k: int, inverse: bool = False) -> Tensor:
+    """View ``k`` of ``x`` (``... x H x W``), or with ``inverse`` the image it came from."""
+    _check_view(k)
+    turns, mirror = k % 4, k >= 4
+    if not inverse:
+        x = torch.rot90(x, turns, dims=(-2, -1))
+        return torch.flip(x, dims=(-1,)) if mirror else x
+    if mirror:
+        x = torch.flip(x, dims=(-1,))
+    return torch.rot90(x, -turns, dims=(-2, -1))
+
+
+def transform_maps(maps: Tensor, k: int, inverse: bool = False) -> Tensor:
+    """Grasp maps ``... x 4 x H x W`` (quality, cos 2a, sin 2a, width) seen in view ``k``, or
+    with ``inverse`` the maps of the original image given those of view ``k``."""
+    _check_view(k)
+    if maps.shape[-3] != 4:
+        raise ValueError(f"grasp maps need 4 channels (dim -3), got shape {tuple(maps.shape)}")
+    # The sign changes are per channel, so they commute with the pixel moves; and each is its
+    # own inverse, so the same signs serve both directions.
+    turn_sign = -1.0 if k % 2 else 1.0
+    mirror_sign = -1.0 if k >= 4 else 1.0
+    sign = maps.new_tensor([1.0, turn_sign, turn_sign * mirror_sign, 1.0]).view(4, 1, 1)
+    return transform_image(maps, k, inverse) * sign
+
+
+class DihedralTTA(nn.Module):
+    """Test-time augmentation: the mean of a network's maps over dihedral views of its input,
+    each mapped back to the input's frame (cos 2a and sin 2a averaged as a vector, so angles
+    near +-pi/2 don't cancel). The result is exactly equivariant to the views averaged over when
+    those form a group (``rot4``, ``d8``). Costs one forward pass per view."""
+
+    def __init__(self, net: nn.Module, views: tuple[int, ...] = TTA_VIEWS["d8"]) -> None:
+        super().__init__()
+        for k in views:
+            _check_view(k)
+        self.net = net
+        self.views = tuple(views)
+
+    @property
+    def input_channels(self) -> int:
+        return self.net.input_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        total = None
+        for k in self.views:
+            maps = transform_maps(self.net(transform_image(x, k)).float(), k, inverse=True)
+            total = maps if total is None else total + maps
+        return total / len(self.views)
