@@ -174,7 +174,7 @@ def main() -> None:
         return "–" if v is None else f"{v:.1%}"
 
     n_syn = rows[0]["synthetic_images"] if rows else "?"
-    n_real = rows[0]["real_images"] if rows else "?"
+    n_real = (rows[0]["real_images"] if rows else None) or "?"
     print()
     print(
         f"| model | parameters | synthetic test ({n_syn} images, object-wise) | with d8 TTA | "

@@ -66,6 +66,7 @@ class DihedralTTA(nn.Module):
         super().__init__()
         for k in views:
             _check_view(k)
+        # Not ``module``: checkpoint.unwrap strips a ``.module`` (DDP), which would drop the TTA.
         self.net = net
         self.views = tuple(views)
 
@@ -74,8 +75,13 @@ class DihedralTTA(nn.Module):
         return self.net.input_channels
 
     def forward(self, x: Tensor) -> Tensor:
+        # A turned channels_last batch has neither layout's strides: restore it for fast convs.
+        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else None
         total = None
         for k in self.views:
-            maps = transform_maps(self.net(transform_image(x, k)).float(), k, inverse=True)
+            xk = transform_image(x, k)
+            if layout is not None:
+                xk = xk.contiguous(memory_format=layout)
+            maps = transform_maps(self.net(xk).float(), k, inverse=True)
             total = maps if total is None else total + maps
         return total / len(self.views)
