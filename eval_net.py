@@ -21,18 +21,29 @@ import numpy as np
 import torch
 
 from utils import cli
-from utils.checkpoint import load_model
+from utils.checkpoint import WEIGHTS, load_model
+from utils.data.build import dataset_from_args, split_from_args
+from utils.data.loader import make_loader
 from utils.dihedral import TTA_VIEWS, DihedralTTA
 from utils.distributed import cleanup, init_distributed
+from utils.entrypoint import run_main
 from utils.evaluation import ImageResult
 from utils.grasp import WIDTH_SCALE, GraspRectangles
 from utils.post_process import detect_grasps, post_process_output
-from utils.training import evaluate, predict_maps, resolve_precision
+from utils.precision import resolve_precision
+from utils.scoring import evaluate, predict_maps
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--network", required=True, help="checkpoint file (.pt) written by training")
+    p.add_argument(
+        "--weights",
+        default="auto",
+        choices=WEIGHTS,
+        help="the trained weights (model), their moving average (ema, runs with --model-ema 1) "
+        "or the ones the run validated to pick best.pt (auto)",
+    )
     cli.add_data_args(p)
     # None = not given: resolve_data_args fills it from the checkpoint.
     p.set_defaults(**dict.fromkeys(cli.DATA_FLAGS))
@@ -151,14 +162,14 @@ def evaluate_dataset(args: argparse.Namespace, model, ckpt: dict, dist, precisio
             f"--use-depth {int(args.use_depth)} --use-rgb {int(args.use_rgb)} gives {channels} "
             f"input channels, but the checkpoint's network takes {model.input_channels}"
         )
-    dataset = cli.dataset_from_args(args, augment=False)
+    dataset = dataset_from_args(args, augment=False)
     if args.part == "all":
         indices = list(range(len(dataset)))
     else:
-        indices = cli.split_from_args(args, dataset)[args.part]
+        indices = split_from_args(args, dataset)[args.part]
     if not indices:
         raise ValueError(f"--part {args.part}: no images in that part of the dataset")
-    loader = cli.make_loader(
+    loader = make_loader(
         dataset,
         indices,
         args.batch_size,
@@ -208,6 +219,9 @@ def evaluate_dataset(args: argparse.Namespace, model, ckpt: dict, dist, precisio
         "dataset": args.dataset,
         "part": args.part,
         "tta": args.tta,
+        "weights": {"model": "model", "ema": "model_ema"}.get(
+            args.weights, ckpt.get("eval_weights", "model")
+        ),
         **out.results.summary(),
         "network_ms_per_image": out.network_ms,
         "post_ms_per_image": out.post_ms,
@@ -315,7 +329,7 @@ def main(args: argparse.Namespace):
     if args.threads:
         torch.set_num_threads(args.threads)
     precision = resolve_precision(args.amp, args.channels_last, dist.device)
-    model, ckpt = load_model(args.network)
+    model, ckpt = load_model(args.network, weights=args.weights)
     model = model.to(dist.device).eval()
     if args.tta != "none":
         model = DihedralTTA(model, TTA_VIEWS[args.tta])
@@ -330,4 +344,4 @@ def main(args: argparse.Namespace):
 
 
 if __name__ == "__main__":
-    cli.run_main(main, parse_args)
+    run_main(main, parse_args)

@@ -28,9 +28,9 @@ sys.path.insert(0, str(REPO))
 import eval_net  # noqa: E402
 import train_net  # noqa: E402
 from models import count_parameters  # noqa: E402
-from utils import cli  # noqa: E402
 from utils.baselines import mask_centroid_grasp  # noqa: E402
 from utils.checkpoint import load_model  # noqa: E402
+from utils.data.build import dataset_from_args, split_from_args  # noqa: E402
 from utils.evaluation import EvaluationResults, evaluate_grasps  # noqa: E402
 
 MODELS: dict[str, list[str]] = {
@@ -103,8 +103,8 @@ def baseline_rows(
 ) -> tuple[float, float | None]:
     """The baseline on the same synthetic test part as the networks, and on the real views."""
     args = train_net.parse_args(["--input-size", str(input_size), *train_args])
-    synthetic = cli.dataset_from_args(args, augment=False)
-    test = cli.split_from_args(args, synthetic)["test"]
+    synthetic = dataset_from_args(args, augment=False)
+    test = split_from_args(args, synthetic)["test"]
     syn = baseline(synthetic, test).success_rate
     real = None
     if jacquard is not None:

@@ -21,7 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models import count_parameters, get_network  # noqa: E402
-from utils.training import backward_and_step, resolve_precision  # noqa: E402
+from utils.precision import resolve_precision  # noqa: E402
+from utils.training import backward_and_step  # noqa: E402
 
 CONFIGS = {
     "ggcnn": ("ggcnn", {}),

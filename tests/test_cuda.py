@@ -18,7 +18,8 @@ import eval_net
 import train_net
 from models import get_network
 from utils.checkpoint import load_checkpoint, load_model
-from utils.training import backward_and_step, resolve_precision
+from utils.precision import resolve_precision
+from utils.training import backward_and_step
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 

@@ -1,8 +1,10 @@
-"""The shared training core: precision, steps, the epoch loop, evaluation, checkpoints."""
+"""The shared training core: precision, steps, the epoch loop, scoring, checkpoints."""
 
 from __future__ import annotations
 
 import pickle
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,16 +15,10 @@ from utils.checkpoint import atomic_torch_save, load_checkpoint, load_model, mak
 from utils.distributed import DistInfo
 from utils.grasp import Grasp, GraspRectangles, encode_grasp_maps
 from utils.logger import RunLogger, format_epoch_summary
-from utils.training import (
-    FitState,
-    StepOutput,
-    SupervisedStep,
-    _batches,
-    evaluate,
-    fit,
-    resolve_precision,
-    train_one_epoch,
-)
+from utils.precision import resolve_precision
+from utils.scoring import evaluate
+from utils.steps import StepContext, StepOutput, SupervisedStep
+from utils.training import Trainer, TrainState, epoch_batches, fit, train_one_epoch
 
 SIZE = 48
 
@@ -70,12 +66,20 @@ def test_resolve_precision():
         resolve_precision("fast", "auto", cpu)
 
 
-def test_batches_cycles_to_exact_count():
+def test_epoch_batches_cycle_to_exact_count_and_start_inside():
     data = tiny_batches(3)
-    assert len(list(_batches(data, None, 0))) == 3
-    assert len(list(_batches(data, 7, 0))) == 7
+    assert len(list(epoch_batches(data, 1, 3))) == 3
+    assert len(list(epoch_batches(data, 1, 7))) == 7
+    # Starting at batch 4 of 7 over a 3-batch loader: pass 1, offset 1.
+    rest = list(epoch_batches(data, 1, 7, start=4))
+    assert len(rest) == 3 and rest[0] is data[1]
     with pytest.raises(ValueError, match="no batch"):
-        list(_batches([], 2, 0))
+        list(epoch_batches([], 1, 2))
+
+
+def make_trainer(model, step, precision=None, lr=1e-3, **kw) -> Trainer:
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    return Trainer(model, opt, step, precision or cpu_fp32(), **kw)
 
 
 @pytest.mark.parametrize("amp", ["off", "bf16"])
@@ -85,51 +89,75 @@ def test_supervised_training_lowers_loss(amp):
     precision = resolve_precision(amp, "auto", torch.device("cpu"))
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    trainer = make_trainer(model, SupervisedStep(), precision, lr=3e-3)
     data = tiny_batches(4)
-    step = SupervisedStep(precision)
-    kw = dict(device=torch.device("cpu"), precision=precision)
+    ctx = StepContext(torch.device("cpu"), precision)
     with torch.no_grad(), precision.autocast():
-        before = np.mean([step(model, b, torch.device("cpu")).loss.item() for b in data])
-    gs = 0
-    for e in range(1, 11):
-        terms, gs = train_one_epoch(model, data, opt, step, epoch=e, global_step=gs, **kw)
-    assert gs == 10 * 4
+        before = np.mean([trainer.step(model, b, ctx).loss.item() for b in data])
+    state = TrainState()
+    for _ in range(10):
+        terms = train_one_epoch(trainer, data, state, device=torch.device("cpu"), n_batches=4)
+        state.epoch, state.step_in_epoch, state.sums = state.epoch + 1, 0, {}
+    assert state.global_step == 10 * 4
     assert terms["loss"] < 0.6 * before
     assert set(terms) >= {"loss", "quality", "cos", "sin", "width"}
 
 
-def test_custom_step_hooks_are_called():
+def test_step_sees_its_place_and_hooks_are_called():
     model = get_network("ggcnn")
-    calls = []
+    seen = []
 
     class CountingStep:
-        def __call__(self, m, batch, device):
+        def __call__(self, m, batch, ctx):
+            seen.append((ctx.epoch, ctx.global_step, ctx.step_in_epoch))
             out = m(batch["x"])
             loss = (out**2).mean()
             return StepOutput(loss, {"l2": loss.detach()}, len(batch["x"]))
 
-        def after_optimizer_step(self, m):
-            calls.append(1)
+        def after_optimizer_step(self, m, ctx):
+            seen.append("after")
 
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    terms, _ = train_one_epoch(
-        model, tiny_batches(2), opt, CountingStep(), device=torch.device("cpu"),
-        precision=cpu_fp32(), epoch=1, batches_per_epoch=5,
-    )  # fmt: skip
-    assert len(calls) == 5 and "l2" in terms
+    trainer = make_trainer(model, CountingStep())
+    state = TrainState(epoch=2, global_step=5)
+    terms = train_one_epoch(
+        trainer, tiny_batches(2), state, device=torch.device("cpu"), n_batches=3
+    )
+    assert seen == [(2, 5, 0), "after", (2, 6, 1), "after", (2, 7, 2), "after"]
+    assert "l2" in terms and state.global_step == 8 and state.step_in_epoch == 3
+
+
+def test_labelled_and_unlabelled_loaders_advance_together():
+    model = get_network("ggcnn")
+    pairs = []
+
+    class PairStep:
+        def __call__(self, m, batch, ctx):
+            labelled, unlabelled = batch
+            pairs.append((int(labelled["index"][0]), int(unlabelled["index"][0])))
+            loss = (m(labelled["x"]) ** 2).mean() + (m(unlabelled["x"]) ** 2).mean()
+            return StepOutput(loss, {}, len(labelled["x"]))
+
+    trainer = make_trainer(model, PairStep())
+    labelled, unlabelled = tiny_batches(2), tiny_batches(5, seed=1)
+    for b in unlabelled:
+        b["index"] = b["index"] + 100
+    state = TrainState()
+    # The epoch is as long as the longer loader; the shorter one cycles.
+    fit(trainer, labelled, None, epochs=1, run_dir=Path(tempfile.mkdtemp()), args={},
+        dist=DistInfo(), logger=RunLogger(None), state=state, unlabelled_loader=unlabelled)  # fmt: skip
+    assert pairs == [(0, 100), (2, 102), (0, 104), (2, 106), (0, 108)]
 
 
 def test_non_finite_loss_is_a_clear_error():
     model = get_network("ggcnn")
 
-    def nan_step(m, batch, device):
+    def nan_step(m, batch, ctx):
         return StepOutput(m(batch["x"]).sum() * float("nan"), {}, 2)
 
     with pytest.raises(FloatingPointError, match="--lr"):
         train_one_epoch(
-            model, tiny_batches(1), torch.optim.SGD(model.parameters(), lr=1e-3), nan_step,
-            device=torch.device("cpu"), precision=cpu_fp32(), epoch=1,
+            make_trainer(model, nan_step), tiny_batches(1), TrainState(),
+            device=torch.device("cpu"), n_batches=1,
         )  # fmt: skip
 
 
@@ -155,24 +183,25 @@ def test_evaluate_perfect_oracle_scores_all():
 def test_fit_writes_checkpoints_and_resume_state(tmp_path):
     torch.manual_seed(0)
     model = get_network("ggcnn")
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    trainer = make_trainer(model, SupervisedStep())
     data = tiny_batches(2)
     common = dict(
-        model=model, step=SupervisedStep(cpu_fp32()), optimizer=opt, train_loader=data,
-        val_loader=data, run_dir=tmp_path, args={"network": "ggcnn"}, dist=DistInfo(),
-        precision=cpu_fp32(), logger=RunLogger(tmp_path / "tb"),
+        train_loader=data, val_loader=data, run_dir=tmp_path, args={"network": "ggcnn"},
+        dist=DistInfo(), logger=RunLogger(tmp_path / "tb"),
     )  # fmt: skip
-    state = FitState()
-    metrics = fit(epochs=2, state=state, **common)
+    state = TrainState()
+    metrics = fit(trainer, epochs=2, state=state, **common)
     assert state.epoch == 3 and state.global_step == 4
     assert {"train_loss", "val_success", "val_loss", "lr"} <= set(metrics)
     last = load_checkpoint(tmp_path / "last.pt")
-    assert last["epoch"] == 2 and last["global_step"] == 4
-    assert (tmp_path / "best.pt").exists()
+    assert last["epoch"] == 2 and last["global_step"] == 4 and last["kind"] == "last"
+    assert last["step_in_epoch"] == 0 and last["rng"] and last["eval_weights"] == "model"
+    assert load_checkpoint(tmp_path / "best.pt")["kind"] == "best"
     assert list((tmp_path / "tb").iterdir())
     # Continuing from the stored state runs only the remaining epoch.
-    state2 = FitState(last["epoch"] + 1, last["global_step"], last["best_success"])
-    fit(epochs=3, state=state2, **common)
+    state2 = trainer.restore(last)
+    assert (state2.epoch, state2.global_step) == (3, 4)
+    fit(trainer, epochs=3, state=state2, **common)
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 3
 
 

@@ -101,12 +101,42 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
+#: ``weights`` choices of :func:`load_model` (and ``eval_net.py --weights``).
+WEIGHTS = ("auto", "model", "ema")
+
+
+def load_weights(
+    model: nn.Module, ckpt: dict[str, Any], path: str | Path, weights: str = "auto"
+) -> str:
+    """Load ``ckpt``'s weights into ``model``; returns the key used.
+
+    ``weights``: ``model`` (the trained weights), ``ema`` (their moving average, when the run
+    kept one) or ``auto`` (the ones the run validated to choose best.pt: ``eval_weights``).
+    A state_dict that does not fit the network is a one-line error naming ``path``.
+    """
+    if weights not in WEIGHTS:
+        raise ValueError(f"--weights must be one of {WEIGHTS}, got {weights!r}")
+    key = {"model": "model", "ema": "model_ema"}.get(weights, ckpt.get("eval_weights", "model"))
+    if key not in ckpt:
+        raise ValueError(f"{path}: no EMA weights in this checkpoint (trained without --model-ema)")
+    try:
+        unwrap(model).load_state_dict(ckpt[key])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise ValueError(f"{path}: weights do not fit the network ({first})") from None
+    return key
+
+
 def load_model(
-    path: str | Path, map_location: str | torch.device = "cpu"
+    path: str | Path, map_location: str | torch.device = "cpu", weights: str = "auto"
 ) -> tuple[GraspNet, dict[str, Any]]:
-    """Rebuild the network stored in a checkpoint and load its weights; returns (model, ckpt)."""
+    """Rebuild the network stored in a checkpoint and load its weights (see
+    :func:`load_weights` for ``weights``); returns (model, ckpt)."""
     ckpt = load_checkpoint(path, map_location)
     net = ckpt["network"]
-    model = get_network(net["name"], **net["kwargs"])
-    model.load_state_dict(ckpt["model"])
+    try:
+        model = get_network(net["name"], **net["kwargs"])
+    except (TypeError, KeyError) as e:
+        raise ValueError(f"{path}: cannot rebuild network {net.get('name')!r} ({e})") from None
+    load_weights(model, ckpt, path, weights)
     return model, ckpt

@@ -1,22 +1,20 @@
-"""Command-line flags shared by the scripts, and what turns them into datasets, models, optimisers.
+"""Command-line flags shared by the scripts: argument groups, cross-flag checks, args.json.
 
 Flag names follow the GG-CNN code (``--dataset``, ``--dataset-path``, ``--use-depth``,
 ``--use-rgb``, ``--split``, ``--ds-rotate``, ``--batch-size``, ...). Each script composes the
-groups it needs, so a flag means the same thing everywhere.
+groups it needs, so a flag means the same thing everywhere. What the flags build lives
+elsewhere: datasets and loaders in :mod:`utils.data.build`, optimisers and the schedule in
+:mod:`utils.optim`, the run itself in :mod:`utils.harness`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from pathlib import Path
 from typing import Any
-
-import torch
-from torch.utils.data import DataLoader, Dataset, Subset
 
 from models import list_networks
 
@@ -204,7 +202,53 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
         "--logdir", default=None, help="TensorBoard folder (default: <run folder>/tensorboard)"
     )
     g.add_argument("--vis", action="store_true", help="write example prediction images")
-    g.add_argument("--resume", default=None, help="checkpoint (last.pt) to continue from")
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """Checkpointing, resume and the EMA model: the harness's flags, in every training script."""
+    g = p.add_argument_group("checkpoints, resume and EMA")
+    g.add_argument(
+        "--resume",
+        default=None,
+        help="a run's last.pt to continue exactly where it stopped (see README, Resuming)",
+    )
+    g.add_argument(
+        "--resume-best",
+        action="store_true",
+        help="allow --resume from a best.pt: continues from that epoch in a NEW run folder",
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        type=non_negative_int,
+        default=0,
+        help="also write last.pt every N optimiser steps inside an epoch (0: epoch ends only)",
+    )
+    g.add_argument(
+        "--model-ema",
+        type=str2bool,
+        default=False,
+        help="keep an exponential moving average of the weights (validated and saved too)",
+    )
+    g.add_argument("--model-ema-decay", type=float, default=0.999, help="EMA decay per step")
+    g.add_argument(
+        "--best-from",
+        default=None,
+        choices=("model", "ema"),
+        help="weights whose validation score picks best.pt (default: ema with --model-ema 1)",
+    )
+
+
+#: Flags that may differ on --resume, and what each does then (README, Resuming). Every other
+#: flag given with --resume must match the run's own value, or the resume is refused.
+RESUME_OVERRIDES = {
+    "epochs": "re-plans the rest of the cosine decay from the current rate",
+    "lr": "the rate becomes what a run started with this --lr would have now",
+    "weight_decay": "applies to every parameter group from the next step",
+    "num_workers": "data order does not depend on it",
+    "device": "", "amp": "", "channels_last": "", "threads": "", "vis": "", "logdir": "",
+    "val_batches": "", "checkpoint_every": "", "cache_dir": "", "description": "",
+    "resume": "", "resume_best": "", "outdir": "",
+}  # fmt: skip
 
 
 #: Epochs when --epochs is not given: the small GG-CNNs run ~5x more images/s than PSPNet, so
@@ -215,6 +259,12 @@ DEFAULT_EPOCHS = {"ggcnn": 60, "ggcnn2": 60, "pspnet": 30}
 def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Cross-flag checks, reported through argparse (one line, names the flag); fills
     network-dependent defaults so args.json records what ran."""
+    if getattr(args, "best_from", "absent") is None:
+        args.best_from = "ema" if args.model_ema else "model"
+    if getattr(args, "best_from", None) == "ema" and not args.model_ema:
+        parser.error("--best-from ema needs --model-ema 1")
+    if hasattr(args, "model_ema_decay") and not 0.0 < args.model_ema_decay < 1.0:
+        parser.error(f"--model-ema-decay must be in (0, 1), got {args.model_ema_decay}")
     if getattr(args, "epochs", "absent") is None:
         args.epochs = DEFAULT_EPOCHS.get(getattr(args, "network", ""), 30)
     if hasattr(args, "use_depth") and not (args.use_depth or args.use_rgb):
@@ -236,93 +286,6 @@ def input_channels(args: argparse.Namespace) -> int:
     return int(args.use_depth) + 3 * int(args.use_rgb)
 
 
-# --- datasets ----------------------------------------------------------------------------------
-def dataset_from_args(args: argparse.Namespace, augment: bool) -> Dataset:
-    """The whole dataset named by the flags, with or without training augmentation."""
-    from utils.data import get_dataset
-
-    kwargs: dict[str, Any] = {
-        "output_size": args.input_size,
-        "use_depth": args.use_depth,
-        "use_rgb": args.use_rgb,
-        "random_rotate": augment,
-        "random_zoom": augment,
-        "cache_dir": args.cache_dir or str(REPO_ROOT / "data" / "cache"),
-    }
-    if args.dataset in ("jacquard", "synthetic"):
-        kwargs["depth_type"] = args.depth_type
-    if args.dataset == "cornell":
-        kwargs["crop"] = args.cornell_crop
-        if getattr(args, "object_map", None):
-            kwargs["object_map"] = args.object_map
-    if args.dataset == "synthetic" and args.synthetic_scenes:
-        kwargs["synthetic_kwargs"] = {"n_scenes": args.synthetic_scenes}
-    return get_dataset(args.dataset, args.dataset_path, **kwargs)
-
-
-def split_from_args(args: argparse.Namespace, dataset: Any) -> dict[str, list[int]]:
-    """Train / val / test indices of ``dataset`` from the split flags."""
-    from utils.data import split_indices
-
-    groups = [dataset.object_id(i) for i in range(len(dataset))]
-    return split_indices(
-        groups,
-        train_fraction=args.split,
-        val_fraction=args.val_split,
-        split_by=args.split_by,
-        ds_rotate=args.ds_rotate,
-        n_folds=args.folds,
-        fold=args.fold,
-        seed=None if args.split_seed < 0 else args.split_seed,
-    )
-
-
-def make_loader(
-    dataset: Dataset,
-    indices: list[int],
-    batch_size: int,
-    *,
-    shuffle: bool,
-    num_workers: int,
-    seed: int,
-    rank: int = 0,
-    world_size: int = 1,
-    drop_last: bool = False,
-) -> DataLoader:
-    """A loader over ``indices``; sharded across ranks when distributed.
-
-    Training shards use a DistributedSampler (padded, reshuffled every epoch). Evaluation
-    shards (``shuffle=False``) take every world_size-th sample with no padding, so gathered
-    results count each image exactly once.
-    """
-    from utils.data import collate_grasp_batch
-
-    subset = Subset(dataset, indices)
-    sampler = None
-    if world_size > 1:
-        if shuffle:
-            sampler = torch.utils.data.DistributedSampler(
-                subset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed
-            )
-        else:
-            subset = Subset(dataset, indices[rank::world_size])
-    # Per-rank seeds: otherwise every rank's workers draw the same augmentations.
-    generator = torch.Generator().manual_seed(seed + 1000 * rank)
-    return DataLoader(
-        subset,
-        batch_size=batch_size,
-        shuffle=shuffle and sampler is None,
-        sampler=sampler,
-        num_workers=num_workers,
-        collate_fn=collate_grasp_batch,
-        drop_last=drop_last,
-        generator=generator,
-        persistent_workers=num_workers > 0,
-        pin_memory=torch.cuda.is_available(),
-    )
-
-
-# --- models and optimisation -------------------------------------------------------------------
 def model_kwargs_from_args(args: argparse.Namespace) -> dict[str, Any]:
     kw: dict[str, Any] = {"input_channels": input_channels(args)}
     if args.network == "pspnet":
@@ -336,61 +299,14 @@ def model_kwargs_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return kw
 
 
-def build_optimizer(args: argparse.Namespace, model: torch.nn.Module) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if args.optimizer == "adam":
-        return torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
-    if args.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
-    return torch.optim.SGD(
-        params, lr=args.lr, momentum=0.9, weight_decay=args.weight_decay, nesterov=True
-    )
-
-
-def build_scheduler(
-    args: argparse.Namespace, optimizer: torch.optim.Optimizer, total_steps: int
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """Linear warm-up then cosine decay to 1% of ``--lr``, stepped once per optimiser step."""
-    if args.scheduler == "none":
-        return None
-    warmup = max(0, min(args.warmup_steps, total_steps // 10))
-    total = max(total_steps, 1)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        t = min(1.0, (step - warmup) / max(1, total - warmup))
-        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+def public_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags' values (attributes starting with ``_`` are the scripts' own, not flags)."""
+    return {k: v for k, v in vars(args).items() if not k.startswith("_")}
 
 
 def save_args(args: argparse.Namespace, path: Path) -> None:
     """The resolved arguments as JSON, plus the command line that produced them."""
-    data = dict(vars(args))
+    data = public_args(args)
     data["_command"] = " ".join([Path(sys.executable).name, *sys.argv])
     data["_world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
     path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def run_main(main, parse_args) -> None:
-    """Run a script's ``main(parse_args())``; bad input ends in one line on stderr, exit 2.
-
-    ValueError (bad files and flags; the message names the file or flag), OSError (paths that
-    cannot be read or written) and FloatingPointError (a diverging run) end in one line;
-    anything else is a bug and keeps its traceback.
-    """
-    args = parse_args()
-    try:
-        main(args)
-    except (ValueError, OSError, FloatingPointError) as e:
-        text = str(e).strip()
-        if "Original Traceback" in text:
-            # Raised in a DataLoader worker: torch wraps the worker's whole traceback; the
-            # last line is our own message naming the file.
-            text = text.splitlines()[-1].split(": ", 1)[-1]
-        print(f"error: {text}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted: the last completed epoch is in last.pt", file=sys.stderr)
-        sys.exit(130)

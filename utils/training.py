@@ -1,130 +1,40 @@
 """The one training loop, shared by every training script.
 
-A script supplies a *step*: a callable ``step(model, batch, device) -> StepOutput`` that runs
-the forward pass(es) on one batch and returns the loss to minimise. The loop owns everything
-else: mixed precision, gradient scaling and clipping, the optimiser and scheduler, progress,
-logging, validation with the rectangle metric, and checkpoints.
+A script supplies a *step* (:mod:`utils.steps`); :class:`Trainer` holds what the loop updates
+(network, optimiser, schedule, gradient scaler, EMA, the step's own state) and turns all of it,
+with the random states and the position in the data, into a checkpoint and back.
+:func:`fit` runs epochs from a :class:`TrainState`: the step loop, validation of the network
+and of its EMA, the choice of ``best.pt``, and ``last.pt`` at every epoch's end and, with
+``checkpoint_every``, every N optimiser steps inside an epoch.
 
-- :class:`SupervisedStep`: maps against drawn targets (``train_net.py``).
-- A distillation step (a frozen teacher's maps as soft targets) and a MixMatch step (a loader
-  yielding labelled and unlabelled batches, an EMA model updated in ``after_optimizer_step``)
-  plug in the same way: a step may define ``after_optimizer_step(model)`` and
-  ``state_dict()``/``load_state_dict()``, which the loop calls and checkpoints.
+Exact resume: the data order and augmentation are functions of (seed, epoch, position)
+(:mod:`utils.data.loader`), the global RNG states are saved per rank, and every piece of
+state above is restored, so a run stopped and resumed (even mid-epoch) ends with the same
+weights, bit for bit on the CPU in fp32, as one that never stopped.
 """
 
 from __future__ import annotations
 
-import math
+import itertools
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from models import GRASP_MAP_NAMES, grasp_map_loss
 from utils.checkpoint import atomic_torch_save, make_checkpoint, unwrap
 from utils.distributed import DistInfo, all_gather_object, reduce_sum
-from utils.evaluation import EvaluationResults, evaluate_image
+from utils.ema import ModelEma
 from utils.grasp import WIDTH_SCALE
 from utils.logger import RunLogger, format_epoch_summary
-from utils.post_process import post_process_output
-
-
-# --- precision ---------------------------------------------------------------------------------
-@dataclass
-class Precision:
-    """Autocast settings: ``dtype`` None means full float32."""
-
-    device_type: str
-    dtype: torch.dtype | None = None
-    scaler: torch.amp.GradScaler | None = None
-    channels_last: bool = False
-
-    def autocast(self):
-        if self.dtype is None:
-            return nullcontext()
-        return torch.autocast(device_type=self.device_type, dtype=self.dtype)
-
-    def to_input(self, x: Tensor, device: torch.device) -> Tensor:
-        x = x.to(device, non_blocking=True)
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-    def describe(self) -> str:
-        name = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
-        return f"{name}{' + channels_last' if self.channels_last else ''}"
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True when this CPU has bf16 matrix instructions (without them bf16 is slower than fp32)."""
-    try:
-        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
-    except AttributeError:  # private helpers moved: be conservative
-        return False
-
-
-def resolve_precision(amp: str, channels_last: str, device: torch.device) -> Precision:
-    """``--amp auto|bf16|fp16|off`` and ``--channels-last auto|on|off`` for ``device``.
-
-    ``auto``: bf16 autocast on CPUs with bf16 instructions (AMX / AVX512-BF16: 3-4x faster
-    than fp32 training here, see benchmarks/) and on CUDA GPUs that support it (fp16 with a
-    gradient scaler otherwise); fp32 elsewhere. channels_last whenever autocast is on.
-    """
-    dtype: torch.dtype | None
-    if amp == "off":
-        dtype = None
-    elif amp == "bf16":
-        dtype = torch.bfloat16
-    elif amp == "fp16":
-        dtype = torch.float16
-    elif amp == "auto":
-        if device.type == "cuda":
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        else:
-            dtype = torch.bfloat16 if cpu_has_fast_bf16() else None
-    else:
-        raise ValueError(f"--amp must be auto, bf16, fp16 or off, got {amp!r}")
-    if dtype == torch.float16 and device.type != "cuda":
-        raise ValueError("--amp fp16 needs a CUDA device; use bf16 on the CPU")
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    if channels_last not in ("auto", "on", "off"):
-        raise ValueError(f"--channels-last must be auto, on or off, got {channels_last!r}")
-    cl = channels_last == "on" or (channels_last == "auto" and dtype is not None)
-    return Precision(device.type, dtype, scaler, cl)
-
-
-# --- steps -------------------------------------------------------------------------------------
-@dataclass
-class StepOutput:
-    """What a step returns: the loss to minimise, loss terms to log, and the batch size."""
-
-    loss: Tensor
-    terms: dict[str, Tensor | float]
-    batch_size: int
-
-
-class Step(Protocol):
-    def __call__(self, model: nn.Module, batch: Any, device: torch.device) -> StepOutput: ...
-
-
-class SupervisedStep:
-    """Maps against the batch's drawn targets (plus the auxiliary head's loss, if any)."""
-
-    def __init__(self, precision: Precision) -> None:
-        self.precision = precision
-
-    def __call__(self, model: nn.Module, batch: dict, device: torch.device) -> StepOutput:
-        x = self.precision.to_input(batch["x"], device)
-        y = batch["y"].to(device, non_blocking=True)
-        # Through the (possibly DDP-wrapped) model, so every parameter is seen by DDP.
-        main, aux = model(x, with_aux=True)
-        out = unwrap(model).loss_from_outputs(main, aux, y)
-        return StepOutput(out["loss"], out["terms"], x.shape[0])
+from utils.precision import Precision
+from utils.scoring import evaluate
+from utils.seeding import rng_state, set_rng_state
+from utils.steps import Step, StepContext
+from utils.visualisation import example_panels
 
 
 def backward_and_step(
@@ -153,350 +63,349 @@ def backward_and_step(
         optimizer.step()
 
 
-# --- one epoch ---------------------------------------------------------------------------------
+# --- state -------------------------------------------------------------------------------------
+@dataclass
+class TrainState:
+    """Where a run stands. ``epoch`` is the epoch in progress or next (1-based);
+    ``step_in_epoch`` the batches of it already done; ``sums`` the running loss sums of that
+    epoch (so a mid-epoch resume reports the same epoch mean). The best validation score is
+    the success rate, then mean best IoU to break ties (small validation sets tie often)."""
+
+    epoch: int = 1
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best_success: float = -1.0
+    best_iou: float = -1.0
+    best_epoch: int = 0
+    sums: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Trainer:
+    """Everything the loop updates. ``best_from`` names the weights that are validated to
+    choose ``best.pt`` and that evaluation uses: ``"model"`` or ``"ema"``."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    step: Step
+    precision: Precision
+    scheduler: Any = None
+    ema: ModelEma | None = None
+    grad_clip: float | None = None
+    best_from: str = "model"
+
+    def __post_init__(self) -> None:
+        if self.best_from not in ("model", "ema"):
+            raise ValueError(f"--best-from must be model or ema, got {self.best_from!r}")
+        if self.best_from == "ema" and self.ema is None:
+            raise ValueError("--best-from ema needs --model-ema 1")
+
+    def selected(self) -> nn.Module:
+        """The network that picks best.pt and is scored on the test part."""
+        return self.ema.module if self.best_from == "ema" and self.ema else self.model
+
+    def checkpoint(
+        self, state: TrainState, args: dict[str, Any], metrics: dict[str, float], kind: str
+    ) -> dict[str, Any]:
+        """The checkpoint dict; collective (every rank must call it: RNG states are gathered).
+
+        ``epoch`` is the last completed epoch; ``step_in_epoch`` > 0 marks a mid-epoch save.
+        """
+        rngs = all_gather_object(rng_state())
+        extra: dict[str, Any] = {
+            "kind": kind,
+            "step_in_epoch": state.step_in_epoch,
+            "global_step": state.global_step,
+            "best_success": state.best_success,
+            "best_iou": state.best_iou,
+            "best_epoch": state.best_epoch,
+            "epoch_sums": dict(state.sums),
+            "rng": rngs,
+            "eval_weights": "model_ema" if self.best_from == "ema" else "model",
+        }
+        if self.ema is not None:
+            extra["model_ema"] = self.ema.module.state_dict()
+            extra["model_ema_updates"] = self.ema.updates
+        if hasattr(self.step, "state_dict"):
+            extra["step"] = self.step.state_dict()
+        return make_checkpoint(
+            self.model,
+            epoch=state.epoch - 1,
+            args=args,
+            metrics=metrics,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.precision.scaler,
+            extra=extra,
+        )
+
+    def restore(self, ckpt: dict[str, Any], rank: int = 0) -> TrainState:
+        """Load every piece of state from ``ckpt``; returns where to continue."""
+        unwrap(self.model).load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scheduler is not None and "scheduler" in ckpt:
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.precision.scaler is not None and "scaler" in ckpt:
+            self.precision.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None:
+            if "model_ema" in ckpt:
+                self.ema.module.load_state_dict(ckpt["model_ema"])
+                self.ema.updates = int(ckpt.get("model_ema_updates", 0))
+            else:  # a run that had no EMA: start the average at the current weights
+                self.ema.module.load_state_dict(unwrap(self.model).state_dict())
+        if hasattr(self.step, "load_state_dict") and "step" in ckpt:
+            self.step.load_state_dict(ckpt["step"])
+        rngs = ckpt.get("rng")
+        if rngs:
+            set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0])
+        return TrainState(
+            epoch=int(ckpt["epoch"]) + 1,
+            step_in_epoch=int(ckpt.get("step_in_epoch", 0)),
+            global_step=int(ckpt.get("global_step", 0)),
+            best_success=float(ckpt.get("best_success", -1.0)),
+            best_iou=float(ckpt.get("best_iou", -1.0)),
+            best_epoch=int(ckpt.get("best_epoch", 0)),
+            sums={k: float(v) for k, v in ckpt.get("epoch_sums", {}).items()},
+        )
+
+
+# --- data for one epoch ------------------------------------------------------------------------
 def _set_epoch(loader: Iterable, epoch: int) -> None:
-    for obj in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+    for obj in (loader, getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
         if obj is not None and hasattr(obj, "set_epoch"):
             obj.set_epoch(epoch)
             return
 
 
-def _batches(loader: Iterable, n_batches: int | None, epoch: int) -> Iterator[Any]:
-    """One pass over ``loader``, or exactly ``n_batches`` batches cycling through passes."""
-    passes = 0
-    taken = 0
-    while True:
-        # A distinct sampler epoch per pass keeps the shuffles different and ranks in step.
-        _set_epoch(loader, epoch * 1000 + passes)
-        for batch in loader:
+def _start_at(loader: Iterable, batch: int) -> Iterable:
+    """``loader`` starting at its ``batch``-th batch: by telling the sampler (nothing before it
+    is loaded) when it can, by skipping otherwise."""
+    sampler = getattr(loader, "batch_sampler", None)
+    if hasattr(sampler, "start_at"):
+        sampler.start_at(batch)
+        return loader
+    return itertools.islice(loader, batch, None)
+
+
+def epoch_batches(loader: Iterable, epoch: int, n_batches: int, start: int = 0) -> Iterator[Any]:
+    """Batches ``start .. n_batches - 1`` of ``epoch``, cycling through passes over ``loader``
+    when it is shorter. Pass p of epoch e uses the sampler epoch ``1000 e + p``, so every pass
+    has its own order and ranks stay in step."""
+    length = len(loader) if hasattr(loader, "__len__") else None
+    if length == 0:
+        raise ValueError("the training loader yields no batch: is the training split empty?")
+    p, offset = divmod(start, length) if length else (0, start)
+    taken = start
+    while taken < n_batches:
+        _set_epoch(loader, epoch * 1000 + p)
+        got = 0
+        for batch in _start_at(loader, offset) if offset else loader:
             yield batch
+            got += 1
             taken += 1
-            if n_batches is not None and taken >= n_batches:
+            if taken >= n_batches:
                 return
-        if n_batches is None:
-            return
-        if taken == 0:
+        if got == 0:
             raise ValueError("the training loader yielded no batch: is the training split empty?")
-        passes += 1
+        p, offset = p + 1, 0
+
+
+def epoch_length(
+    loader: Iterable, unlabelled: Iterable | None = None, batches: int | None = None
+) -> int:
+    """Optimiser steps in an epoch: ``batches`` if given, else the longer loader's length
+    (the shorter one cycles)."""
+    if batches is not None:
+        return batches
+    lengths = [len(x) for x in (loader, unlabelled) if x is not None]  # type: ignore[arg-type]
+    return max(lengths)
+
+
+# --- one epoch ---------------------------------------------------------------------------------
+class _Sums:
+    """Loss sums kept on the device; read (one host sync) only when asked."""
+
+    def __init__(self, start: dict[str, float]) -> None:
+        self.host = dict(start)
+        self.dev: dict[str, Tensor] = {}
+
+    def add(self, values: dict[str, Tensor | float], n: int) -> None:
+        for k, v in values.items():
+            v = v.detach().float() if isinstance(v, Tensor) else torch.tensor(float(v))
+            self.dev[k] = self.dev[k] + v * n if k in self.dev else v * n
+
+    def read(self) -> dict[str, float]:
+        if self.dev:
+            keys = list(self.dev)
+            vals = torch.stack([self.dev[k].reshape(()).cpu() for k in keys]).tolist()
+            for k, v in zip(keys, vals, strict=True):
+                self.host[k] = self.host.get(k, 0.0) + v
+            self.dev = {}
+        return dict(self.host)
 
 
 def train_one_epoch(
-    model: nn.Module,
+    trainer: Trainer,
     loader: Iterable,
-    optimizer: torch.optim.Optimizer,
-    step: Step,
+    state: TrainState,
     *,
     device: torch.device,
-    precision: Precision,
-    epoch: int,
-    scheduler: Any = None,
-    batches_per_epoch: int | None = None,
-    grad_clip: float | None = None,
+    n_batches: int,
+    unlabelled_loader: Iterable | None = None,
     logger: RunLogger | None = None,
-    global_step: int = 0,
     log_every: int = 10,
-) -> tuple[dict[str, float], int]:
-    """Train over one epoch; returns (mean loss terms over the epoch, new global step)."""
+    checkpoint_every: int | None = None,
+    save_checkpoint: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """Train from ``state.step_in_epoch`` to the end of epoch ``state.epoch``; returns the mean
+    loss terms of the whole epoch. ``state`` advances with every step. Every
+    ``checkpoint_every`` optimiser steps inside the epoch, ``save_checkpoint()`` runs (the
+    mid-epoch ``last.pt``). Loss values are read from the device once per ``log_every`` steps
+    and before each save, which is where a non-finite loss is caught."""
+    model, precision = trainer.model, trainer.precision
     model.train()
-    sums: dict[str, float] = defaultdict(float)
-    seen = 0
-    total = batches_per_epoch
-    if total is None and hasattr(loader, "__len__"):
-        total = len(loader)
-    batches = _batches(loader, batches_per_epoch, epoch)
-    bar = logger.progress(batches, total, f"train {epoch}") if logger else batches
-    for batch in bar:
-        with precision.autocast():
-            out = step(model, batch, device)
-        loss = out.loss
-        if not torch.isfinite(loss):
+    epoch, start = state.epoch, state.step_in_epoch
+    sums = _Sums(state.sums)
+    batches: Iterator[Any] = epoch_batches(loader, epoch, n_batches, start)
+    if unlabelled_loader is not None:
+        batches = zip(
+            batches, epoch_batches(unlabelled_loader, epoch, n_batches, start), strict=True
+        )
+    bar = logger.progress(batches, n_batches - start, f"train {epoch}") if logger else batches
+    last_read = state.global_step
+
+    def read_sums(step_terms: dict[str, Tensor | float] | None = None) -> dict[str, float]:
+        """Host copy of the sums; raises on a non-finite loss since the last read."""
+        nonlocal last_read
+        totals = sums.read()
+        if not all(map(_finite, totals.values())):
             raise FloatingPointError(
-                f"non-finite loss {loss.item()} at epoch {epoch}, step {global_step}: "
-                "lower --lr or try --amp off"
+                f"non-finite loss at epoch {epoch}, between steps {last_read} and "
+                f"{state.global_step}: lower --lr or try --amp off"
             )
-        backward_and_step(loss, model, optimizer, precision, grad_clip)
-        if scheduler is not None:
-            scheduler.step()
-        if hasattr(step, "after_optimizer_step"):
-            step.after_optimizer_step(model)
-        global_step += 1
+        last_read = state.global_step
+        state.sums = totals
+        return totals
 
-        n = out.batch_size
-        seen += n
-        sums["loss"] += loss.item() * n
-        for k, v in out.terms.items():
-            sums[k] += float(v) * n
-        if logger is not None and global_step % log_every == 0:
-            logger.scalars(
-                {"loss": loss.item(), **{k: float(v) for k, v in out.terms.items()}},
-                global_step,
-                "train_step/",
-            )
-            logger.scalars({"lr": optimizer.param_groups[0]["lr"]}, global_step)
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-    totals = reduce_sum({**sums, "_seen": float(seen)}, device)
-    n = max(totals.pop("_seen"), 1.0)
-    return {k: v / n for k, v in totals.items()}, global_step
-
-
-# --- evaluation --------------------------------------------------------------------------------
-@dataclass
-class EvalOutput:
-    """Rectangle-metric results, mean loss terms, timings (ms/image) and a few example maps."""
-
-    results: EvaluationResults
-    losses: dict[str, float] = field(default_factory=dict)
-    network_ms: float = 0.0
-    post_ms: float = 0.0
-    examples: list[dict[str, np.ndarray]] = field(default_factory=list)
-
-
-@torch.no_grad()
-def predict_maps(model: nn.Module, x: Tensor, precision: Precision, device: torch.device) -> Tensor:
-    """Raw N x 4 x H x W float32 maps for an input batch (eval mode is the caller's job)."""
-    with precision.autocast():
-        out = model(precision.to_input(x, device))
-    return out.float()
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    loader: Iterable,
-    *,
-    device: torch.device,
-    precision: Precision,
-    width_scale: float = WIDTH_SCALE,
-    n_grasps: int = 1,
-    iou_threshold: float = 0.25,
-    max_batches: int | None = None,
-    n_examples: int = 0,
-    sample_id: Callable[[int], str] = str,
-    on_batch: Callable[[dict, Tensor, tuple[np.ndarray, ...], list], None] | None = None,
-    logger: RunLogger | None = None,
-    desc: str = "val",
-) -> EvalOutput:
-    """Score ``model`` on ``loader`` with the rectangle metric, on every rank's shard.
-
-    ms/image timings leave out the first batch (warm-up) when there is more than one.
-
-    Results from all ranks are gathered, so each rank returns the whole dataset's figures.
-    ``on_batch(batch, raw_maps, (q, angle, width), image_results)`` lets a caller write
-    visualisations or submission files without a second pass.
-    """
-    net = unwrap(model)
-    net.eval()
-    results = EvaluationResults()
-    # Fixed keys on every rank (even one with an empty shard), so the sums pair up.
-    sums = dict.fromkeys(("loss", *GRASP_MAP_NAMES, "_net_s", "_post_s", "_timed", "_seen"), 0.0)
-    first: tuple[float, float, int] | None = None  # the warm-up batch's timings
-    examples: list[dict[str, np.ndarray]] = []
-    total = max_batches if max_batches is not None else getattr(loader, "__len__", lambda: None)()
-    it = _batches(loader, None, 0) if max_batches is None else _take(loader, max_batches)
-    bar = logger.progress(it, total, desc) if logger else it
     for batch in bar:
-        x = batch["x"]
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        pred = predict_maps(net, x, precision, device)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t1 = time.perf_counter()
-        if "y" in batch:
-            total_loss, terms = grasp_map_loss(pred, batch["y"].to(device))
-            sums["loss"] += float(total_loss) * len(x)
-            for k, v in terms.items():
-                sums[k] += float(v) * len(x)
-        pred_cpu = pred.cpu()
-        q, ang, wid = post_process_output(
-            pred_cpu[:, 0], pred_cpu[:, 1], pred_cpu[:, 2], pred_cpu[:, 3], width_scale=width_scale
-        )
-        image_results = []
-        for i in range(len(x)):
-            res = evaluate_image(
-                q[i], ang[i], batch["gt"][i], wid[i], n_grasps=n_grasps, iou_threshold=iou_threshold
-            )
-            image_results.append(res)
-            results.add(sample_id(int(batch["index"][i])), res)
-        t2 = time.perf_counter()
-        # The first batch pays one-off costs (kernel selection, caches): time the others.
-        if first is None:
-            first = (t1 - t0, t2 - t1, len(x))
-        else:
-            sums["_net_s"] += t1 - t0
-            sums["_post_s"] += t2 - t1
-            sums["_timed"] += len(x)
-        sums["_seen"] += len(x)
-        if on_batch is not None:
-            on_batch(batch, pred_cpu, (q, ang, wid), image_results)
-        for i in range(min(len(x), n_examples - len(examples))):
-            examples.append(
-                {
-                    "x": x[i].float().numpy(),
-                    "y": batch["y"][i].numpy() if "y" in batch else None,
-                    "q": q[i],
-                    "angle": ang[i],
-                    "width": wid[i],
-                }
-            )
-    merged = EvaluationResults()
-    for part in all_gather_object(results):
-        merged = merged.merge(part)
-    if sums["_timed"] == 0 and first is not None:  # a single batch: its time is all we have
-        sums["_net_s"], sums["_post_s"], sums["_timed"] = first
-    totals = reduce_sum(sums, device)
-    n = max(totals.pop("_seen"), 1.0)
-    timed = max(totals.pop("_timed"), 1.0)
-    net_ms, post_ms = 1000 * totals.pop("_net_s") / timed, 1000 * totals.pop("_post_s") / timed
-    losses = {k: v / n for k, v in totals.items()} if any(totals.values()) else {}
-    return EvalOutput(merged, losses, net_ms, post_ms, examples)
+        ctx = StepContext(device, precision, epoch, state.global_step, state.step_in_epoch)
+        with precision.autocast():
+            out = trainer.step(model, batch, ctx)
+        backward_and_step(out.loss, model, trainer.optimizer, precision, trainer.grad_clip)
+        if trainer.scheduler is not None:
+            trainer.scheduler.step()
+        if trainer.ema is not None:
+            trainer.ema.update(model)
+        if hasattr(trainer.step, "after_optimizer_step"):
+            trainer.step.after_optimizer_step(model, ctx)
+        state.global_step += 1
+        state.step_in_epoch += 1
+        n = out.batch_size
+        sums.add({"loss": out.loss, **out.terms, "_seen": 1.0}, n)
+        if logger is not None and state.global_step % log_every == 0:
+            current = {"loss": out.loss, **out.terms}
+            vals = [float(v) for v in current.values()]  # one sync for the interval
+            read_sums()
+            logger.scalars(dict(zip(current, vals, strict=True)), state.global_step, "train_step/")
+            logger.scalars({"lr": trainer.optimizer.param_groups[0]["lr"]}, state.global_step)
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{vals[0]:.4f}")
+        if (
+            checkpoint_every
+            and save_checkpoint is not None
+            and state.global_step % checkpoint_every == 0
+            and state.step_in_epoch < n_batches
+        ):
+            read_sums()
+            save_checkpoint()
+    totals = reduce_sum(read_sums(), device)
+    seen = max(totals.pop("_seen"), 1.0)
+    return {k: v / seen for k, v in totals.items()}
 
 
-def _take(loader: Iterable, n: int) -> Iterator[Any]:
-    for i, batch in enumerate(loader):
-        if i >= n:
-            return
-        yield batch
-
-
-def example_panels(examples: list[dict[str, np.ndarray]], width_scale: float) -> np.ndarray:
-    """N x H x (5W) x 3 uint8 rows: input, target quality, predicted quality, angle, opening."""
-
-    from utils.visualisation import gray_map as gray
-
-    rows = []
-    for ex in examples:
-        x0 = ex["x"][0]
-        tq = ex["y"][0] if ex["y"] is not None else np.zeros_like(ex["q"])
-        rows.append(
-            np.concatenate(
-                [
-                    gray(x0, float(x0.min()), float(x0.max())),
-                    gray(tq, 0, 1),
-                    gray(ex["q"], 0, 1),
-                    gray(ex["angle"], -math.pi / 2, math.pi / 2),
-                    gray(ex["width"], 0, width_scale),
-                ],
-                axis=1,
-            )
-        )
-    return np.stack(rows) if rows else np.zeros((0, 1, 1, 3), np.uint8)
+def _finite(v: float) -> bool:
+    return v == v and abs(v) != float("inf")
 
 
 # --- the epoch loop ----------------------------------------------------------------------------
-@dataclass
-class FitState:
-    """Where a run stands: the next epoch, the optimiser step count and the best validation
-    score (success rate, then mean best IoU to break ties: small validation sets tie often)."""
-
-    epoch: int = 1
-    global_step: int = 0
-    best_success: float = -1.0
-    best_iou: float = -1.0
-
-
 def fit(
-    *,
-    model: nn.Module,
-    step: Step,
-    optimizer: torch.optim.Optimizer,
+    trainer: Trainer,
     train_loader: Iterable,
     val_loader: Iterable | None,
+    *,
     epochs: int,
     run_dir: Path,
     args: dict[str, Any],
     dist: DistInfo,
-    precision: Precision,
     logger: RunLogger,
-    scheduler: Any = None,
-    state: FitState | None = None,
+    state: TrainState | None = None,
+    unlabelled_loader: Iterable | None = None,
     batches_per_epoch: int | None = None,
     val_batches: int | None = None,
-    grad_clip: float | None = None,
+    checkpoint_every: int | None = None,
     width_scale: float = WIDTH_SCALE,
-    eval_model: Callable[[], nn.Module] | None = None,
 ) -> dict[str, float]:
-    """Train from ``state.epoch`` to ``epochs`` (inclusive, 1-based), validating every epoch.
+    """Train from ``state`` to the end of epoch ``epochs`` (1-based, inclusive).
 
-    Rank 0 writes ``run_dir/last.pt`` after every epoch and ``run_dir/best.pt`` whenever the
-    validation success rate improves (or ties with a higher mean best IoU) (the validation part, never the test part, picks it).
-    ``eval_model`` returns the network to validate (e.g. an EMA copy); default ``model``.
-    Returns the last epoch's metrics.
+    After every epoch: validate the network (``val_*``) and its EMA (``val_ema_*``), write
+    ``run_dir/last.pt``, and ``run_dir/best.pt`` when the :attr:`Trainer.best_from` weights
+    improve on validation (success rate, then mean best IoU); the test part never plays a part.
+    With ``checkpoint_every`` N, ``last.pt`` is also written every N optimiser steps inside an
+    epoch. Rank 0 writes; every rank takes part. Returns the last epoch's metrics.
     """
-    state = state or FitState()
+    state = state or TrainState()
     metrics: dict[str, float] = {}
+    n_batches = epoch_length(train_loader, unlabelled_loader, batches_per_epoch)
     if val_loader is None:
         logger.print("no validation part: best.pt is not written; use last.pt")
-    for epoch in range(state.epoch, epochs + 1):
+
+    def save(name: str, kind: str, ckpt: dict[str, Any] | None = None) -> dict[str, Any]:
+        ckpt = ckpt or trainer.checkpoint(state, args, metrics, kind)
+        if dist.is_main:
+            atomic_torch_save({**ckpt, "kind": kind}, run_dir / name)
+        return ckpt
+
+    def validate(model: nn.Module, prefix: str) -> tuple[float, float, list]:
+        val = evaluate(
+            model, val_loader, device=dist.device, precision=trainer.precision,
+            width_scale=width_scale, max_batches=val_batches, n_examples=4, logger=logger,
+        )  # fmt: skip
+        metrics[f"{prefix}success"] = val.results.success_rate
+        metrics[f"{prefix}iou"] = val.results.mean_best_iou
+        metrics.update({f"{prefix}{k}": v for k, v in val.losses.items()})
+        return val.results.success_rate, val.results.mean_best_iou, val.examples
+
+    while state.epoch <= epochs:
+        epoch = state.epoch
         t0 = time.perf_counter()
-        train_terms, state.global_step = train_one_epoch(
-            model,
-            train_loader,
-            optimizer,
-            step,
-            device=dist.device,
-            precision=precision,
-            epoch=epoch,
-            scheduler=scheduler,
-            batches_per_epoch=batches_per_epoch,
-            grad_clip=grad_clip,
-            logger=logger,
-            global_step=state.global_step,
-        )
-        metrics = {f"train_{k}": v for k, v in train_terms.items()}
+        terms = train_one_epoch(
+            trainer, train_loader, state, device=dist.device, n_batches=n_batches,
+            unlabelled_loader=unlabelled_loader, logger=logger,
+            checkpoint_every=checkpoint_every, save_checkpoint=lambda: save("last.pt", "last"),
+        )  # fmt: skip
+        metrics = {f"train_{k}": v for k, v in terms.items()}
         improved = False
         if val_loader is not None:
-            val = evaluate(
-                eval_model() if eval_model else model,
-                val_loader,
-                device=dist.device,
-                precision=precision,
-                width_scale=width_scale,
-                max_batches=val_batches,
-                n_examples=4,
-                logger=logger,
-            )
-            metrics["val_success"] = val.results.success_rate
-            metrics["val_iou"] = val.results.mean_best_iou
-            metrics.update({f"val_{k}": v for k, v in val.losses.items()})
-            score = (val.results.success_rate, val.results.mean_best_iou)
-            improved = score > (state.best_success, state.best_iou)
+            scores = {"model": validate(trainer.model, "val_")}
+            if trainer.ema is not None:
+                scores["ema"] = validate(trainer.ema.module, "val_ema_")
+            success, iou, examples = scores[trainer.best_from]
+            improved = (success, iou) > (state.best_success, state.best_iou)
             if improved:
-                state.best_success, state.best_iou = score
-            logger.images("val/maps", example_panels(val.examples, width_scale), epoch)
-        metrics["lr"] = optimizer.param_groups[0]["lr"]
+                state.best_success, state.best_iou, state.best_epoch = success, iou, epoch
+            logger.images("val/maps", example_panels(examples, width_scale), epoch)
+        metrics["lr"] = trainer.optimizer.param_groups[0]["lr"]
         logger.scalars(metrics, epoch, "epoch/")
-        state.epoch = epoch + 1
-        if dist.is_main:
-            ckpt = make_checkpoint(
-                model,
-                epoch=epoch,
-                args=args,
-                metrics=metrics,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                scaler=precision.scaler,
-                extra={
-                    "global_step": state.global_step,
-                    "best_success": state.best_success,
-                    "best_iou": state.best_iou,
-                    **({"step": step.state_dict()} if hasattr(step, "state_dict") else {}),
-                },
-            )
-            atomic_torch_save(ckpt, run_dir / "last.pt")
-            if improved:
-                if eval_model is not None:
-                    ckpt["model"] = unwrap(eval_model()).state_dict()
-                atomic_torch_save(ckpt, run_dir / "best.pt")
-        shown = {
-            k: v
-            for k, v in metrics.items()
-            if k in ("train_loss", "val_loss", "val_success", "val_iou", "lr")
-        }
+        state.epoch, state.step_in_epoch, state.sums = epoch + 1, 0, {}
+        ckpt = save("last.pt", "last")
+        if improved:
+            save("best.pt", "best", ckpt)
+        shown = ("train_loss", "val_loss", "val_success", "val_iou", "val_ema_success", "lr")
         logger.print(
-            format_epoch_summary(epoch, epochs, shown, time.perf_counter() - t0)
+            format_epoch_summary(
+                epoch, epochs, {k: metrics[k] for k in shown if k in metrics},
+                time.perf_counter() - t0,
+            )
             + (" | best" if improved else "")
-        )
+        )  # fmt: skip
     return metrics

@@ -8,6 +8,7 @@ opening edges (p0 -> p1 and p2 -> p3, along the closing direction) in ``color``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -176,3 +177,25 @@ def save_png(path: str | Path, image: np.ndarray, compression: int = 9) -> Path:
     if not cv2.imwrite(str(path), img, [cv2.IMWRITE_PNG_COMPRESSION, int(compression)]):
         raise OSError(f"{path}: cannot write PNG")
     return path
+
+
+def example_panels(examples: list[dict[str, np.ndarray]], width_scale: float) -> np.ndarray:
+    """N x H x (5W) x 3 uint8 rows: input, target quality, predicted quality, angle, opening."""
+    gray = gray_map
+    rows = []
+    for ex in examples:
+        x0 = ex["x"][0]
+        tq = ex["y"][0] if ex["y"] is not None else np.zeros_like(ex["q"])
+        rows.append(
+            np.concatenate(
+                [
+                    gray(x0, float(x0.min()), float(x0.max())),
+                    gray(tq, 0, 1),
+                    gray(ex["q"], 0, 1),
+                    gray(ex["angle"], -math.pi / 2, math.pi / 2),
+                    gray(ex["width"], 0, width_scale),
+                ],
+                axis=1,
+            )
+        )
+    return np.stack(rows) if rows else np.zeros((0, 1, 1, 3), np.uint8)

@@ -69,9 +69,10 @@ _KINDS = ("depth", "rgb", "mask")
 
 @dataclass(frozen=True)
 class Sample:
-    """One labelled image: its files and ids. Paths that the sample lacks are None."""
+    """One image: its files and ids. Paths that the sample lacks are None (``grasps`` too, for
+    an unlabelled image)."""
 
-    grasps: Path
+    grasps: Path | None
     sample_id: str
     object_id: str
     depth: Path | None = None
@@ -150,8 +151,8 @@ class GraspDataset(Dataset):
         cache_dir: folder for decoded arrays (:class:`ArrayCache`); None: no disk cache.
         include_mask: add the object mask (warped with nearest neighbour) when a sample has one.
 
-    Random draws use torch's RNG, so ``torch.manual_seed`` and DataLoader worker seeding make
-    augmentation reproducible. Items are dicts; batch them with :func:`collate_grasp_batch`.
+    Random draws come from the generator given to :meth:`item` (the training loaders seed one
+    per item, see :mod:`utils.data.loader`), or torch's global RNG for ``dataset[idx]``. Items are dicts; batch them with :func:`collate_grasp_batch`.
     """
 
     def __init__(
@@ -380,16 +381,19 @@ class GraspDataset(Dataset):
         return self._warp(idx, "mask", self.warp_matrix(idx, rot, zoom))
 
     # --- items -----------------------------------------------------------------------------------
-    def _random_view(self) -> tuple[float, float]:
+    def _random_view(self, generator: torch.Generator | None = None) -> tuple[float, float]:
+        """(rotation in radians, zoom) for one training item, drawn from ``generator``
+        (torch's global RNG when None)."""
         rot, zoom = 0.0, 1.0
         if self.random_rotate:
             if self.rotation == "quarter":
-                rot = int(torch.randint(0, 4, (1,))) * (math.pi / 2)
+                rot = int(torch.randint(0, 4, (1,), generator=generator)) * (math.pi / 2)
             else:
-                rot = (float(torch.rand(1, dtype=torch.float64)) * 2.0 - 1.0) * math.pi
+                u = float(torch.rand(1, dtype=torch.float64, generator=generator))
+                rot = (u * 2.0 - 1.0) * math.pi
         if self.random_zoom:
             lo, hi = self.zoom_range
-            zoom = lo + (hi - lo) * float(torch.rand(1, dtype=torch.float64))
+            zoom = lo + (hi - lo) * float(torch.rand(1, dtype=torch.float64, generator=generator))
         return rot, zoom
 
     def view(self, idx: int, rot: float = 0.0, zoom: float = 1.0) -> dict[str, Any]:
@@ -422,8 +426,31 @@ class GraspDataset(Dataset):
         """A training/evaluation item: ``x`` (C x S x S float32, depth first, normalised),
         ``y`` (4 x S x S: quality, cos 2a, sin 2a, opening / width_scale), ``gt`` (N x 4 x 2
         float32 output-frame corners), ``index``, ``rot``, ``zoom`` and optionally ``mask``."""
-        rot, zoom = self._random_view()
-        return self.view(idx, rot, zoom)
+        return self.item(idx)
+
+    def item(self, idx: int, generator: torch.Generator | None = None) -> dict[str, Any]:
+        """Like ``dataset[idx]``, with the augmentation drawn from ``generator``."""
+        return self.view(idx, *self._random_view(generator))
+
+    def unlabelled_view(self, idx: int, rot: float = 0.0, zoom: float = 1.0) -> dict[str, Any]:
+        """The input of sample ``idx`` alone (``x``, ``index``, ``rot``, ``zoom``), made exactly
+        as in :meth:`view` but without ever opening the sample's grasp file (label-centred
+        crops fall back to the frame centre)."""
+        idx = self._check_index(idx)
+        matrix = crop_transform(
+            self.crop_center(idx, GraspRectangles()), self.crop_size(idx), self.output_size, rot, zoom
+        )
+        parts = []
+        if self.use_depth:
+            parts.append(normalise_depth(self._warp(idx, "depth", matrix))[None])
+        if self.use_rgb:
+            parts.append(normalise_rgb(self._warp(idx, "rgb", matrix)))
+        return {
+            "x": torch.from_numpy(np.concatenate(parts, axis=0)),
+            "index": idx,
+            "rot": float(rot),
+            "zoom": float(zoom),
+        }
 
 
 def collate_grasp_batch(batch: list[dict[str, Any]]) -> dict[str, Any]:

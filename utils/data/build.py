@@ -1,0 +1,131 @@
+"""Datasets and loaders from the command-line flags (``utils.cli`` declares the flags).
+
+:func:`build_run_data` is what a training script gets: the dataset, its train / val / test
+split and the three loaders (training shards reshuffled every epoch with augmentation;
+evaluation shards in order, without). Rank 0 builds first, so only it ever generates the
+synthetic set.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import DataLoader, Dataset
+
+from utils.cli import REPO_ROOT
+from utils.data.loader import make_loader
+from utils.distributed import DistInfo, barrier
+
+
+def dataset_from_args(args: argparse.Namespace, augment: bool) -> Dataset:
+    """The whole dataset named by the flags, with or without training augmentation."""
+    from utils.data import get_dataset
+
+    kwargs: dict[str, Any] = {
+        "output_size": args.input_size,
+        "use_depth": args.use_depth,
+        "use_rgb": args.use_rgb,
+        "random_rotate": augment,
+        "random_zoom": augment,
+        "cache_dir": args.cache_dir or str(REPO_ROOT / "data" / "cache"),
+    }
+    if args.dataset in ("jacquard", "synthetic"):
+        kwargs["depth_type"] = args.depth_type
+    if args.dataset == "cornell":
+        kwargs["crop"] = args.cornell_crop
+        if getattr(args, "object_map", None):
+            kwargs["object_map"] = args.object_map
+    if args.dataset == "synthetic" and args.synthetic_scenes:
+        kwargs["synthetic_kwargs"] = {"n_scenes": args.synthetic_scenes}
+    return get_dataset(args.dataset, args.dataset_path, **kwargs)
+
+
+def split_from_args(args: argparse.Namespace, dataset: Any) -> dict[str, list[int]]:
+    """Train / val / test indices of ``dataset`` from the split flags."""
+    from utils.data import split_indices
+
+    groups = [dataset.object_id(i) for i in range(len(dataset))]
+    return split_indices(
+        groups,
+        train_fraction=args.split,
+        val_fraction=args.val_split,
+        split_by=args.split_by,
+        ds_rotate=args.ds_rotate,
+        n_folds=args.folds,
+        fold=args.fold,
+        seed=None if args.split_seed < 0 else args.split_seed,
+    )
+
+
+def unlabelled_dataset_from_path(
+    path: str | Path, args: argparse.Namespace, augment: bool
+) -> Dataset:
+    """A folder of unlabelled images (:class:`utils.data.unlabelled.ImageFolder`) prepared with
+    the run's input flags."""
+    from utils.data.unlabelled import ImageFolder
+
+    return ImageFolder(
+        path,
+        depth_type=args.depth_type,
+        output_size=args.input_size,
+        use_depth=args.use_depth,
+        use_rgb=args.use_rgb,
+        random_rotate=augment,
+        random_zoom=augment,
+        cache_dir=args.cache_dir or str(REPO_ROOT / "data" / "cache"),
+    )
+
+
+@dataclass
+class RunData:
+    """What a training run reads: the (unaugmented) dataset, its split and the loaders."""
+
+    dataset: Any
+    split: dict[str, list[int]]
+    train_loader: DataLoader
+    val_loader: DataLoader | None
+    test_loader: DataLoader | None
+    unlabelled_loader: DataLoader | None = None
+
+    def describe(self, args: argparse.Namespace) -> str:
+        s = self.split
+        text = (
+            f"{args.dataset}: {len(self.dataset)} images -> train {len(s['train'])} / "
+            f"val {len(s['val'])} / test {len(s['test'])} ({args.split_by}-wise)"
+        )
+        if self.unlabelled_loader is not None:
+            text += f" + {len(self.unlabelled_loader.dataset)} unlabelled"
+        return text
+
+
+def build_run_data(
+    args: argparse.Namespace, dist: DistInfo, train_indices: list[int] | None = None
+) -> RunData:
+    """Dataset, split and loaders from the flags; ``train_indices`` replaces the training
+    part (a labelled subset, say)."""
+    if not dist.is_main:
+        barrier()
+    train_ds = dataset_from_args(args, augment=args.augment)
+    eval_ds = dataset_from_args(args, augment=False)
+    if dist.is_main:
+        barrier()
+    split = split_from_args(args, eval_ds)
+    train = split["train"] if train_indices is None else list(train_indices)
+    if not train:
+        raise ValueError(f"--split {args.split}: the training part is empty")
+    split = dict(split, train=train)
+    common = dict(num_workers=args.num_workers, rank=dist.rank, world_size=dist.world_size)
+    train_loader = make_loader(
+        train_ds, train, args.batch_size, shuffle=args.ds_shuffle, seed=args.seed,
+        drop_last=len(train) >= args.batch_size * dist.world_size, **common,
+    )  # fmt: skip
+
+    def eval_loader(part: str) -> DataLoader | None:
+        if not split[part]:
+            return None
+        return make_loader(eval_ds, split[part], args.batch_size, shuffle=False, seed=0, **common)
+
+    return RunData(eval_ds, split, train_loader, eval_loader("val"), eval_loader("test"))

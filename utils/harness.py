@@ -1,0 +1,334 @@
+"""The run harness: everything around the epoch loop that every training script shares.
+
+A training script is flags, a step and one call::
+
+    def main(args):
+        return harness.run_training(args, lambda run, model: SupervisedStep())
+
+:func:`parse_training_args` merges ``--resume`` with the run's stored arguments and applies the
+resume policy; :func:`run_training` does the rest: device, precision, distributed set-up,
+seeds, the run folder and its ``args.json``, the model (rebuilt from the checkpoint on
+resume), data, optimiser, schedule, EMA, restoring every piece of state, :func:`fit`, and
+scoring the chosen checkpoint on the test part (``test_results.json``).
+
+Resume policy (README, Resuming): a run resumes from its ``last.pt`` in its own folder with its
+own arguments. Flags in :data:`utils.cli.RESUME_OVERRIDES` may change and say what they do;
+any other flag that differs is refused. A ``best.pt`` is refused unless ``--resume-best`` asks
+for it, and then continues in a new run folder, so the old run's ``last.pt`` is never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from models import count_parameters, get_network
+from utils import cli
+from utils.checkpoint import load_checkpoint, load_weights, unwrap
+from utils.data.build import RunData, build_run_data
+from utils.distributed import DistInfo, barrier, cleanup, init_distributed
+from utils.ema import ModelEma
+from utils.grasp import WIDTH_SCALE
+from utils.logger import RunLogger
+from utils.optim import build_optimizer, build_scheduler, set_weight_decay
+from utils.precision import Precision, resolve_precision
+from utils.scoring import evaluate
+from utils.seeding import seed_everything
+from utils.steps import Step
+from utils.training import Trainer, TrainState, epoch_length, fit
+
+#: Flags holding paths: equal on resume when they name the same file, however spelled.
+_PATH_FLAGS = ("dataset_path", "object_map", "cache_dir", "outdir", "logdir", "resume")
+
+
+# --- flags -------------------------------------------------------------------------------------
+def training_parser(description: str) -> argparse.ArgumentParser:
+    """The flags every training script shares (model, data, optimisation, runtime, output,
+    checkpoints/resume/EMA); a script adds its own groups to it."""
+    p = argparse.ArgumentParser(description=description)
+    cli.add_model_args(p)
+    cli.add_data_args(p)
+    cli.add_optim_args(p)
+    cli.add_runtime_args(p)
+    cli.add_output_args(p)
+    cli.add_run_args(p)
+    return p
+
+
+def _same(key: str, a: Any, b: Any) -> bool:
+    if key in _PATH_FLAGS and isinstance(a, str) and isinstance(b, str):
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    return a == b
+
+
+def parse_training_args(
+    parser: argparse.ArgumentParser, argv: list[str] | None = None
+) -> argparse.Namespace:
+    """Parse the flags; with ``--resume``, start from the run's stored arguments.
+
+    The checkpoint is read once, here, and kept as ``args._resume_ckpt`` (attributes starting
+    with ``_`` are not flags and are never saved); the flags that differ from the run's and
+    are allowed to are in ``args._resume_changes`` as ``{flag: (old, new)}``.
+    """
+    args = parser.parse_args(argv)
+    if args.resume:
+        ckpt = load_checkpoint(args.resume)
+        stored = ckpt.get("args", {})
+        fresh = vars(parser.parse_args([]))
+        parser.set_defaults(**{k: v for k, v in stored.items() if k in fresh})
+        args = parser.parse_args(argv)
+        if stored.get("epochs") is not None and getattr(args, "epochs", None) is None:
+            args.epochs = stored["epochs"]
+        changes = {}
+        for k, new in vars(args).items():
+            old = stored.get(k, fresh.get(k))
+            if _same(k, old, new):
+                continue
+            if k not in cli.RESUME_OVERRIDES:
+                parser.error(
+                    f"--{k.replace('_', '-')} {new} differs from the resumed run's {old}: a "
+                    "resumed run keeps its network, data, split, seed and batches; start a new "
+                    "run to change it"
+                )
+            changes[k] = (old, new)
+        _check_resume_kind(args, ckpt, parser)
+        args._resume_ckpt = ckpt
+        args._resume_changes = {k: v for k, v in changes.items() if cli.RESUME_OVERRIDES[k]}
+    cli.check_args(args, parser)
+    return args
+
+
+def _check_resume_kind(
+    args: argparse.Namespace, ckpt: dict[str, Any], parser: argparse.ArgumentParser
+) -> None:
+    kind = ckpt.get("kind", "best" if Path(args.resume).name == "best.pt" else "last")
+    ckpt["kind"] = kind  # older checkpoints: told by the file name
+    if kind == "best" and not args.resume_best:
+        parser.error(
+            f"--resume {args.resume} is a best.pt (epoch {ckpt.get('epoch')}): resume the "
+            "run's last.pt to continue it, or add --resume-best to continue from this epoch "
+            "in a new run folder"
+        )
+    if "optimizer" not in ckpt:
+        parser.error(f"--resume {args.resume}: this checkpoint holds no optimiser state")
+
+
+# --- set-up ------------------------------------------------------------------------------------
+@dataclass
+class RunContext:
+    """What set-up made: the flags, this process's place, precision, the run folder, the
+    logger, and the checkpoint being resumed (None for a new run)."""
+
+    args: argparse.Namespace
+    dist: DistInfo
+    precision: Precision
+    run_dir: Path
+    logger: RunLogger
+    resume: dict[str, Any] | None = None
+    changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def forked(self) -> bool:
+        """Resumed from a best.pt into a new run folder."""
+        return self.resume is not None and self.resume.get("kind") == "best"
+
+
+def make_run_dir(args: argparse.Namespace, dist: DistInfo, fork: bool = False) -> Path:
+    """``<outdir>/<timestamp>_<description>``, named by rank 0 and shared with the others; a
+    resumed run keeps its folder (unless ``fork``: a new one)."""
+    if args.resume and not fork:
+        return Path(args.resume).resolve().parent
+    stamp = datetime.now().strftime("%y%m%d_%H%M%S")
+    name = f"{stamp}_{args.description}" if args.description else stamp
+    run_dir = Path(args.outdir) / name
+    if dist.is_main:
+        # Two runs started in the same second must not share a folder.
+        base, n = run_dir, 1
+        while run_dir.exists():
+            n += 1
+            run_dir = base.with_name(f"{base.name}_{n}")
+        run_dir.mkdir(parents=True)
+    if dist.distributed:
+        names = [str(run_dir)]
+        torch.distributed.broadcast_object_list(names, src=0)
+        run_dir = Path(names[0])
+    barrier()
+    return run_dir
+
+
+def setup_run(args: argparse.Namespace) -> tuple[DistInfo, Precision]:
+    """Device, distributed process group, threads, seeds and precision."""
+    dist = init_distributed(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seed_everything(args.seed + dist.rank)
+    return dist, resolve_precision(args.amp, args.channels_last, dist.device)
+
+
+def build_model(args: argparse.Namespace, dist: DistInfo, precision: Precision) -> nn.Module:
+    """The network of the flags, or of the resumed checkpoint (its weights come with the rest
+    of the state in :meth:`Trainer.restore`)."""
+    ckpt = getattr(args, "_resume_ckpt", None)
+    if ckpt is not None:
+        net = ckpt["network"]
+        model = get_network(net["name"], **net["kwargs"])
+    else:
+        model = get_network(args.network, **cli.model_kwargs_from_args(args))
+    model = model.to(dist.device)
+    if precision.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _apply_resume_changes(run: RunContext, trainer: Trainer, state: TrainState, n: int) -> None:
+    """The overrides of :data:`utils.cli.RESUME_OVERRIDES` that change the optimisation."""
+    args, log = run.args, run.logger
+    for k, (old, new) in run.changes.items():
+        if k == "epochs":
+            done = state.epoch - 1 + (state.step_in_epoch > 0)
+            if new < done:
+                raise ValueError(f"--epochs {new}: the resumed run has already begun epoch {done}")
+            if trainer.scheduler is not None:
+                trainer.scheduler.replan(args.epochs * n)
+        elif k == "lr":
+            if trainer.scheduler is not None:
+                trainer.scheduler.rescale(new)
+            else:
+                for g in trainer.optimizer.param_groups:
+                    g["lr"] = new
+        elif k == "weight_decay":
+            set_weight_decay(trainer.optimizer, new)
+        log.print(f"resume: --{k.replace('_', '-')} {old} -> {new}: {cli.RESUME_OVERRIDES[k]}")
+
+
+# --- the run -----------------------------------------------------------------------------------
+def run_training(
+    args: argparse.Namespace,
+    make_step: Callable[[RunContext, nn.Module], Step],
+    make_data: Callable[[argparse.Namespace, DistInfo], RunData] = build_run_data,
+) -> dict[str, Any]:
+    """Set up, train, pick the best checkpoint and score it on the test part.
+
+    ``make_step(run, model)`` returns the script's step (it may build a teacher, say);
+    ``make_data(args, dist)`` the data (default: the flags' dataset and split). Returns the
+    summary that ``test_results.json`` holds.
+    """
+    dist, precision = setup_run(args)
+    logger = RunLogger(None, enabled=False)
+    try:
+        model = build_model(args, dist, precision)
+        data = make_data(args, dist)
+        resume = getattr(args, "_resume_ckpt", None)
+        fork = resume is not None and resume["kind"] == "best"
+        run_dir = make_run_dir(args, dist, fork=fork)
+        logger = RunLogger(args.logdir or run_dir / "tensorboard", enabled=dist.is_main)
+        run = RunContext(
+            args, dist, precision, run_dir, logger, resume, getattr(args, "_resume_changes", {})
+        )
+        if dist.is_main:
+            cli.save_args(
+                args, run_dir / ("args_resume.json" if resume and not fork else "args.json")
+            )
+        return _train_and_test(run, model, data, make_step)
+    finally:
+        logger.close()
+        cleanup()
+
+
+def _train_and_test(
+    run: RunContext, model: nn.Module, data: RunData, make_step: Callable
+) -> dict[str, Any]:
+    args, dist, logger = run.args, run.dist, run.logger
+    ema = ModelEma(model, args.model_ema_decay) if args.model_ema else None
+    step = make_step(run, model)
+    if dist.distributed:
+        model = DistributedDataParallel(
+            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
+        )
+    optimizer = build_optimizer(args, model)
+    n = epoch_length(data.train_loader, data.unlabelled_loader, args.batches_per_epoch)
+    scheduler = build_scheduler(args, optimizer, args.epochs * n)
+    trainer = Trainer(
+        model, optimizer, step, run.precision, scheduler, ema, args.grad_clip, args.best_from
+    )
+    state = TrainState()
+    if run.resume is not None:
+        state = trainer.restore(run.resume, dist.rank)
+        if run.forked:
+            # A new run from a best.pt: its own best is still to be found.
+            state.best_success, state.best_iou, state.best_epoch = -1.0, -1.0, 0
+        _apply_resume_changes(run, trainer, state, n)
+
+    net = unwrap(model)
+    logger.print(
+        f"{net.network_name} {json.dumps(net.network_kwargs)} | "
+        f"{count_parameters(net) / 1e6:.3f} M parameters | {dist.device} x{dist.world_size} "
+        f"{run.precision.describe()}"
+        + (f" | EMA {args.model_ema_decay} (best.pt from {args.best_from})" if ema else "")
+        + f"\n{data.describe(args)} | input {args.input_size}px | run folder {run.run_dir}"
+    )
+    if run.resume is not None:
+        where = f"epoch {state.epoch}" + (
+            f", batch {state.step_in_epoch + 1}" if state.step_in_epoch else ""
+        )
+        logger.print(
+            f"resuming at {where} from {args.resume}"
+            + (" into a new run folder (from best.pt)" if run.forked else "")
+            + ("" if "rng" in run.resume else " (an older checkpoint: random states not saved)")
+        )
+    t0 = time.perf_counter()
+    metrics = fit(
+        trainer, data.train_loader, data.val_loader, epochs=args.epochs, run_dir=run.run_dir,
+        args=cli.public_args(args), dist=dist, logger=logger, state=state,
+        unlabelled_loader=data.unlabelled_loader, batches_per_epoch=args.batches_per_epoch,
+        val_batches=args.val_batches, checkpoint_every=args.checkpoint_every or None,
+    )  # fmt: skip
+    result: dict[str, Any] = {"train_seconds": time.perf_counter() - t0, **metrics}
+    result.update(score_test(run, unwrap(model), data))
+    return result
+
+
+def score_test(run: RunContext, model: nn.Module, data: RunData) -> dict[str, Any]:
+    """Score the run's chosen checkpoint (best.pt, else last.pt; the weights it names) once
+    on the test part, which played no part in choosing it; rank 0 writes test_results.json."""
+    args, dist, logger = run.args, run.dist, run.logger
+    barrier()
+    final = run.run_dir / ("best.pt" if (run.run_dir / "best.pt").exists() else "last.pt")
+    out: dict[str, Any] = {"checkpoint": str(final)}
+    if data.test_loader is None or not final.exists():
+        return out
+    weights = load_weights(model, load_checkpoint(final), final)
+    test = evaluate(
+        model, data.test_loader, device=dist.device, precision=run.precision, logger=logger,
+        desc="test", n_examples=8 if args.vis else 0, sample_id=data.dataset.sample_id,
+    )  # fmt: skip
+    out.update(
+        weights=weights,
+        test_success=test.results.success_rate,
+        test_iou=test.results.mean_best_iou,
+        test_images=len(test.results),
+    )
+    logger.print(
+        f"test ({final.name}, {weights}): {test.results.success_rate:.1%} success over "
+        f"{len(test.results)} images, mean best IoU {test.results.mean_best_iou:.3f}"
+    )
+    if dist.is_main:
+        report = test.results.to_dict()
+        report["summary"].update(out)
+        (run.run_dir / "test_results.json").write_text(json.dumps(report, indent=1) + "\n")
+        if args.vis:
+            from utils.visualisation import example_panels, image_grid, save_png
+
+            panels = example_panels(test.examples, WIDTH_SCALE)
+            save_png(run.run_dir / "test_examples.png", image_grid(list(panels), 1))
+    return out
