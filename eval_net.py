@@ -35,7 +35,7 @@ from utils.scoring import evaluate, predict_maps
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = cli.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--network", required=True, help="checkpoint file (.pt) written by training")
     p.add_argument(
         "--weights",

@@ -22,6 +22,14 @@ from models import list_networks
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``<script>: error: <message> (-h lists the flags)``,
+    exit code 2, instead of the whole usage block before the message."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (-h lists the flags)\n")
+
+
 def str2bool(v: str | bool) -> bool:
     if isinstance(v, bool):
         return v

@@ -55,7 +55,7 @@ _PATH_FLAGS = ("dataset_path", "object_map", "cache_dir", "outdir", "logdir", "r
 def training_parser(description: str) -> argparse.ArgumentParser:
     """The flags every training script shares (model, data, optimisation, runtime, output,
     checkpoints/resume/EMA); a script adds its own groups to it."""
-    p = argparse.ArgumentParser(description=description)
+    p = cli.ArgumentParser(description=description)
     cli.add_model_args(p)
     cli.add_data_args(p)
     cli.add_optim_args(p)
@@ -195,9 +195,11 @@ def _apply_resume_changes(run: RunContext, trainer: Trainer, state: TrainState, 
     args, log = run.args, run.logger
     for k, (old, new) in run.changes.items():
         if k == "epochs":
-            done = state.epoch - 1 + (state.step_in_epoch > 0)
-            if new < done:
-                raise ValueError(f"--epochs {new}: the resumed run has already begun epoch {done}")
+            if new < state.epoch:
+                raise ValueError(
+                    f"--epochs {new}: the resumed run has already completed {state.epoch - 1} "
+                    "epoch(s); give more to continue it"
+                )
             if trainer.scheduler is not None:
                 trainer.scheduler.replan(args.epochs * n)
         elif k == "lr":

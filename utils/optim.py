@@ -48,7 +48,8 @@ class WarmupCosine:
 
     def __init__(self, optimizer: torch.optim.Optimizer, warmup: int, total: int) -> None:
         self.optimizer = optimizer
-        self.base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
+        # Like torch's schedulers: the peak is the group's rate when first scheduled.
+        self.base_lrs = [float(g.setdefault("initial_lr", g["lr"])) for g in optimizer.param_groups]
         self.last_step = 0
         self.warmup = max(0, int(warmup))
         self.total = max(int(total), 1)

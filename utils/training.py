@@ -304,7 +304,9 @@ def train_one_epoch(
         sums.add({"loss": out.loss, **out.terms, "_seen": 1.0}, n)
         if logger is not None and state.global_step % log_every == 0:
             current = {"loss": out.loss, **out.terms}
-            vals = [float(v) for v in current.values()]  # one sync for the interval
+            vals = [
+                float(v.detach()) if isinstance(v, Tensor) else float(v) for v in current.values()
+            ]
             read_sums()
             logger.scalars(dict(zip(current, vals, strict=True)), state.global_step, "train_step/")
             logger.scalars({"lr": trainer.optimizer.param_groups[0]["lr"]}, state.global_step)
@@ -397,9 +399,11 @@ def fit(
         metrics["lr"] = trainer.optimizer.param_groups[0]["lr"]
         logger.scalars(metrics, epoch, "epoch/")
         state.epoch, state.step_in_epoch, state.sums = epoch + 1, 0, {}
-        ckpt = save("last.pt", "last")
+        # best.pt first: a run killed between the two writes redoes this epoch on resume.
+        ckpt = trainer.checkpoint(state, args, metrics, "last")
         if improved:
             save("best.pt", "best", ckpt)
+        save("last.pt", "last", ckpt)
         shown = ("train_loss", "val_loss", "val_success", "val_iou", "val_ema_success", "lr")
         logger.print(
             format_epoch_summary(

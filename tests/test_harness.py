@@ -1,0 +1,392 @@
+"""The run harness: exact resume (end of epoch and mid-epoch, 0 and 2 workers), the resume
+overrides and refusals, EMA, steps with state, and the data order behind exact resume."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_args
+
+import eval_net
+import train_net
+import utils.training as training
+from models import get_network
+from utils.checkpoint import load_checkpoint
+from utils.data.loader import EpochBatchSampler, make_loader
+from utils.distributed import DistInfo
+from utils.ema import ModelEma
+from utils.logger import RunLogger
+from utils.optim import FINAL_FACTOR, WarmupCosine
+from utils.precision import resolve_precision
+from utils.seeding import rng_state, set_rng_state
+from utils.steps import StepOutput
+from utils.training import Trainer, fit
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("harness")
+
+
+def train(workdir: Path, *argv: str, stop_at: int | None = None, resume: Path | None = None):
+    """Run train_net in this process; ``stop_at``: interrupt right after the last.pt written
+    at that global step (as a kill after a save would). Returns what it printed."""
+    args = train_net.parse_args(
+        ["--resume", str(resume), *argv] if resume else tiny_args(workdir, *argv)
+    )
+    save = training.atomic_torch_save
+
+    def save_then_stop(obj, path):
+        save(obj, path)
+        if stop_at is not None and Path(path).name == "last.pt" and obj["global_step"] == stop_at:
+            raise KeyboardInterrupt
+
+    buf = io.StringIO()
+    training.atomic_torch_save = save_then_stop
+    try:
+        with contextlib.redirect_stdout(buf), contextlib.suppress(KeyboardInterrupt):
+            train_net.main(args)
+    finally:
+        training.atomic_torch_save = save
+    return buf.getvalue()
+
+
+def run_dir(workdir: Path, description: str) -> Path:
+    (run,) = (workdir / "runs").glob(f"*_{description}")
+    return run
+
+
+def assert_same(a, b, where: str = "") -> None:
+    """Recursive exact equality of checkpoint contents (tensors bit for bit)."""
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_same(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, (where, a, b)
+
+
+STATE_KEYS = ("model", "model_ema", "optimizer", "scheduler", "global_step", "rng", "metrics")
+
+# 10 training images, batch 4, drop_last: 2 steps an epoch; 3 epochs = 6 steps.
+EXACT_CASES = {
+    "end_w0": (["--num-workers", "0"], 4),  # stopped after epoch 2
+    "end_w2": (["--num-workers", "2"], 4),
+    "mid_w0": (["--num-workers", "0", "--checkpoint-every", "1"], 3),  # inside epoch 2
+    "mid_w2": (["--num-workers", "2", "--checkpoint-every", "1"], 3),
+}
+
+
+@pytest.mark.parametrize("case", list(EXACT_CASES))
+def test_stopped_and_resumed_run_equals_uninterrupted_run(workdir, case):
+    flags, stop = EXACT_CASES[case]
+    common = ["--network", "ggcnn", "--epochs", "3", "--model-ema", "1", *flags]
+    train(workdir, *common, "--description", f"{case}_full")
+    train(workdir, *common, "--description", f"{case}_cut", stop_at=stop)
+    cut = run_dir(workdir, f"{case}_cut")
+    assert load_checkpoint(cut / "last.pt")["global_step"] == stop
+    out = train(workdir, resume=cut / "last.pt")
+    where = "epoch 3" if case.startswith("end") else "epoch 2, batch 2"
+    assert f"resuming at {where}" in out
+    full = load_checkpoint(run_dir(workdir, f"{case}_full") / "last.pt")
+    resumed = load_checkpoint(cut / "last.pt")
+    for k in STATE_KEYS:
+        assert_same(full[k], resumed[k], k)
+    assert (
+        full["optimizer"]["param_groups"][0]["lr"] == resumed["optimizer"]["param_groups"][0]["lr"]
+    )
+
+
+def test_exact_resume_of_a_network_with_dropout_needs_the_saved_rng(workdir, monkeypatch):
+    """PSPNet's dropout draws from the global RNG: the resumed run matches only because the
+    checkpoint's RNG states are put back (without them, the weights differ)."""
+    common = ["--network", "pspnet", "--output-stride", "32", "--epochs", "2",
+              "--checkpoint-every", "1"]  # fmt: skip
+    train(workdir, *common, "--description", "psp_full")
+    train(workdir, *common, "--description", "psp_cut", stop_at=3)
+    cut = run_dir(workdir, "psp_cut")
+    (cut / "stopped.pt").write_bytes((cut / "last.pt").read_bytes())
+    train(workdir, resume=cut / "last.pt")
+    full = load_checkpoint(run_dir(workdir, "psp_full") / "last.pt")
+    assert_same(full["model"], load_checkpoint(cut / "last.pt")["model"], "model")
+    # The control: the same resume without the RNG states does not match.
+    (cut / "last.pt").write_bytes((cut / "stopped.pt").read_bytes())
+    monkeypatch.setattr(training, "set_rng_state", lambda state: None)
+    train(workdir, resume=cut / "last.pt")
+    resumed = load_checkpoint(cut / "last.pt")["model"]
+    assert not all(torch.equal(full["model"][k], resumed[k]) for k in resumed)
+
+
+@pytest.fixture(scope="module")
+def short_run(workdir) -> Path:
+    """A 3-epoch GG-CNN run stopped after epoch 1, kept pristine: tests copy it."""
+    train(workdir, "--network", "ggcnn", "--epochs", "3", "--description", "short", stop_at=2)
+    return run_dir(workdir, "short")
+
+
+def copy_run(src: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True)
+    for f in src.glob("*.pt"):
+        (dst / f.name).write_bytes(f.read_bytes())
+    (dst / "args.json").write_text((src / "args.json").read_text())
+    return dst
+
+
+def test_resume_with_more_epochs_replans_the_decay_without_a_jump(short_run, tmp_path):
+    run = copy_run(short_run, tmp_path / "run")
+    before = load_checkpoint(run / "last.pt")
+    lr_before = before["optimizer"]["param_groups"][0]["lr"]
+    out = train(tmp_path, "--epochs", "6", resume=run / "last.pt")
+    assert "--epochs 3 -> 6: re-plans the rest of the cosine decay" in out
+    after = load_checkpoint(run / "last.pt")
+    assert after["epoch"] == 6 and after["scheduler"]["total"] == 12
+    assert after["scheduler"]["start"] == 2
+    assert after["scheduler"]["start_factor"] == pytest.approx(lr_before / 1e-3)
+    # The decay ends where a run's does: 1% of the peak rate.
+    assert after["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3 * FINAL_FACTOR)
+
+
+def test_resume_with_new_lr_and_weight_decay(short_run, tmp_path):
+    run = copy_run(short_run, tmp_path / "run")
+    out = train(tmp_path, "--lr", "5e-4", "--weight-decay", "0.01", resume=run / "last.pt")
+    assert "--lr 0.001 -> 0.0005" in out and "--weight-decay 0.0001 -> 0.01" in out
+    after = load_checkpoint(run / "last.pt")
+    group = after["optimizer"]["param_groups"][0]
+    assert after["scheduler"]["base_lrs"] == [5e-4] and group["weight_decay"] == 0.01
+    # As a run started with --lr 5e-4 would be at its last step.
+    assert group["lr"] == pytest.approx(5e-4 * FINAL_FACTOR)
+    assert after["args"]["lr"] == 5e-4
+
+
+def run_script(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
+def one_line_error(res: subprocess.CompletedProcess, message: str) -> None:
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--batch-size", "2"], "--batch-size 2 differs from the resumed run's 4"),
+        (["--network", "ggcnn2"], "--network ggcnn2 differs from the resumed run's ggcnn"),
+        (["--seed", "3"], "--seed 3 differs"),
+        (["--epochs", "1"], "--epochs 1: the resumed run has already completed 1 epoch(s)"),
+    ],
+)
+def test_resume_refuses_what_it_cannot_honour(short_run, tmp_path, flags, message):
+    run = copy_run(short_run, tmp_path / "run")
+    res = run_script("train_net.py", "--resume", str(run / "last.pt"), *flags)
+    one_line_error(res, message)
+
+
+def test_resume_from_best_is_refused_unless_asked_and_then_forks(short_run, tmp_path):
+    run = copy_run(short_run, tmp_path / "run")
+    last = (run / "last.pt").read_bytes()
+    res = run_script("train_net.py", "--resume", str(run / "best.pt"))
+    one_line_error(res, "is a best.pt (epoch 1): resume the run's last.pt")
+    outdir = tmp_path / "forks"
+    out = train(tmp_path, "--resume-best", "--outdir", str(outdir), resume=run / "best.pt")
+    assert "into a new run folder (from best.pt)" in out
+    (fork,) = outdir.iterdir()
+    assert load_checkpoint(fork / "last.pt")["epoch"] == 3
+    assert (run / "last.pt").read_bytes() == last  # the old run is untouched
+
+
+def test_bad_resume_paths_and_files_are_one_line_errors(short_run, tmp_path):
+    one_line_error(
+        run_script("train_net.py", "--resume", str(tmp_path / "nope.pt")),
+        "nope.pt: checkpoint file not found",
+    )
+    truncated = tmp_path / "last.pt"
+    truncated.write_bytes((short_run / "last.pt").read_bytes()[:5000])
+    one_line_error(
+        run_script("train_net.py", "--resume", str(truncated)), "last.pt: not a readable checkpoint"
+    )
+    # A checkpoint whose weights belong to another network.
+    ckpt = load_checkpoint(short_run / "last.pt")
+    ckpt["network"] = {"name": "ggcnn2", "kwargs": {}}
+    other = tmp_path / "other.pt"
+    torch.save(ckpt, other)
+    one_line_error(
+        run_script("eval_net.py", "--network", str(other)), "other.pt: weights do not fit"
+    )
+
+
+def test_ema_run_picks_best_by_ema_and_eval_net_scores_either(workdir, capsys):
+    run = run_dir(workdir, "end_w0_full")  # trained with --model-ema 1
+    best = load_checkpoint(run / "best.pt")
+    assert best["eval_weights"] == "model_ema" and "model_ema" in best
+    assert not all(torch.equal(best["model"][k], best["model_ema"][k]) for k in best["model"])
+    common = ["--network", str(run / "best.pt"), "--num-workers", "0",
+              "--cache-dir", str(workdir / "cache"), "--outdir", str(workdir / "eval_ema")]  # fmt: skip
+    assert eval_net.main(eval_net.parse_args(common))["weights"] == "model_ema"
+    assert eval_net.main(eval_net.parse_args([*common, "--weights", "model"]))["weights"] == "model"
+    assert "ggcnn on synthetic (test part" in capsys.readouterr().out
+    # A run without EMA has none to give.
+    plain = run_dir(workdir, "psp_full")
+    res = run_script("eval_net.py", "--network", str(plain / "last.pt"), "--weights", "ema")
+    one_line_error(res, "no EMA weights in this checkpoint")
+
+
+def test_model_ema_average_and_decay_ramp():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = ModelEma(model, decay=0.9)
+    w0 = model[0].weight.detach().clone()
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    ema.update(model)  # d = min(0.9, 1/10) = 0.1
+    expected = 0.1 * w0 + 0.9 * (w0 + 1.0)
+    assert torch.allclose(ema.module[0].weight, expected)
+    assert ema.module[1].num_batches_tracked == model[1].num_batches_tracked
+    assert ema.current_decay() == pytest.approx(2 / 11)
+    assert not any(p.requires_grad for p in ema.module.parameters())
+    with pytest.raises(ValueError, match="--model-ema-decay"):
+        ModelEma(model, decay=1.0)
+
+
+def test_a_steps_state_is_saved_and_restored(tmp_path):
+    class CountingStep:
+        def __init__(self):
+            self.calls = 0
+
+        def __call__(self, m, batch, ctx):
+            self.calls += 1
+            return StepOutput((m(batch["x"]) ** 2).mean(), {}, len(batch["x"]))
+
+        def state_dict(self):
+            return {"calls": self.calls}
+
+        def load_state_dict(self, state):
+            self.calls = state["calls"]
+
+    def trainer():
+        torch.manual_seed(0)
+        model = get_network("ggcnn")
+        opt = torch.optim.Adam(model.parameters())
+        return Trainer(
+            model, opt, CountingStep(), resolve_precision("off", "off", torch.device("cpu"))
+        )
+
+    batches = [{"x": torch.randn(2, 1, 32, 32), "index": torch.arange(2)} for _ in range(3)]
+    t = trainer()
+    fit(t, batches, None, epochs=1, run_dir=tmp_path, args={}, dist=DistInfo(),
+        logger=RunLogger(None))  # fmt: skip
+    assert t.step.calls == 3
+    fresh = trainer()
+    state = fresh.restore(load_checkpoint(tmp_path / "last.pt"))
+    assert fresh.step.calls == 3 and state.epoch == 2 and state.global_step == 3
+
+
+def test_warmup_cosine_replan_and_rescale():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    s = WarmupCosine(opt, warmup=2, total=10)
+    lrs = [s.get_last_lr()[0]]
+    for _ in range(10):
+        s.step()
+        lrs.append(s.get_last_lr()[0])
+    assert lrs[:3] == [0.5, 1.0, 1.0] and lrs[10] == pytest.approx(FINAL_FACTOR)
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:], strict=False))
+    s2 = WarmupCosine(opt, warmup=2, total=10)
+    for _ in range(5):
+        s2.step()
+    now = s2.get_last_lr()[0]
+    s2.replan(20)
+    assert s2.get_last_lr()[0] == pytest.approx(now)  # no jump
+    for _ in range(15):
+        s2.step()
+    assert s2.get_last_lr()[0] == pytest.approx(FINAL_FACTOR)
+    s2.rescale(0.5)
+    assert s2.get_last_lr()[0] == pytest.approx(0.5 * FINAL_FACTOR)
+    with pytest.raises(ValueError, match="--epochs"):
+        s2.replan(3)
+
+
+def test_rng_state_round_trip():
+    import random
+
+    import numpy as np
+
+    state = rng_state()
+    a = (torch.rand(3), np.random.rand(3), random.random())  # noqa: NPY002
+    set_rng_state(state)
+    b = (torch.rand(3), np.random.rand(3), random.random())  # noqa: NPY002
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+
+
+def test_epoch_batch_sampler_order_shards_and_start():
+    s = EpochBatchSampler(range(10, 20), 3, shuffle=True, seed=0)
+    s.set_epoch(1)
+    e1 = list(s)
+    assert list(s) == e1  # a function of (seed, epoch)
+    s.set_epoch(2)
+    assert list(s) != e1
+    s.set_epoch(1)
+    s.start_at(2)
+    assert list(s) == e1[2:] and list(s) == e1  # start_at applies once
+    assert sorted(i for b in e1 for i, _ in b) == list(range(10, 20))
+    # Two ranks: equal length, together every index, with distinct augmentation seeds.
+    shards = [EpochBatchSampler(range(10), 2, shuffle=True, seed=0, rank=r, world_size=2)
+              for r in (0, 1)]  # fmt: skip
+    items = [pair for sh in shards for b in sh for pair in b]
+    assert len(shards[0]) == len(shards[1]) == 3
+    assert {i for i, _ in items} == set(range(10)) and len({s for _, s in items}) == 10
+
+
+def test_loader_batches_do_not_depend_on_workers(workdir):
+    from utils.data.build import dataset_from_args, split_from_args
+
+    args = train_net.parse_args(tiny_args(workdir, "--network", "ggcnn"))
+    ds = dataset_from_args(args, augment=True)
+    train_idx = split_from_args(args, ds)["train"]
+    xs = {}
+    for workers in (0, 2):
+        loader = make_loader(ds, train_idx, 4, shuffle=True, num_workers=workers, seed=5)
+        loader.batch_sampler.set_epoch(3)
+        xs[workers] = [(b["index"], b["rot"], b["x"]) for b in loader]
+    for (i0, r0, x0), (i2, r2, x2) in zip(xs[0], xs[2], strict=True):
+        assert torch.equal(i0, i2) and torch.equal(r0, r2) and torch.equal(x0, x2)
+    assert len({float(r) for _, rot, _ in xs[0] for r in rot}) > 1  # augmentation is on
+
+
+def test_both_loaders_reshuffle_every_epoch(workdir):
+    from utils.data.build import dataset_from_args
+
+    args = train_net.parse_args(tiny_args(workdir, "--network", "ggcnn"))
+    ds = dataset_from_args(args, augment=False)
+    labelled = make_loader(ds, range(0, 8), 2, shuffle=True, num_workers=0, seed=0)
+    unlabelled = make_loader(ds, range(8, 20), 2, shuffle=True, num_workers=0, seed=0)
+    orders = []
+    for epoch in (1, 2):
+        pairs = training.epoch_batches(labelled, epoch, 6)
+        unl = training.epoch_batches(unlabelled, epoch, 6)
+        orders.append(
+            [(b["index"].tolist(), u["index"].tolist()) for b, u in zip(pairs, unl, strict=True)]
+        )
+    for e in orders:
+        assert all(set(a) < set(range(8)) and set(u) <= set(range(8, 20)) for a, u in e)
+    assert [a for a, _ in orders[0]] != [a for a, _ in orders[1]]
+    assert [u for _, u in orders[0]] != [u for _, u in orders[1]]
+    # The labelled loader (4 batches) cycles into a second, differently shuffled pass.
+    first = [tuple(a) for a, _ in orders[0]]
+    assert sorted(i for a in first[:4] for i in a) == list(range(8)) and first[4:] != first[:2]
