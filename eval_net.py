@@ -254,73 +254,43 @@ def evaluate_dataset(args: argparse.Namespace, model, ckpt: dict, dist, precisio
     return summary
 
 
-def prepare_depth_input(path: Path, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """An unlabelled depth image as network input: (1 x S x S input, output->source matrix,
-    the inpainted S x S depth in metres). The largest centred square is resized to S pixels."""
-    from utils.image import (
-        compose_affine,
-        crop_transform,
-        inpaint_depth,
-        invert_affine,
-        load_depth,
-        normalise_depth,
-        resize_image,
-        resize_transform,
-        warp_image,
-    )
-
-    try:
-        depth = inpaint_depth(load_depth(path))
-    except ValueError as e:
-        raise ValueError(str(e) if str(path) in str(e) else f"{path}: {e}") from None
-    rows, cols = depth.shape
-    # Shrink with area averaging first (a plain warp aliases), then crop the centre square.
-    f = size / min(rows, cols)
-    shape = (max(size, round(rows * f)), max(size, round(cols * f)))
-    small = resize_image(depth, shape)
-    crop = crop_transform(((shape[0] - 1) / 2, (shape[1] - 1) / 2), size, size)
-    out = warp_image(small, crop, size)
-    to_source = invert_affine(compose_affine(crop, resize_transform(depth.shape, shape)))
-    return normalise_depth(out)[None], to_source, out
-
-
 def infer_images(args: argparse.Namespace, model, ckpt: dict, dist, precision) -> list[Path]:
-    """Top grasps for unlabelled depth images: ``<name>_grasps.txt`` (source frame) each."""
+    """Top grasps for unlabelled depth images: ``<id>_grasps.txt`` (source frame) each.
+
+    The images go through the labelled preprocessing (:class:`utils.data.unlabelled.ImageFolder`:
+    inpainting, the largest centred square, area-averaged resize, normalisation)."""
+    from utils.data.unlabelled import ImageFolder
+
     if not dist.is_main:  # one process writes the files
         return []
     trained = ckpt.get("args", {})
     size = args.input_size or trained.get("input_size", 224)
     if model.input_channels != 1:
         raise ValueError("--images runs depth-only networks; this checkpoint needs RGB too")
-    files: list[Path] = []
-    for item in args.images:
-        p = Path(item)
-        if p.is_dir():
-            files += sorted(p.glob("*.tif*"))
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise ValueError(f"--images {item}: no such file or folder")
-    if not files:
-        raise ValueError(f"--images {' '.join(args.images)}: no .tiff depth images found")
+    images = ImageFolder(
+        args.images, depth_type=args.depth_type or trained.get("depth_type", "perfect"),
+        output_size=size,
+    )  # fmt: skip
     outdir = Path(args.outdir) if args.outdir else Path(args.network).resolve().parent / "infer"
     outdir.mkdir(parents=True, exist_ok=True)
     written = []
-    for f in files:
-        x, to_source, depth_out = prepare_depth_input(f, size)
-        raw = predict_maps(model, torch.from_numpy(x)[None], precision, dist.device)[0]
+    for i in range(len(images)):
+        x = images[i]["x"]
+        raw = predict_maps(model, x[None], precision, dist.device)[0]
         q, ang, wid = post_process_output(raw[0], raw[1], raw[2], raw[3])
         grasps = detect_grasps(q, ang, wid, n_grasps=args.n_grasps)
-        rects = GraspRectangles([g.as_gr for g in grasps]).affine(to_source)
-        out = outdir / f"{f.stem}_grasps.txt"
+        rects = GraspRectangles([g.as_gr for g in grasps]).affine(images.output_to_source_matrix(i))
+        sid = images.sample_id(i)
+        out = outdir / f"{sid}_grasps.txt"
         rects.save_jacquard(out)
         written.append(out)
         if args.vis:
             from utils.visualisation import save_png
 
             res = ImageResult(success=False, best_iou=0.0, grasps=grasps)
-            save_png(outdir / f"{f.stem}.png", vis_image(depth_out, None, None, res, (q, ang, wid)))
-        print(f"{f}: {len(grasps)} grasp(s) -> {out}")
+            row = vis_image(images.get_depth(i), None, None, res, (q, ang, wid))
+            save_png(outdir / f"{sid}.png", row)
+        print(f"{images.samples[i].depth}: {len(grasps)} grasp(s) -> {out}")
     return written
 
 

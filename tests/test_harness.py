@@ -230,6 +230,10 @@ def test_bad_resume_paths_and_files_are_one_line_errors(short_run, tmp_path):
     one_line_error(
         run_script("eval_net.py", "--network", str(other)), "other.pt: weights do not fit"
     )
+    one_line_error(
+        run_script("train_net.py", "--resume", str(other)),
+        "other.pt: weights do not fit",
+    )
 
 
 def test_ema_run_picks_best_by_ema_and_eval_net_scores_either(workdir, capsys):

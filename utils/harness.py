@@ -265,7 +265,7 @@ def _train_and_test(
     )
     state = TrainState()
     if run.resume is not None:
-        state = trainer.restore(run.resume, dist.rank)
+        state = trainer.restore(run.resume, dist.rank, str(args.resume))
         if run.forked:
             # A new run from a best.pt: its own best is still to be found.
             state.best_success, state.best_iou, state.best_epoch = -1.0, -1.0, 0

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from utils.checkpoint import atomic_torch_save, make_checkpoint, unwrap
+from utils.checkpoint import atomic_torch_save, load_weights, make_checkpoint, unwrap
 from utils.distributed import DistInfo, all_gather_object, reduce_sum
 from utils.ema import ModelEma
 from utils.grasp import WIDTH_SCALE
@@ -139,10 +139,16 @@ class Trainer:
             extra=extra,
         )
 
-    def restore(self, ckpt: dict[str, Any], rank: int = 0) -> TrainState:
-        """Load every piece of state from ``ckpt``; returns where to continue."""
-        unwrap(self.model).load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+    def restore(
+        self, ckpt: dict[str, Any], rank: int = 0, source: str = "checkpoint"
+    ) -> TrainState:
+        """Load every piece of state from ``ckpt`` (read from ``source``, named in errors);
+        returns where to continue."""
+        load_weights(self.model, ckpt, source, "model")
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError) as e:
+            raise ValueError(f"{source}: optimiser state does not fit ({e})") from None
         if self.scheduler is not None and "scheduler" in ckpt:
             self.scheduler.load_state_dict(ckpt["scheduler"])
         if self.precision.scaler is not None and "scaler" in ckpt:

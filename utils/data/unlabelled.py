@@ -14,9 +14,11 @@ Both crop, resize, inpaint, normalise and augment exactly as :class:`GraspDatase
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -43,47 +45,71 @@ class UnlabelledItems(Dataset):
         return self.dataset.sample_id(idx)
 
 
+def _discover(root: Path, depth_type: str) -> list[Sample]:
+    """The depth images of a folder: Jacquard layout first, else flat ``*.tif*`` files."""
+    suffix = f"_{depth_type}_depth.tiff"
+    samples = []
+    for depth in sorted(root.glob(f"*/*{suffix}")):
+        sid = depth.name[: -len(suffix)]
+        samples.append(Sample(None, sid, depth.parent.name, depth, depth.parent / f"{sid}_RGB.png"))
+    if not samples:
+        samples = [_flat_sample(p) for p in sorted(root.glob("*.tif*")) if p.is_file()]
+    return samples
+
+
+def _flat_sample(depth: Path) -> Sample:
+    """One depth file; its RGB is Cornell's ``pcdXXXXr.png`` beside ``pcdXXXXd.tiff``, or a
+    ``.png`` of the same stem."""
+    stem = depth.stem
+    base = stem[:-1] if stem.endswith("d") else stem
+    candidates = (depth.with_name(f"{base}r.png"), depth.with_suffix(".png"))
+    rgb = next((p for p in candidates if p.is_file()), None)
+    return Sample(None, stem, stem, depth, rgb)
+
+
 class ImageFolder(GraspDataset):
-    """Depth (and RGB) images with no labels under ``root`` (see the module docstring).
+    """Depth (and RGB) images with no labels (see the module docstring).
 
     Args:
-        root: the folder.
+        paths: a folder, a depth file, or a list of them.
         depth_type: Jacquard layout: ``perfect`` or ``stereo`` depth files.
         **kwargs: :class:`GraspDataset` options (output_size, use_rgb, random_rotate, ...).
 
-    Object ids are the sub-folder (Jacquard layout) or the file stem (flat).
+    Object ids are the sub-folder (Jacquard layout) or the file stem (flat). Each image shows
+    its largest centred square, like a Jacquard or synthetic sample.
     """
 
-    def __init__(self, root: str | Path, depth_type: str = "perfect", **kwargs: Any) -> None:
+    def __init__(
+        self, paths: str | Path | Sequence[str | Path], depth_type: str = "perfect", **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise ValueError(f"{self.root}: folder of unlabelled images not found")
-        samples = []
-        suffix = f"_{depth_type}_depth.tiff"
-        for depth in sorted(self.root.glob(f"*/*{suffix}")):
-            sid = depth.name[: -len(suffix)]
-            samples.append(
-                Sample(None, sid, depth.parent.name, depth, depth.parent / f"{sid}_RGB.png")
-            )
+        items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+        samples: list[Sample] = []
+        for item in items:
+            p = Path(item)
+            if p.is_dir():
+                found = _discover(p, depth_type)
+                if not found:
+                    raise ValueError(
+                        f"{p}: no depth images found (expected */*_{depth_type}_depth.tiff "
+                        "or *.tiff)"
+                    )
+                samples += found
+            elif p.is_file():
+                samples.append(_flat_sample(p))
+            else:
+                raise ValueError(f"{p}: no such file or folder of unlabelled images")
         if not samples:
-            for depth in sorted(p for p in self.root.glob("*.tif*") if p.is_file()):
-                stem = depth.stem
-                base = stem[:-1] if stem.endswith("d") else stem  # Cornell: pcd0100d / pcd0100r
-                rgb = next(
-                    (p for p in (depth.with_name(f"{base}r.png"), depth.with_suffix(".png"))
-                     if p.is_file()),
-                    None,
-                )  # fmt: skip
-                samples.append(Sample(None, stem, stem, depth, rgb))
-        if not samples:
-            raise ValueError(
-                f"{self.root}: no depth images found (expected */*{suffix} or *.tiff)"
-            )
+            raise ValueError("no unlabelled images given")
+        self.root = Path(items[0])
         self._set_samples(samples, self.root, "")
 
     def load_grasps(self, idx: int) -> GraspRectangles:
         raise ValueError(f"{self.samples[self._check_index(idx)].depth}: an unlabelled image")
+
+    def warp_matrix(self, idx: int, rot: float = 0.0, zoom: float = 1.0) -> np.ndarray:
+        idx = self._check_index(idx)
+        return self._matrix(idx, rot, zoom, GraspRectangles())
 
     def item(self, idx: int, generator: torch.Generator | None = None) -> dict[str, Any]:
         return self.unlabelled_view(idx, *self._random_view(generator))
