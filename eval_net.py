@@ -36,7 +36,13 @@ from utils.scoring import evaluate, predict_maps
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = cli.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--network", required=True, help="checkpoint file (.pt) written by training")
+    p.add_argument(
+        "--network",
+        required=True,
+        nargs="+",
+        help="checkpoint file (.pt) written by training; several: each is scored on the same "
+        "images and compared with the first (paired McNemar test and bootstrap interval)",
+    )
     p.add_argument(
         "--weights",
         default="auto",
@@ -86,16 +92,63 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     cli.add_runtime_args(p)
     args = p.parse_args(argv)
-    if not Path(args.network).is_file():
-        p.error(f"--network {args.network}: checkpoint file not found")
+    for path in args.network:
+        if not Path(path).is_file():
+            p.error(f"--network {path}: checkpoint file not found")
+    if args.images and len(args.network) > 1:
+        p.error("--images runs one checkpoint; give a single --network")
     return args
 
 
+#: Split flags: on the training data, a changed one could move training images into the scored
+#: part, so eval_net refuses them there (the split itself comes from the checkpoint).
+SPLIT_FLAGS = ("split", "split_by", "val_split", "ds_rotate", "folds", "fold", "split_seed",
+               "synthetic_scenes", "object_map")  # fmt: skip
+
+
+def dataset_root(dataset: str | None, path: str | None, scenes: int | None) -> Path | None:
+    """The folder a dataset's flags name, resolved (None: not known from the flags)."""
+    if path:
+        return Path(path).expanduser().resolve()
+    if dataset == "synthetic":
+        from utils.data.synthetic import DEFAULT_N_SCENES, default_root
+
+        return default_root("jacquard", scenes or DEFAULT_N_SCENES, 300, 0).resolve()
+    return None
+
+
 def resolve_data_args(args: argparse.Namespace, trained: dict) -> argparse.Namespace:
-    """Fill data flags that were not given from the training arguments stored in the checkpoint."""
-    same_data = args.dataset in (None, trained.get("dataset")) and (
-        args.dataset_path is None or args.dataset_path == trained.get("dataset_path")
+    """Fill data flags that were not given from the training arguments stored in the checkpoint.
+
+    "The training data" is decided on resolved folders, however the path is spelled. On it,
+    the scored part defaults to the run's own test part, a split flag that differs from the
+    run's is refused, and so is ``--part all`` (it would score training images)."""
+    trained_root = dataset_root(
+        trained.get("dataset"), trained.get("dataset_path"), trained.get("synthetic_scenes")
     )
+    scenes = (
+        args.synthetic_scenes
+        if args.synthetic_scenes is not None
+        else trained.get("synthetic_scenes")
+    )
+    same_data = args.dataset in (None, trained.get("dataset")) and (
+        args.dataset_path is None
+        or dataset_root(trained.get("dataset"), args.dataset_path, scenes) == trained_root
+    )
+    if same_data:
+        for k in SPLIT_FLAGS:
+            given = getattr(args, k)
+            if given is not None and given != trained.get(k, cli.data_defaults()[k]):
+                raise ValueError(
+                    f"--{k.replace('_', '-')} {given}: the checkpoint was trained on this "
+                    f"dataset with {trained.get(k)}; another split could put its training "
+                    "images into the scored part"
+                )
+        if args.part == "all":
+            raise ValueError(
+                "--part all: this is the checkpoint's training dataset, so that would score its "
+                "training images; use --part test (held out), or --part train knowingly"
+            )
     for k in cli.DATA_FLAGS:
         if getattr(args, k) is None:
             # The training run's data flags; a different dataset is scored whole (--part all).
@@ -107,6 +160,41 @@ def resolve_data_args(args: argparse.Namespace, trained: dict) -> argparse.Names
     if args.part is None:
         args.part = "test" if same_data else "all"
     return args
+
+
+def training_objects(trained: dict) -> set[str] | None:
+    """Object ids of the checkpoint's training and validation parts (None when its training
+    data is not on this machine: the check is skipped, nothing is generated for it)."""
+    root = dataset_root(
+        trained.get("dataset"), trained.get("dataset_path"), trained.get("synthetic_scenes")
+    )
+    if root is None or not root.is_dir() or trained.get("dataset") == "benchmark":
+        return None
+    ns = argparse.Namespace(**{**cli.data_defaults(), **trained})
+    ns.cache_dir = None
+    try:
+        ds = dataset_from_args(ns, augment=False)
+        split = split_from_args(ns, ds)
+    except (ValueError, OSError):
+        return None
+    return {ds.object_id(i) for i in split["train"] + split["val"]}
+
+
+def check_no_training_objects(args, trained: dict, dataset, indices: list[int]) -> None:
+    """Refuse to score images of objects the checkpoint trained or was chosen on."""
+    if args.part in ("train", "val") or args.dataset == "benchmark":
+        return  # asked for knowingly / disjoint by construction
+    seen = training_objects(trained)
+    if not seen:
+        return
+    leaked = [i for i in indices if dataset.object_id(i) in seen]
+    if leaked:
+        raise ValueError(
+            f"--part {args.part} of {getattr(dataset, 'root', args.dataset)}: {len(leaked)} of "
+            f"{len(indices)} images show objects of the checkpoint's training or validation "
+            f"part (e.g. {dataset.sample_id(leaked[0])}); score another dataset, or its own "
+            "test part"
+        )
 
 
 def write_jacquard_output(
@@ -169,6 +257,7 @@ def evaluate_dataset(args: argparse.Namespace, model, ckpt: dict, dist, precisio
         indices = split_from_args(args, dataset)[args.part]
     if not indices:
         raise ValueError(f"--part {args.part}: no images in that part of the dataset")
+    check_no_training_objects(args, ckpt.get("args", {}), dataset, indices)
     loader = make_loader(
         dataset,
         indices,
@@ -215,28 +304,25 @@ def evaluate_dataset(args: argparse.Namespace, model, ckpt: dict, dist, precisio
         desc="eval",
     )
     summary = {
-        "checkpoint": str(args.network),
-        "dataset": args.dataset,
-        "part": args.part,
+        **measured(args, ckpt, dataset),
         "tta": args.tta,
-        "weights": {"model": "model", "ema": "model_ema"}.get(
-            args.weights, ckpt.get("eval_weights", "model")
-        ),
         **out.results.summary(),
         "network_ms_per_image": out.network_ms,
         "post_ms_per_image": out.post_ms,
     }
+    summary["per_image"] = {"ids": out.results.ids, "successes": out.results.successes}
     if dist.is_main:
         print(
-            f"{ckpt['network']['name']} on {args.dataset} ({args.part} part, "
-            f"{args.input_size}px, {dist.device}, {precision.describe()}"
+            f"{ckpt['network']['name']} ({summary['checkpoint_kind']}, {summary['weights']}) on "
+            f"{summary['dataset']} ({args.part} part, {summary['split']}; {args.input_size}px, "
+            f"{dist.device}, {precision.describe()}"
             + ("" if args.tta == "none" else f", {args.tta} test-time augmentation")
             + ")"
         )
         print_table(
             [
                 ("images", str(len(out.results))),
-                ("success rate", f"{out.results.success_rate:.1%}"),
+                ("success rate [95% CI]", out.results.describe().rsplit(" of ", 1)[0]),
                 ("mean best IoU", f"{out.results.mean_best_iou:.3f}"),
                 ("network ms/image", f"{out.network_ms:.1f}"),
                 ("post-processing ms/image", f"{out.post_ms:.1f}"),
@@ -246,12 +332,32 @@ def evaluate_dataset(args: argparse.Namespace, model, ckpt: dict, dist, precisio
             print(f"Jacquard-format grasps: {jo_dir}")
         if args.vis:
             print(f"pictures: {vis_dir}")
-        if args.results_json:
-            Path(args.results_json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.results_json).write_text(
-                json.dumps({"summary": summary, **out.results.to_dict()}, indent=1) + "\n"
-            )
     return summary
+
+
+def measured(args: argparse.Namespace, ckpt: dict, dataset) -> dict:
+    """What was scored: dataset (and folder), split, part, checkpoint and which weights."""
+    from utils.data.benchmark import benchmark_name
+    from utils.data.build import describe_split
+
+    kind = ckpt.get("kind", "best" if Path(args.network).name == "best.pt" else "last")
+    kind_text = {
+        "best": f"best.pt: epoch {ckpt.get('epoch')}, chosen on the validation part",
+        "last": f"last.pt: epoch {ckpt.get('epoch')}",
+        "snapshot": f"epoch {ckpt.get('epoch')} snapshot",
+    }.get(kind, kind)
+    name = benchmark_name(len(dataset)) if args.dataset == "benchmark" else args.dataset
+    return {
+        "checkpoint": str(Path(args.network).resolve()),
+        "checkpoint_kind": kind_text,
+        "weights": {"model": "model", "ema": "model_ema"}.get(
+            args.weights, ckpt.get("eval_weights", "model")
+        ),
+        "dataset": name,
+        "dataset_root": str(getattr(dataset, "root", "")),
+        "split": "whole set" if args.part == "all" else describe_split(args),
+        "part": args.part,
+    }
 
 
 def infer_images(args: argparse.Namespace, model, ckpt: dict, dist, precision) -> list[Path]:
@@ -294,21 +400,88 @@ def infer_images(args: argparse.Namespace, model, ckpt: dict, dist, precision) -
     return written
 
 
-def main(args: argparse.Namespace):
-    dist = init_distributed(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    precision = resolve_precision(args.amp, args.channels_last, dist.device)
-    model, ckpt = load_model(args.network, weights=args.weights)
+def compare(summaries: list[dict]) -> list[dict]:
+    """Each model against the first, on the same images: difference, 95% paired bootstrap
+    interval, exact McNemar test."""
+    from utils.stats import mcnemar_test, paired_bootstrap
+
+    base = summaries[0]["per_image"]
+    order = {sid: i for i, sid in enumerate(base["ids"])}
+    rows = []
+    for s in summaries[1:]:
+        other = s["per_image"]
+        if set(other["ids"]) != set(order):
+            raise ValueError(
+                f"{s['checkpoint']}: scored other images than {summaries[0]['checkpoint']} "
+                "(different dataset or split): a paired comparison needs the same images"
+            )
+        aligned = [False] * len(order)
+        for sid, ok in zip(other["ids"], other["successes"], strict=True):
+            aligned[order[sid]] = ok
+        diff, lo, hi = paired_bootstrap(base["successes"], aligned)
+        rows.append(
+            {"checkpoint": s["checkpoint"], "baseline": summaries[0]["checkpoint"], "diff": diff,
+             "diff_ci95": [lo, hi], **mcnemar_test(aligned, base["successes"])}
+        )  # fmt: skip
+    return rows
+
+
+def print_comparison(summaries: list[dict], rows: list[dict]) -> None:
+    from utils.stats import format_rate
+
+    print("\n| checkpoint | success [95% CI] | difference vs first [95% CI] | McNemar p |")
+    print("|---|---|---|---:|")
+    first = summaries[0]
+    print(f"| {first['checkpoint']} | {format_rate(first['correct'], first['images'])} | - | - |")
+    for s, r in zip(summaries[1:], rows, strict=True):
+        lo, hi = r["diff_ci95"]
+        print(
+            f"| {s['checkpoint']} | {format_rate(s['correct'], s['images'])} | "
+            f"{100 * r['diff']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] points "
+            f"({r['a_only']} images won, {r['b_only']} lost) | {r['p']:.3g} |"
+        )
+
+
+def load_for_eval(path: str, args: argparse.Namespace, dist, precision):
+    model, ckpt = load_model(path, weights=args.weights)
     model = model.to(dist.device).eval()
     if args.tta != "none":
         model = DihedralTTA(model, TTA_VIEWS[args.tta])
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    return model, ckpt
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def main(args: argparse.Namespace):
+    dist = init_distributed(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    precision = resolve_precision(args.amp, args.channels_last, dist.device)
     try:
         if args.images:
-            return infer_images(args, model, ckpt, dist, precision)
-        return evaluate_dataset(args, model, ckpt, dist, precision)
+            model, ckpt = load_for_eval(args.network[0], args, dist, precision)
+            one = argparse.Namespace(**{**vars(args), "network": args.network[0]})
+            return infer_images(one, model, ckpt, dist, precision)
+        summaries = []
+        for path in args.network:
+            one = argparse.Namespace(**{**vars(args), "network": path})
+            model, ckpt = load_for_eval(path, one, dist, precision)
+            summaries.append(evaluate_dataset(one, model, ckpt, dist, precision))
+        if len(summaries) == 1:
+            result = summaries[0]
+        else:
+            result = {"models": summaries, "comparisons": compare(summaries)}
+            if dist.is_main:
+                print_comparison(summaries, result["comparisons"])
+        if args.results_json and dist.is_main:
+            write_json(args.results_json, result)
+        return result
     finally:
         cleanup()
 

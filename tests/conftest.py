@@ -14,6 +14,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 TINY = [
     "--dataset", "synthetic", "--synthetic-scenes", "20", "--input-size", "64",
     "--num-workers", "0", "--batch-size", "4", "--split", "0.8", "--val-split", "0.25",
+    # The 2000-image benchmark set is too big for tests; tests that score it ask for a few.
+    "--benchmark-images", "0",
     # fp32 on the CPU everywhere: --amp auto would pick bf16 only on CPUs with bf16 units, and
     # --device auto would pick a GPU where there is one (tests/test_cuda.py adds flags after
     # these, which win).

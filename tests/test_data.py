@@ -363,16 +363,26 @@ def test_cornell_object_ids(tmp_path: Path) -> None:
         warnings.simplefilter("always")
         ds = CornellDataset(src)
     messages = [str(w.message) for w in caught]
-    assert any("approximate" in m for m in messages)
     assert any("skipped 2 grasp file(s)" in m for m in messages)  # the cpos_only folder
-    assert ds.object_id(0) == "block0025"
+    assert ds.object_id(0) == "block0025" and not ds.has_object_map
+    # Object-wise splits need real object ids: an error that says how to give them.
+    from argparse import Namespace
+
+    from utils.data.build import split_from_args
+
+    split_args = Namespace(split=0.5, val_split=0.0, split_by="object", ds_rotate=0.0,
+                           folds=None, fold=0, split_seed=0)  # fmt: skip
+    with pytest.raises(ValueError, match="--object-map FILE.*--split-by image"):
+        split_from_args(split_args, ds)
+    split_args.split_by = "image"
+    assert split_from_args(split_args, ds)["train"]
     omap = tmp_path / "objects.txt"
     omap.write_text("# image object\npcd0100 mug\n101 mug\n")
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # only the skip warning is expected
         warnings.filterwarnings("ignore", message=".*no image beside them")
         ds = CornellDataset(src, object_map=omap)
-    assert ds.object_id(0) == "mug"
+    assert ds.object_id(0) == "mug" and ds.has_object_map
     omap.write_text("pcd0100\n")
     with pytest.raises(ValueError, match="objects.txt:1"):
         CornellDataset(src, object_map=omap)
@@ -386,8 +396,7 @@ def test_cornell_missing_depth_tells_how_to_convert(tmp_path: Path) -> None:
     shutil.copy(src / "01" / "pcd0100cpos.txt", folder / "pcd0100cpos.txt")
     with pytest.raises(ValueError, match=r"pcd0100d.tiff.*pcd_to_tiff"):
         CornellDataset(tmp_path)
-    with pytest.warns(UserWarning, match="approximate"):
-        ds = CornellDataset(tmp_path, use_depth=False, use_rgb=True, output_size=32)
+    ds = CornellDataset(tmp_path, use_depth=False, use_rgb=True, output_size=32)
     _check_item(ds[0], 3, 32)
 
 

@@ -203,10 +203,10 @@ def test_resume_from_best_is_refused_unless_asked_and_then_forks(short_run, tmp_
     run = copy_run(short_run, tmp_path / "run")
     last = (run / "last.pt").read_bytes()
     res = run_script("train_net.py", "--resume", str(run / "best.pt"))
-    one_line_error(res, "is a best.pt (epoch 1): resume the run's last.pt")
+    one_line_error(res, "is a best checkpoint (epoch 1), not a run's last.pt")
     outdir = tmp_path / "forks"
-    out = train(tmp_path, "--resume-best", "--outdir", str(outdir), resume=run / "best.pt")
-    assert "into a new run folder (from best.pt)" in out
+    out = train(tmp_path, "--fork", "--outdir", str(outdir), resume=run / "best.pt")
+    assert "into a new run folder (--fork)" in out
     (fork,) = outdir.iterdir()
     assert load_checkpoint(fork / "last.pt")["epoch"] == 3
     assert (run / "last.pt").read_bytes() == last  # the old run is untouched
@@ -237,7 +237,10 @@ def test_bad_resume_paths_and_files_are_one_line_errors(short_run, tmp_path):
 
 
 def test_ema_run_picks_best_by_ema_and_eval_net_scores_either(workdir, capsys):
-    run = run_dir(workdir, "end_w0_full")  # trained with --model-ema 1
+    if not list((workdir / "runs").glob("*_ema")):
+        train(workdir, "--network", "ggcnn", "--epochs", "3", "--model-ema", "1",
+              "--description", "ema")  # fmt: skip
+    run = run_dir(workdir, "ema")
     best = load_checkpoint(run / "best.pt")
     assert best["eval_weights"] == "model_ema" and "model_ema" in best
     assert not all(torch.equal(best["model"][k], best["model_ema"][k]) for k in best["model"])
@@ -245,10 +248,14 @@ def test_ema_run_picks_best_by_ema_and_eval_net_scores_either(workdir, capsys):
               "--cache-dir", str(workdir / "cache"), "--outdir", str(workdir / "eval_ema")]  # fmt: skip
     assert eval_net.main(eval_net.parse_args(common))["weights"] == "model_ema"
     assert eval_net.main(eval_net.parse_args([*common, "--weights", "model"]))["weights"] == "model"
-    assert "ggcnn on synthetic (test part" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "model_ema) on synthetic (test part, object-wise" in printed
+    assert "| success rate [95% CI] |" in printed
     # A run without EMA has none to give.
-    plain = run_dir(workdir, "psp_full")
-    res = run_script("eval_net.py", "--network", str(plain / "last.pt"), "--weights", "ema")
+    train(workdir, "--network", "ggcnn", "--epochs", "1", "--description", "plain")
+    res = run_script(
+        "eval_net.py", "--network", str(run_dir(workdir, "plain") / "last.pt"), "--weights", "ema"
+    )
     one_line_error(res, "no EMA weights in this checkpoint")
 
 

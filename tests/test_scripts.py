@@ -98,7 +98,7 @@ def test_eval_net_table_and_jacquard_output(trained_run, workdir, capsys):
     )  # fmt: skip
     summary = eval_net.main(args)
     printed = capsys.readouterr().out
-    assert "| images | success rate | mean best IoU | network ms/image |" in printed
+    assert "| images | success rate [95% CI] | mean best IoU | network ms/image |" in printed
     assert summary["part"] == "test" and summary["images"] > 0
     files = sorted((out_dir / "jacquard_output").glob("*_grasps.txt"))
     assert len(files) == summary["images"]

@@ -59,8 +59,9 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--dataset",
         default="synthetic",
-        choices=("cornell", "jacquard", "synthetic"),
-        help="dataset format; 'synthetic' generates the built-in dataset on first use",
+        choices=("cornell", "jacquard", "synthetic", "benchmark"),
+        help="dataset format; 'synthetic' generates the built-in dataset on first use; "
+        "'benchmark' (evaluation only) is the held-out synthetic benchmark set",
     )
     g.add_argument(
         "--dataset-path",
@@ -122,6 +123,18 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--num-workers", type=non_negative_int, default=2, help="data-loading worker processes"
+    )
+    g.add_argument(
+        "--benchmark-images",
+        type=non_negative_int,
+        default=2000,
+        help="images of the synthetic benchmark set to score (training scores best.pt on it "
+        "at the end; 0: skip); the README's figures use all 2000",
+    )
+    g.add_argument(
+        "--benchmark-path",
+        default=None,
+        help="where the benchmark set is generated (default data/benchmark/...)",
     )
 
 
@@ -221,15 +234,21 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
         help="a run's last.pt to continue exactly where it stopped (see README, Resuming)",
     )
     g.add_argument(
-        "--resume-best",
+        "--fork",
         action="store_true",
-        help="allow --resume from a best.pt: continues from that epoch in a NEW run folder",
+        help="allow --resume from a best.pt or epoch_N.pt: continue from it in a NEW run folder",
     )
     g.add_argument(
         "--checkpoint-every",
         type=non_negative_int,
         default=0,
         help="also write last.pt every N optimiser steps inside an epoch (0: epoch ends only)",
+    )
+    g.add_argument(
+        "--save-every-epochs",
+        type=non_negative_int,
+        default=0,
+        help="also keep epoch_<N>.pt every N epochs (for accuracy-against-epochs curves)",
     )
     g.add_argument(
         "--model-ema",
@@ -254,8 +273,9 @@ RESUME_OVERRIDES = {
     "weight_decay": "applies to every parameter group from the next step",
     "num_workers": "data order does not depend on it",
     "device": "", "amp": "", "channels_last": "", "threads": "", "vis": "", "logdir": "",
-    "val_batches": "", "checkpoint_every": "", "cache_dir": "", "description": "",
-    "resume": "", "resume_best": "", "outdir": "",
+    "val_batches": "", "checkpoint_every": "", "save_every_epochs": "",
+    "benchmark_images": "", "benchmark_path": "", "cache_dir": "", "description": "",
+    "resume": "", "fork": "", "outdir": "",
 }  # fmt: skip
 
 

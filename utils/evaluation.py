@@ -13,6 +13,7 @@ import numpy as np
 
 from utils.grasp import DEFAULT_ANGLE_THRESHOLD, Grasp, GraspRectangles
 from utils.post_process import detect_grasps
+from utils.stats import format_rate, wilson_interval
 
 
 def _as_rectangles(gt: GraspRectangles | np.ndarray) -> GraspRectangles:
@@ -101,11 +102,21 @@ class EvaluationResults:
     def mean_best_iou(self) -> float:
         return float(np.mean(self.best_ious)) if self.best_ious else 0.0
 
+    @property
+    def success_interval(self) -> tuple[float, float]:
+        """95% Wilson interval of the success rate."""
+        return wilson_interval(int(sum(self.successes)), len(self))
+
+    def describe(self) -> str:
+        """``85.0% [83.4, 86.5] of 2000``: rate, 95% interval, image count."""
+        return format_rate(int(sum(self.successes)), len(self))
+
     def summary(self) -> dict[str, float]:
         return {
             "images": len(self),
             "correct": int(sum(self.successes)),
             "success_rate": self.success_rate,
+            "success_ci95": list(self.success_interval),
             "mean_best_iou": self.mean_best_iou,
         }
 

@@ -13,7 +13,7 @@ scoring the chosen checkpoint on the test part (``test_results.json``).
 
 Resume policy (README, Resuming): a run resumes from its ``last.pt`` in its own folder with its
 own arguments. Flags in :data:`utils.cli.RESUME_OVERRIDES` may change and say what they do;
-any other flag that differs is refused. A ``best.pt`` is refused unless ``--resume-best`` asks
+any other flag that differs is refused. A ``best.pt`` is refused unless ``--fork`` asks
 for it, and then continues in a new run folder, so the old run's ``last.pt`` is never touched.
 """
 
@@ -36,6 +36,7 @@ from models import count_parameters, get_network
 from utils import cli
 from utils.checkpoint import load_checkpoint, load_weights, unwrap
 from utils.data.build import RunData, build_run_data
+from utils.data.loader import make_loader
 from utils.distributed import DistInfo, barrier, cleanup, init_distributed
 from utils.ema import ModelEma
 from utils.grasp import WIDTH_SCALE
@@ -104,7 +105,16 @@ def parse_training_args(
         _check_resume_kind(args, ckpt, parser)
         args._resume_ckpt = ckpt
         args._resume_changes = {k: v for k, v in changes.items() if cli.RESUME_OVERRIDES[k]}
+    if args.dataset == "benchmark":
+        parser.error(
+            "--dataset benchmark is the held-out benchmark set: it is scored, never trained on"
+        )
     cli.check_args(args, parser)
+    # Absolute paths: args.json says exactly which files a run used, from any folder.
+    for k in _PATH_FLAGS:
+        v = getattr(args, k, None)
+        if isinstance(v, str) and k != "resume":
+            setattr(args, k, str(Path(v).expanduser().resolve()))
     return args
 
 
@@ -113,11 +123,11 @@ def _check_resume_kind(
 ) -> None:
     kind = ckpt.get("kind", "best" if Path(args.resume).name == "best.pt" else "last")
     ckpt["kind"] = kind  # older checkpoints: told by the file name
-    if kind == "best" and not args.resume_best:
+    if kind != "last" and not args.fork:
         parser.error(
-            f"--resume {args.resume} is a best.pt (epoch {ckpt.get('epoch')}): resume the "
-            "run's last.pt to continue it, or add --resume-best to continue from this epoch "
-            "in a new run folder"
+            f"--resume {args.resume} is a {kind} checkpoint (epoch {ckpt.get('epoch')}), not "
+            "a run's last.pt: resume the last.pt to continue the run, or add --fork to "
+            "continue from this one in a new run folder"
         )
     if "optimizer" not in ckpt:
         parser.error(f"--resume {args.resume}: this checkpoint holds no optimiser state")
@@ -139,8 +149,8 @@ class RunContext:
 
     @property
     def forked(self) -> bool:
-        """Resumed from a best.pt into a new run folder."""
-        return self.resume is not None and self.resume.get("kind") == "best"
+        """Resumed from a best.pt or epoch_N.pt into a new run folder."""
+        return self.resume is not None and self.resume.get("kind") != "last"
 
 
 def make_run_dir(args: argparse.Namespace, dist: DistInfo, fork: bool = False) -> Path:
@@ -231,7 +241,7 @@ def run_training(
         model = build_model(args, dist, precision)
         data = make_data(args, dist)
         resume = getattr(args, "_resume_ckpt", None)
-        fork = resume is not None and resume["kind"] == "best"
+        fork = resume is not None and resume["kind"] != "last"
         run_dir = make_run_dir(args, dist, fork=fork)
         logger = RunLogger(args.logdir or run_dir / "tensorboard", enabled=dist.is_main)
         run = RunContext(
@@ -285,7 +295,7 @@ def _train_and_test(
         )
         logger.print(
             f"resuming at {where} from {args.resume}"
-            + (" into a new run folder (from best.pt)" if run.forked else "")
+            + (" into a new run folder (--fork)" if run.forked else "")
             + ("" if "rng" in run.resume else " (an older checkpoint: random states not saved)")
         )
     t0 = time.perf_counter()
@@ -294,6 +304,7 @@ def _train_and_test(
         args=cli.public_args(args), dist=dist, logger=logger, state=state,
         unlabelled_loader=data.unlabelled_loader, batches_per_epoch=args.batches_per_epoch,
         val_batches=args.val_batches, checkpoint_every=args.checkpoint_every or None,
+        save_every_epochs=args.save_every_epochs or None,
     )  # fmt: skip
     result: dict[str, Any] = {"train_seconds": time.perf_counter() - t0, **metrics}
     result.update(score_test(run, unwrap(model), data))
@@ -302,35 +313,71 @@ def _train_and_test(
 
 def score_test(run: RunContext, model: nn.Module, data: RunData) -> dict[str, Any]:
     """Score the run's chosen checkpoint (best.pt, else last.pt; the weights it names) once
-    on the test part, which played no part in choosing it; rank 0 writes test_results.json."""
+    on the test part, which played no part in choosing it, and on the synthetic benchmark set
+    (``--benchmark-images``, 0: skip); rank 0 writes test_results.json."""
+    from utils.data.benchmark import benchmark_name
+    from utils.data.build import benchmark_dataset, describe_split
+
     args, dist, logger = run.args, run.dist, run.logger
     barrier()
     final = run.run_dir / ("best.pt" if (run.run_dir / "best.pt").exists() else "last.pt")
     out: dict[str, Any] = {"checkpoint": str(final)}
-    if data.test_loader is None or not final.exists():
+    if not final.exists():
         return out
-    weights = load_weights(model, load_checkpoint(final), final)
-    test = evaluate(
-        model, data.test_loader, device=dist.device, precision=run.precision, logger=logger,
-        desc="test", n_examples=8 if args.vis else 0, sample_id=data.dataset.sample_id,
-    )  # fmt: skip
+    ckpt = load_checkpoint(final)
+    weights = load_weights(model, ckpt, final, "auto")
     out.update(
         weights=weights,
-        test_success=test.results.success_rate,
-        test_iou=test.results.mean_best_iou,
-        test_images=len(test.results),
+        checkpoint_kind=(
+            f"best.pt: epoch {ckpt['epoch']}, chosen on the validation part"
+            if final.name == "best.pt"
+            else f"last.pt: epoch {ckpt['epoch']} (no validation part)"
+        ),
+        dataset=args.dataset,
+        split=describe_split(args),
     )
-    logger.print(
-        f"test ({final.name}, {weights}): {test.results.success_rate:.1%} success over "
-        f"{len(test.results)} images, mean best IoU {test.results.mean_best_iou:.3f}"
-    )
-    if dist.is_main:
-        report = test.results.to_dict()
-        report["summary"].update(out)
-        (run.run_dir / "test_results.json").write_text(json.dumps(report, indent=1) + "\n")
-        if args.vis:
+    report: dict[str, Any] = {}
+    parts = [("test", data.test_loader, data.dataset, f"{args.dataset} test part")]
+    if args.benchmark_images:
+        if not dist.is_main:
+            barrier()  # rank 0 generates the benchmark set first
+        bench = benchmark_dataset(args)
+        if dist.is_main:
+            barrier()
+        loader = make_loader(
+            bench, list(range(len(bench))), args.batch_size, shuffle=False, seed=0,
+            num_workers=args.num_workers, rank=dist.rank, world_size=dist.world_size,
+        )  # fmt: skip
+        parts.append(("benchmark", loader, bench, benchmark_name(len(bench))))
+    for name, loader, dataset, label in parts:
+        if loader is None:
+            continue
+        res = evaluate(
+            model, loader, device=dist.device, precision=run.precision, logger=logger,
+            desc=name, n_examples=8 if args.vis and name == "test" else 0,
+            sample_id=dataset.sample_id,
+        )  # fmt: skip
+        out.update(
+            {
+                f"{name}_success": res.results.success_rate,
+                f"{name}_success_ci95": list(res.results.success_interval),
+                f"{name}_iou": res.results.mean_best_iou,
+                f"{name}_images": len(res.results),
+            }
+        )
+        report[name] = {"scored": label, **res.results.to_dict()}
+        logger.print(
+            f"{label} ({final.name}, {weights}): {res.results.describe()} images succeed, "
+            f"mean best IoU {res.results.mean_best_iou:.3f}"
+        )
+        if name == "test" and args.vis and dist.is_main:
             from utils.visualisation import example_panels, image_grid, save_png
 
-            panels = example_panels(test.examples, WIDTH_SCALE)
+            panels = example_panels(res.examples, WIDTH_SCALE)
             save_png(run.run_dir / "test_examples.png", image_grid(list(panels), 1))
+    if dist.is_main and report:
+        test = report.pop("test", None) or {"summary": {}, "per_image": {}}
+        test["summary"].update(out)
+        test.update(report)
+        (run.run_dir / "test_results.json").write_text(json.dumps(test, indent=1) + "\n")
     return out

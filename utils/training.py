@@ -351,6 +351,7 @@ def fit(
     batches_per_epoch: int | None = None,
     val_batches: int | None = None,
     checkpoint_every: int | None = None,
+    save_every_epochs: int | None = None,
     width_scale: float = WIDTH_SCALE,
 ) -> dict[str, float]:
     """Train from ``state`` to the end of epoch ``epochs`` (1-based, inclusive).
@@ -359,7 +360,8 @@ def fit(
     ``run_dir/last.pt``, and ``run_dir/best.pt`` when the :attr:`Trainer.best_from` weights
     improve on validation (success rate, then mean best IoU); the test part never plays a part.
     With ``checkpoint_every`` N, ``last.pt`` is also written every N optimiser steps inside an
-    epoch. Rank 0 writes; every rank takes part. Returns the last epoch's metrics.
+    epoch; with ``save_every_epochs`` K, ``epoch_<E>.pt`` is kept every K epochs. Rank 0
+    writes; every rank takes part. Returns the last epoch's metrics.
     """
     state = state or TrainState()
     metrics: dict[str, float] = {}
@@ -380,9 +382,11 @@ def fit(
         )  # fmt: skip
         metrics[f"{prefix}success"] = val.results.success_rate
         metrics[f"{prefix}iou"] = val.results.mean_best_iou
+        shown_rates[prefix] = val.results.describe()
         metrics.update({f"{prefix}{k}": v for k, v in val.losses.items()})
         return val.results.success_rate, val.results.mean_best_iou, val.examples
 
+    shown_rates: dict[str, str] = {}
     while state.epoch <= epochs:
         epoch = state.epoch
         t0 = time.perf_counter()
@@ -410,12 +414,17 @@ def fit(
         if improved:
             save("best.pt", "best", ckpt)
         save("last.pt", "last", ckpt)
-        shown = ("train_loss", "val_loss", "val_success", "val_iou", "val_ema_success", "lr")
+        if save_every_epochs and epoch % save_every_epochs == 0:
+            save(f"epoch_{epoch:03d}.pt", "snapshot", ckpt)
+        shown: dict[str, Any] = {k: metrics[k] for k in ("train_loss", "val_loss") if k in metrics}
+        if "val_" in shown_rates:  # rate [95% interval] of n images
+            shown["val_success"] = shown_rates["val_"]
+            shown["val_iou"] = metrics["val_iou"]
+        if "val_ema_" in shown_rates:
+            shown["val_ema_success"] = shown_rates["val_ema_"]
+        shown["lr"] = metrics["lr"]
         logger.print(
-            format_epoch_summary(
-                epoch, epochs, {k: metrics[k] for k in shown if k in metrics},
-                time.perf_counter() - t0,
-            )
+            format_epoch_summary(epoch, epochs, shown, time.perf_counter() - t0)
             + (" | best" if improved else "")
-        )  # fmt: skip
+        )
     return metrics

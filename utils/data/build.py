@@ -24,6 +24,8 @@ def dataset_from_args(args: argparse.Namespace, augment: bool) -> Dataset:
     """The whole dataset named by the flags, with or without training augmentation."""
     from utils.data import get_dataset
 
+    if args.dataset == "benchmark":
+        return benchmark_dataset(args)
     kwargs: dict[str, Any] = {
         "output_size": args.input_size,
         "use_depth": args.use_depth,
@@ -47,6 +49,11 @@ def split_from_args(args: argparse.Namespace, dataset: Any) -> dict[str, list[in
     """Train / val / test indices of ``dataset`` from the split flags."""
     from utils.data import split_indices
 
+    if args.split_by == "object" and getattr(dataset, "has_object_map", True) is False:
+        raise ValueError(
+            f"--split-by object: {dataset.root} has no object map, so its objects are unknown; "
+            "give --object-map FILE (lines 'pcdXXXX objectid'), or ask for --split-by image"
+        )
     groups = [dataset.object_id(i) for i in range(len(dataset))]
     return split_indices(
         groups,
@@ -57,6 +64,38 @@ def split_from_args(args: argparse.Namespace, dataset: Any) -> dict[str, list[in
         n_folds=args.folds,
         fold=args.fold,
         seed=None if args.split_seed < 0 else args.split_seed,
+    )
+
+
+def describe_split(args: argparse.Namespace) -> str:
+    """The split in words: ``object-wise, 90% train (10% of it val) / 10% test, seed 0``."""
+    seed = "file order" if args.split_seed < 0 else f"split seed {args.split_seed}"
+    val = f"{args.val_split:.0%} of the training part as val"
+    if args.folds:
+        return f"{args.split_by}-wise {args.folds}-fold, fold {args.fold} as test, {val}, {seed}"
+    rotate = f", ds_rotate {args.ds_rotate}" if args.ds_rotate else ""
+    return (
+        f"{args.split_by}-wise, {args.split:.0%} train / {1 - args.split:.0%} test, {val}, "
+        f"{seed}{rotate}"
+    )
+
+
+def benchmark_dataset(args: argparse.Namespace, n_images: int | None = None) -> Dataset:
+    """The synthetic benchmark set (``--benchmark-images``, ``--benchmark-path``), prepared with
+    the run's input flags and no augmentation."""
+    from utils.data import JacquardDataset
+    from utils.data.benchmark import ensure_benchmark
+
+    n = n_images or args.benchmark_images
+    if not n:
+        raise ValueError("--dataset benchmark needs --benchmark-images of at least 1")
+    return JacquardDataset(
+        ensure_benchmark(n, args.benchmark_path),
+        depth_type=args.depth_type,
+        output_size=args.input_size,
+        use_depth=args.use_depth,
+        use_rgb=args.use_rgb,
+        cache_dir=args.cache_dir or str(REPO_ROOT / "data" / "cache"),
     )
 
 

@@ -17,7 +17,8 @@ be written as its number, e.g. ``100 17``; more columns, blank lines and ``#`` c
 ignored) the ids come from that file; ``<root>/object_map.txt`` is used when no file is
 named. Without one, images are grouped in blocks of
 :data:`IMAGES_PER_PSEUDO_OBJECT` consecutive image numbers (``pcd0100..pcd0103`` ->
-``block0025``), which only approximates object-wise splits (a warning says so).
+``block0025``); object-wise splits need the map (``--split-by object`` without one is an
+error), ``--split-by image`` works either way.
 """
 
 from __future__ import annotations
@@ -132,13 +133,8 @@ class CornellDataset(GraspDataset):
                 stacklevel=2,
             )
         self._set_samples(samples, self.root, f"{self.root / _PATTERN} with pcdXXXXd.tiff/r.png")
-        if objects is None:
-            warnings.warn(
-                f"{self.root}: no object_map given; object ids are blocks of "
-                f"{IMAGES_PER_PSEUDO_OBJECT} consecutive images, so object-wise splits are "
-                "approximate",
-                stacklevel=2,
-            )
+        #: Whether object ids are real (an object map) or blocks of consecutive images.
+        self.has_object_map = objects is not None
 
     def load_grasps(self, idx: int) -> GraspRectangles:
         """Rectangles in the 480 x 640 source frame (rectangles with NaN corners dropped)."""

@@ -506,6 +506,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
+    from utils.data.benchmark import BENCHMARK_SEED
+
+    if args.seed == BENCHMARK_SEED:
+        print(
+            f"error: --seed {BENCHMARK_SEED} is the benchmark set's seed (utils/data/benchmark.py); "
+            "a set made from it would leak the benchmark's objects into training",
+            file=sys.stderr,
+        )
+        return 2
     size = args.size if args.size is not None else (300 if args.format == "jacquard" else 480)
     gripper = DEFAULT_GRIPPER if args.gripper == "2f140" else ROBOTIQ_2F85
     t0 = time.perf_counter()
