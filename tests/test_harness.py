@@ -401,3 +401,56 @@ def test_both_loaders_reshuffle_every_epoch(workdir):
     # The labelled loader (4 batches) cycles into a second, differently shuffled pass.
     first = [tuple(a) for a, _ in orders[0]]
     assert sorted(i for a in first[:4] for i in a) == list(range(8)) and first[4:] != first[:2]
+
+
+def test_training_shards_are_padded_and_loaders_have_their_own_streams():
+    # Unshuffled training shards (--ds-shuffle 0) still give every rank the same step count.
+    lens = [len(EpochBatchSampler(range(9), 1, shuffle=False, seed=0, rank=r, world_size=2,
+                                  pad=True)) for r in (0, 1)]  # fmt: skip
+    assert lens == [5, 5]
+    a = EpochBatchSampler(range(20), 4, shuffle=True, seed=0)
+    b = EpochBatchSampler(range(20), 4, shuffle=True, seed=0, stream=1)
+    assert list(a) != list(b)  # a labelled and an unlabelled loader never draw alike
+    a.set_epoch(1, 1000)
+    first = list(a)
+    a.set_epoch(2, 0)
+    assert list(a) != first  # (epoch, pass) pairs never collide
+
+
+def test_old_lambdalr_schedule_state_resumes_at_its_step():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    s = WarmupCosine(opt, warmup=0, total=10)
+    s.load_state_dict({"last_epoch": 5, "base_lrs": [1.0], "_step_count": 6})
+    assert s.last_step == 5 and s.get_last_lr()[0] == pytest.approx(s.factor(5))
+    with pytest.raises(ValueError, match="not a learning-rate schedule"):
+        s.load_state_dict({"nothing": 1})
+
+
+def test_switches_are_not_inherited_and_outdir_needs_fork(short_run, tmp_path):
+    run = copy_run(short_run, tmp_path / "run")
+    ckpt = load_checkpoint(run / "last.pt")
+    ckpt["args"].update(vis=True, fork=True)
+    torch.save(ckpt, run / "last.pt")
+    args = train_net.parse_args(["--resume", str(run / "last.pt")])
+    assert args.vis is False and args.fork is False
+    one_line_error(
+        run_script("train_net.py", "--resume", str(run / "last.pt"), "--outdir", str(tmp_path)),
+        "--outdir applies only with --fork",
+    )
+
+
+def test_torchrun_resume_keeps_the_process_count(workdir):
+    flags = tiny_args(workdir, "--network", "ggcnn", "--epochs", "1", "--description", "ddp_r")
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    res = run_script(*torchrun, "train_net.py", *flags)
+    assert res.returncode == 0, res.stderr[-3000:]
+    last = run_dir(workdir, "ddp_r") / "last.pt"
+    assert load_checkpoint(last)["world_size"] == 2
+    one_line_error(
+        run_script("train_net.py", "--resume", str(last), "--epochs", "2"),
+        "the run used 2 process(es), this command 1",
+    )
+    res = run_script(*torchrun, "train_net.py", "--resume", str(last), "--epochs", "2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resuming at epoch 2" in res.stdout
+    assert load_checkpoint(last)["epoch"] == 2

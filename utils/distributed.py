@@ -94,6 +94,14 @@ def reduce_sum(values: dict[str, float], device: torch.device) -> dict[str, floa
     return dict(zip(keys, t.tolist(), strict=True))
 
 
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s buffers (batch-norm running statistics) to every rank."""
+    if not dist.is_initialized():
+        return
+    for b in module.buffers():
+        dist.broadcast(b.data, src=src)
+
+
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,12 +87,16 @@ def parse_training_args(
         ckpt = load_checkpoint(args.resume)
         stored = ckpt.get("args", {})
         fresh = vars(parser.parse_args([]))
-        parser.set_defaults(**{k: v for k, v in stored.items() if k in fresh})
+        # Switches (store_true flags such as --vis and --fork) are this command's own: a
+        # stored True could never be switched off again.
+        switches = {a.dest for a in parser._actions if isinstance(a, argparse._StoreTrueAction)}
+        inherit = {k: v for k, v in stored.items() if k in fresh and k not in switches}
+        parser.set_defaults(**inherit)
         args = parser.parse_args(argv)
-        if stored.get("epochs") is not None and getattr(args, "epochs", None) is None:
-            args.epochs = stored["epochs"]
         changes = {}
         for k, new in vars(args).items():
+            if k in switches or k == "resume":
+                continue
             old = stored.get(k, fresh.get(k))
             if _same(k, old, new):
                 continue
@@ -101,7 +106,24 @@ def parse_training_args(
                     "resumed run keeps its network, data, split, seed and batches; start a new "
                     "run to change it"
                 )
+            if k in ("outdir", "description") and not args.fork:
+                parser.error(
+                    f"--{k} applies only with --fork (a resumed run stays in its own folder)"
+                )
             changes[k] = (old, new)
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world != int(ckpt.get("world_size", world)):
+            parser.error(
+                f"--resume {args.resume}: the run used {ckpt['world_size']} process(es), this "
+                f"command {world}: a resumed run keeps its number of processes (they shard "
+                "the data and the step count)"
+            )
+        completed = int(ckpt.get("epoch", 0))
+        if args.epochs is not None and args.epochs <= completed and not ckpt.get("step_in_epoch"):
+            parser.error(
+                f"--epochs {args.epochs}: the resumed run has already completed {completed} "
+                f"epoch(s); give --epochs {completed + 1} or more to continue it"
+            )
         _check_resume_kind(args, ckpt, parser)
         args._resume_ckpt = ckpt
         args._resume_changes = {k: v for k, v in changes.items() if cli.RESUME_OVERRIDES[k]}
@@ -146,11 +168,8 @@ class RunContext:
     logger: RunLogger
     resume: dict[str, Any] | None = None
     changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-
-    @property
-    def forked(self) -> bool:
-        """Resumed from a best.pt or epoch_N.pt into a new run folder."""
-        return self.resume is not None and self.resume.get("kind") != "last"
+    #: Resumed into a new run folder (--fork, needed for a best.pt or epoch_N.pt).
+    forked: bool = False
 
 
 def make_run_dir(args: argparse.Namespace, dist: DistInfo, fork: bool = False) -> Path:
@@ -191,7 +210,10 @@ def build_model(args: argparse.Namespace, dist: DistInfo, precision: Precision) 
     ckpt = getattr(args, "_resume_ckpt", None)
     if ckpt is not None:
         net = ckpt["network"]
-        model = get_network(net["name"], **net["kwargs"])
+        try:
+            model = get_network(net["name"], **net["kwargs"])
+        except (TypeError, KeyError) as e:
+            raise ValueError(f"{args.resume}: cannot rebuild its network ({e})") from None
     else:
         model = get_network(args.network, **cli.model_kwargs_from_args(args))
     model = model.to(dist.device)
@@ -205,11 +227,6 @@ def _apply_resume_changes(run: RunContext, trainer: Trainer, state: TrainState, 
     args, log = run.args, run.logger
     for k, (old, new) in run.changes.items():
         if k == "epochs":
-            if new < state.epoch:
-                raise ValueError(
-                    f"--epochs {new}: the resumed run has already completed {state.epoch - 1} "
-                    "epoch(s); give more to continue it"
-                )
             if trainer.scheduler is not None:
                 trainer.scheduler.replan(args.epochs * n)
         elif k == "lr":
@@ -241,12 +258,13 @@ def run_training(
         model = build_model(args, dist, precision)
         data = make_data(args, dist)
         resume = getattr(args, "_resume_ckpt", None)
-        fork = resume is not None and resume["kind"] != "last"
+        fork = resume is not None and (resume["kind"] != "last" or args.fork)
         run_dir = make_run_dir(args, dist, fork=fork)
         logger = RunLogger(args.logdir or run_dir / "tensorboard", enabled=dist.is_main)
         run = RunContext(
-            args, dist, precision, run_dir, logger, resume, getattr(args, "_resume_changes", {})
-        )
+            args, dist, precision, run_dir, logger, resume,
+            getattr(args, "_resume_changes", {}), fork,
+        )  # fmt: skip
         if dist.is_main:
             cli.save_args(
                 args, run_dir / ("args_resume.json" if resume and not fork else "args.json")
@@ -261,12 +279,13 @@ def _train_and_test(
     run: RunContext, model: nn.Module, data: RunData, make_step: Callable
 ) -> dict[str, Any]:
     args, dist, logger = run.args, run.dist, run.logger
-    ema = ModelEma(model, args.model_ema_decay) if args.model_ema else None
     step = make_step(run, model)
     if dist.distributed:
         model = DistributedDataParallel(
             model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None
         )
+    # After the DDP wrap, which broadcast rank 0's weights: every rank averages the same start.
+    ema = ModelEma(model, args.model_ema_decay) if args.model_ema else None
     optimizer = build_optimizer(args, model)
     n = epoch_length(data.train_loader, data.unlabelled_loader, args.batches_per_epoch)
     scheduler = build_scheduler(args, optimizer, args.epochs * n)

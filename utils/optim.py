@@ -4,8 +4,9 @@ The schedule is a linear warm-up then a cosine decay to 1% of the peak rate, ste
 optimiser step. It is a small class of plain numbers (not a ``LambdaLR`` of a closure) so that
 its whole plan is saved in a checkpoint and can be re-planned on resume:
 
-- ``--epochs`` (or ``--batches-per-epoch``) changed on resume: :meth:`WarmupCosine.replan`
-  keeps the current rate and spreads the rest of the decay over the new remainder (no jump).
+- ``--epochs`` changed on resume: :meth:`WarmupCosine.replan` keeps the current rate and
+  spreads the rest of the decay over the new remainder (no jump); a finished run given more
+  epochs continues at its final rate (1% of the peak).
 - ``--lr`` changed on resume: :meth:`WarmupCosine.rescale` makes the rate from the next step
   on what a run started with the new ``--lr`` would have at this point of the plan.
 - ``--weight-decay`` changed on resume: :func:`set_weight_decay` on every parameter group.
@@ -87,6 +88,10 @@ class WarmupCosine:
         if self.last_step >= self.warmup:
             self.start_factor = self.factor(self.last_step)
             self.start = self.last_step
+        elif self.warmup > total // 10:
+            # Still warming up and the new plan is short: warm up for at most a tenth of it
+            # (but not below the steps already taken), as a new run of that length would.
+            self.warmup = self.start = max(self.last_step + 1, total // 10)
         self.total = total
         self._apply()
 
@@ -106,6 +111,13 @@ class WarmupCosine:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "last_step" not in state:
+            if "last_epoch" not in state:
+                raise ValueError(f"not a learning-rate schedule state (keys {sorted(state)})")
+            # A LambdaLR of older checkpoints: same plan (from the flags), at its step.
+            self.last_step = int(state["last_epoch"])
+            self._apply()
+            return
         self.base_lrs = [float(v) for v in state["base_lrs"]]
         self.last_step = int(state["last_step"])
         self.warmup = int(state["warmup"])

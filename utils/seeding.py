@@ -27,16 +27,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def item_seed(seed: int, epoch: int, position: int) -> int:
-    """A 63-bit seed for the sample at ``position`` of ``epoch``'s order in run ``seed``."""
-    ss = np.random.SeedSequence([seed % 2**63, epoch % 2**63, position % 2**63, 0x6A7A])
+def item_seed(seed: int, epoch: int, position: int, stream: int = 0, pass_index: int = 0) -> int:
+    """A 63-bit seed for the sample at ``position`` of pass ``pass_index`` over loader
+    ``stream`` (0: labelled, 1: unlabelled, ...) in ``epoch`` of run ``seed``."""
+    ss = np.random.SeedSequence(
+        [seed % 2**63, stream % 2**63, epoch % 2**63, pass_index % 2**63, position % 2**63, 0x6A7A]
+    )
     hi, lo = (int(v) for v in ss.generate_state(2, dtype=np.uint32))
     return ((hi << 32) | lo) >> 1
 
 
-def epoch_permutation(n: int, seed: int, epoch: int) -> list[int]:
-    """The order of ``n`` training samples in ``epoch`` (a fixed function of seed and epoch)."""
-    g = torch.Generator().manual_seed(item_seed(seed, epoch, -1))
+def epoch_permutation(
+    n: int, seed: int, epoch: int, stream: int = 0, pass_index: int = 0
+) -> list[int]:
+    """The order of ``n`` samples in a pass of an epoch (a fixed function of its arguments)."""
+    g = torch.Generator().manual_seed(item_seed(seed, epoch, -1, stream, pass_index))
     return torch.randperm(n, generator=g).tolist()
 
 

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from utils.checkpoint import atomic_torch_save, load_weights, make_checkpoint, unwrap
-from utils.distributed import DistInfo, all_gather_object, reduce_sum
+from utils.distributed import DistInfo, all_gather_object, broadcast_buffers, reduce_sum
 from utils.ema import ModelEma
 from utils.grasp import WIDTH_SCALE
 from utils.logger import RunLogger, format_epoch_summary
@@ -122,6 +122,7 @@ class Trainer:
             "epoch_sums": dict(state.sums),
             "rng": rngs,
             "eval_weights": "model_ema" if self.best_from == "ema" else "model",
+            "world_size": len(rngs),
         }
         if self.ema is not None:
             extra["model_ema"] = self.ema.module.state_dict()
@@ -176,10 +177,14 @@ class Trainer:
 
 
 # --- data for one epoch ------------------------------------------------------------------------
-def _set_epoch(loader: Iterable, epoch: int) -> None:
-    for obj in (loader, getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
+def _set_epoch(loader: Iterable, epoch: int, pass_index: int) -> None:
+    sampler = getattr(loader, "batch_sampler", None)
+    if hasattr(sampler, "pass_index"):  # ours: (epoch, pass) seeds the order
+        sampler.set_epoch(epoch, pass_index)
+        return
+    for obj in (loader, sampler, getattr(loader, "sampler", None)):
         if obj is not None and hasattr(obj, "set_epoch"):
-            obj.set_epoch(epoch)
+            obj.set_epoch(epoch * 100_000 + pass_index)  # e.g. a DistributedSampler
             return
 
 
@@ -195,15 +200,15 @@ def _start_at(loader: Iterable, batch: int) -> Iterable:
 
 def epoch_batches(loader: Iterable, epoch: int, n_batches: int, start: int = 0) -> Iterator[Any]:
     """Batches ``start .. n_batches - 1`` of ``epoch``, cycling through passes over ``loader``
-    when it is shorter. Pass p of epoch e uses the sampler epoch ``1000 e + p``, so every pass
-    has its own order and ranks stay in step."""
+    when it is shorter. Every pass has its own order (:meth:`EpochBatchSampler.set_epoch` takes
+    the epoch and the pass) and ranks stay in step."""
     length = len(loader) if hasattr(loader, "__len__") else None
     if length == 0:
         raise ValueError("the training loader yields no batch: is the training split empty?")
     p, offset = divmod(start, length) if length else (0, start)
     taken = start
     while taken < n_batches:
-        _set_epoch(loader, epoch * 1000 + p)
+        _set_epoch(loader, epoch, p)
         got = 0
         for batch in _start_at(loader, offset) if offset else loader:
             yield batch
@@ -284,9 +289,12 @@ def train_one_epoch(
         """Host copy of the sums; raises on a non-finite loss since the last read."""
         nonlocal last_read
         totals = sums.read()
-        if not all(map(_finite, totals.values())):
+        # Every rank learns of a non-finite loss on any rank, so all stop together (a lone
+        # raise would leave the others waiting in the next gradient all-reduce).
+        bad = reduce_sum({"bad": float(not all(map(_finite, totals.values())))}, device)
+        if bad["bad"]:
             raise FloatingPointError(
-                f"non-finite loss at epoch {epoch}, between steps {last_read} and "
+                f"non-finite loss at epoch {epoch} (on some rank), between steps {last_read} and "
                 f"{state.global_step}: lower --lr or try --amp off"
             )
         last_read = state.global_step
@@ -398,6 +406,10 @@ def fit(
         metrics = {f"train_{k}": v for k, v in terms.items()}
         improved = False
         if val_loader is not None:
+            # Batch-norm statistics are per rank: validate (and save) rank 0's everywhere.
+            broadcast_buffers(unwrap(trainer.model))
+            if trainer.ema is not None:
+                broadcast_buffers(trainer.ema.module)
             scores = {"model": validate(trainer.model, "val_")}
             if trainer.ema is not None:
                 scores["ema"] = validate(trainer.ema.module, "val_ema_")

@@ -159,7 +159,7 @@ def build_run_data(
     common = dict(num_workers=args.num_workers, rank=dist.rank, world_size=dist.world_size)
     train_loader = make_loader(
         train_ds, train, args.batch_size, shuffle=args.ds_shuffle, seed=args.seed,
-        drop_last=len(train) >= args.batch_size * dist.world_size, **common,
+        drop_last=len(train) >= args.batch_size * dist.world_size, pad=True, **common,
     )  # fmt: skip
 
     def eval_loader(part: str) -> DataLoader | None:

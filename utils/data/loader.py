@@ -37,6 +37,11 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
         seed: the run's seed.
         rank, world_size: this process's shard.
         drop_last: drop a final short batch.
+        pad: give every rank the same number of samples (repeating the start of the order), as
+            training needs (each step is a collective); default: ``shuffle``. Evaluation
+            shards are unpadded so that each image counts once.
+        stream: which loader of the run this is (0 labelled, 1 unlabelled): loaders with the
+            same seed still draw different orders and augmentations.
     """
 
     def __init__(
@@ -49,6 +54,8 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
         rank: int = 0,
         world_size: int = 1,
         drop_last: bool = False,
+        pad: bool | None = None,
+        stream: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
@@ -59,12 +66,17 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
         self.rank = int(rank)
         self.world_size = int(world_size)
         self.drop_last = bool(drop_last)
+        self.pad = self.shuffle if pad is None else bool(pad)
+        self.stream = int(stream)
         self.epoch = 0
+        self.pass_index = 0
         self._start = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Use ``epoch``'s order from the next iteration (and start at its first batch)."""
+    def set_epoch(self, epoch: int, pass_index: int = 0) -> None:
+        """Use the order of pass ``pass_index`` of ``epoch`` from the next iteration (from its
+        first batch). A loader shorter than the epoch makes several passes."""
         self.epoch = int(epoch)
+        self.pass_index = int(pass_index)
         self._start = 0
 
     def start_at(self, batch: int) -> None:
@@ -74,11 +86,14 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
         self._start = int(batch)
 
     def _order(self) -> list[int]:
-        """Positions into ``indices`` that this rank takes this epoch, in order."""
+        """Positions into ``indices`` that this rank takes this pass, in order."""
         n = len(self.indices)
-        if not self.shuffle:
+        if not self.pad:
             return list(range(self.rank, n, self.world_size))
-        order = epoch_permutation(n, self.seed, self.epoch)
+        if self.shuffle:
+            order = epoch_permutation(n, self.seed, self.epoch, self.stream, self.pass_index)
+        else:
+            order = list(range(n))
         if self.world_size > 1 and n:
             # Pad with the start of the order so every rank gets the same number of batches.
             total = math.ceil(n / self.world_size) * self.world_size
@@ -92,13 +107,16 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
         for b in range(start, len(self)):
             chunk = range(b * self.batch_size, min((b + 1) * self.batch_size, len(order)))
             yield [
-                (self.indices[order[p]], item_seed(self.seed, self.epoch, rank_offset + p))
+                (
+                    self.indices[order[p]],
+                    item_seed(self.seed, self.epoch, rank_offset + p, self.stream, self.pass_index),
+                )
                 for p in chunk
             ]
 
     def __len__(self) -> int:
         n = len(self.indices)
-        if self.shuffle:
+        if self.pad:
             per_rank = math.ceil(n / self.world_size) if n else 0
         else:
             per_rank = len(range(self.rank, n, self.world_size))
@@ -138,9 +156,12 @@ def make_loader(
     rank: int = 0,
     world_size: int = 1,
     drop_last: bool = False,
+    pad: bool | None = None,
+    stream: int = 0,
     collate_fn: Any = None,
 ) -> DataLoader:
-    """A loader over ``indices`` of ``dataset`` with an :class:`EpochBatchSampler`."""
+    """A loader over ``indices`` of ``dataset`` with an :class:`EpochBatchSampler` (see it for
+    ``pad`` and ``stream``)."""
     from utils.data.base import collate_grasp_batch
 
     sampler = EpochBatchSampler(
@@ -151,6 +172,8 @@ def make_loader(
         rank=rank,
         world_size=world_size,
         drop_last=drop_last,
+        pad=pad,
+        stream=stream,
     )
     return DataLoader(
         SeededItems(dataset),
