@@ -214,3 +214,58 @@ def test_torchrun_two_processes_on_cpu(workdir):
         "per_image"]["ids"])  # fmt: skip
     ids = json.loads((run / "test_results.json").read_text())["per_image"]["ids"]
     assert len(ids) == len(set(ids))
+
+
+def test_eval_net_never_scores_training_images_however_the_path_is_spelled(trained_run, workdir):
+    import os
+
+    run, _ = trained_run
+    base = ["--network", str(run / "best.pt"), "--num-workers", "0",
+            "--cache-dir", str(workdir / "cache"), "--outdir", str(workdir / "leak")]  # fmt: skip
+    data = workdir / "synthetic"
+    (workdir / "alias").symlink_to(data)
+    spellings = [f"{data}/", str(workdir / "." / "synthetic"), os.path.relpath(data),
+                 str(workdir / "alias")]  # fmt: skip
+    for path in spellings:
+        summary = eval_net.main(eval_net.parse_args([*base, "--dataset-path", path]))
+        assert summary["part"] == "test" and "object-wise" in summary["split"]
+    for flags, message in [
+        (["--split", "0.5"], "--split 0.5: the checkpoint was trained on this dataset"),
+        (["--split-seed", "3"], "--split-seed 3"),
+        (["--part", "all"], "--part all: this is the checkpoint's training dataset"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            eval_net.main(eval_net.parse_args([*base, "--dataset-path", spellings[2], *flags]))
+    # A bigger synthetic set holds the training objects too (same generator seed): refused.
+    from utils.data.synthetic import generate_dataset
+
+    bigger = generate_dataset(workdir / "bigger", n_scenes=30, size=96)
+    with pytest.raises(ValueError, match="show objects of the checkpoint's training or validation"):
+        eval_net.main(eval_net.parse_args([*base, "--dataset-path", str(bigger)]))
+
+
+def test_training_scores_the_benchmark_and_eval_net_compares_checkpoints(trained_run, workdir):
+    bench = ["--benchmark-images", "10", "--benchmark-path", str(workdir / "bench")]
+    args = train_net.parse_args(
+        tiny_args(workdir, "--network", "ggcnn2", "--epochs", "1", "--description", "bench", *bench)
+    )
+    result = train_net.main(args)
+    assert result["benchmark_images"] == 10 and len(result["benchmark_success_ci95"]) == 2
+    (run,) = (workdir / "runs").glob("*_bench")
+    report = json.loads((run / "test_results.json").read_text())
+    assert report["benchmark"]["scored"].startswith("synthetic benchmark")
+    assert "chosen on the validation part" in report["summary"]["checkpoint_kind"]
+    assert report["summary"]["split"].startswith("object-wise, 80% train")
+    assert json.loads((run / "args.json").read_text())["dataset_path"] == str(workdir / "synthetic")
+    first, _ = trained_run
+    out = eval_net.main(eval_net.parse_args(
+        ["--network", str(first / "best.pt"), str(run / "best.pt"), "--dataset", "benchmark",
+         *bench, "--num-workers", "0", "--cache-dir", str(workdir / "cache"),
+         "--outdir", str(workdir / "cmp"), "--results-json", str(workdir / "cmp" / "cmp.json")]
+    ))  # fmt: skip
+    assert [m["images"] for m in out["models"]] == [10, 10]
+    (row,) = out["comparisons"]
+    assert 0.0 <= row["p"] <= 1.0 and row["diff_ci95"][0] <= row["diff"] <= row["diff_ci95"][1]
+    assert json.loads((workdir / "cmp" / "cmp.json").read_text())["comparisons"][0]["p"] == row["p"]
+    with pytest.raises(SystemExit):
+        train_net.parse_args(tiny_args(workdir, "--dataset", "benchmark"))

@@ -1,0 +1,52 @@
+"""The synthetic benchmark set: fixed, versioned, and disjoint from every training object."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from utils.data.benchmark import BENCHMARK_SEED, benchmark_name, benchmark_root, ensure_benchmark
+from utils.data.jacquard import JacquardDataset
+from utils.data.synthetic import GENERATOR_VERSION, main, object_set_id
+
+
+def digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*")):
+        if f.is_file() and f.name != "synthetic_dataset.json":  # holds the timing
+            h.update(f.relative_to(root).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def test_benchmark_is_identical_across_generations_and_a_prefix_of_the_full_set(tmp_path):
+    a = ensure_benchmark(10, tmp_path / "a")
+    b = ensure_benchmark(10, tmp_path / "b")
+    assert digest(a) == digest(b)
+    # The first 5 images of a 10-image set are the 5-image set: sets are independent of count.
+    c = ensure_benchmark(5, tmp_path / "c")
+    first = sorted(JacquardDataset(a).samples, key=lambda s: s.sample_id)
+    assert {s.object_id for s in JacquardDataset(c).samples} <= {s.object_id for s in first}
+    assert f"synthetic_v{GENERATOR_VERSION}_n2000" in str(benchmark_root())
+    assert benchmark_name(2000) == f"synthetic benchmark v{GENERATOR_VERSION} (2000 images)"
+
+
+def test_benchmark_objects_are_never_training_objects(tmp_path):
+    bench = JacquardDataset(ensure_benchmark(10, tmp_path / "bench"), output_size=32)
+    # Training sets are generated with seed 0 (any size: object set i depends on i only).
+    train_ids = {object_set_id(0, i) for i in range(200_000)}
+    assert not {bench.object_id(i) for i in range(len(bench))} & train_ids
+    from utils.data.synthetic import generate_dataset
+
+    train = JacquardDataset(generate_dataset(tmp_path / "train", n_scenes=10), output_size=32)
+    train_depth = [train.get_depth(i) for i in range(len(train))]
+    for i in range(len(bench)):
+        d = bench.get_depth(i)
+        assert not any(np.array_equal(d, t) for t in train_depth)
+
+
+def test_generator_refuses_the_benchmark_seed(tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "x"), "--n", "2", "--seed", str(BENCHMARK_SEED)]) == 2
+    assert "benchmark set's seed" in capsys.readouterr().err

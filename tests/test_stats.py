@@ -1,0 +1,63 @@
+"""Intervals and paired tests against textbook values."""
+
+from __future__ import annotations
+
+import pytest
+
+from utils.evaluation import EvaluationResults, ImageResult
+from utils.stats import format_rate, mcnemar_test, mean_std, paired_bootstrap, wilson_interval
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "lo", "hi"),
+    [
+        (8, 10, 0.4902, 0.9433),
+        (5, 10, 0.2366, 0.7634),
+        (0, 10, 0.0, 0.2775),  # upper = z^2 / (n + z^2)
+        (10, 10, 0.7225, 1.0),
+    ],
+)
+def test_wilson_interval_known_values(k, n, lo, hi):
+    got = wilson_interval(k, n)
+    assert got[0] == pytest.approx(lo, abs=1e-4) and got[1] == pytest.approx(hi, abs=1e-4)
+
+
+def test_wilson_interval_edges_and_format():
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        wilson_interval(11, 10)
+    assert format_rate(8, 10) == "80.0% [49.0, 94.3] of 10"
+    res = EvaluationResults()
+    for i, ok in enumerate([True] * 8 + [False] * 2):
+        res.add(str(i), ImageResult(ok, 0.5 if ok else 0.1))
+    assert res.summary()["success_ci95"] == pytest.approx([0.4902, 0.9433], abs=1e-4)
+    assert res.describe() == "80.0% [49.0, 94.3] of 10"
+
+
+def test_mcnemar_exact_textbook_case():
+    # 10 images only A gets right, 2 only B does, 88 both or neither: p = 2 P(X <= 2), X ~ B(12, 1/2)
+    a = [True] * 10 + [False] * 2 + [True] * 50 + [False] * 38
+    b = [False] * 10 + [True] * 2 + [True] * 50 + [False] * 38
+    out = mcnemar_test(a, b)
+    assert out["a_only"] == 10 and out["b_only"] == 2
+    assert out["p"] == pytest.approx(2 * (1 + 12 + 66) / 2**12)
+    assert mcnemar_test(a, a)["p"] == 1.0
+    with pytest.raises(ValueError, match="length"):
+        mcnemar_test(a, b[:-1])
+
+
+def test_paired_bootstrap_constructed_cases():
+    assert paired_bootstrap([False] * 20, [True] * 20) == (1.0, 1.0, 1.0)
+    a = [True, False] * 100
+    diff, lo, hi = paired_bootstrap(a, a)
+    assert diff == lo == hi == 0.0
+    # B wins 30 of 200 images and loses none: +15 points, interval around it and above 0.
+    b = [True] * 30 + a[30:]
+    a2 = [False] * 30 + a[30:]
+    diff, lo, hi = paired_bootstrap(a2, b)
+    assert diff == pytest.approx(0.15) and 0.09 < lo < 0.15 < hi < 0.21
+
+
+def test_mean_std():
+    assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
+    assert mean_std([4.0]) == (4.0, 0.0)
