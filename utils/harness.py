@@ -326,11 +326,13 @@ def _train_and_test(
         save_every_epochs=args.save_every_epochs or None,
     )  # fmt: skip
     result: dict[str, Any] = {"train_seconds": time.perf_counter() - t0, **metrics}
-    result.update(score_test(run, unwrap(model), data))
+    result.update(score_test(run, unwrap(model), data, {"train_seconds": result["train_seconds"]}))
     return result
 
 
-def score_test(run: RunContext, model: nn.Module, data: RunData) -> dict[str, Any]:
+def score_test(
+    run: RunContext, model: nn.Module, data: RunData, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Score the run's chosen checkpoint (best.pt, else last.pt; the weights it names) once
     on the test part, which played no part in choosing it, and on the synthetic benchmark set
     (``--benchmark-images``, 0: skip); rank 0 writes test_results.json."""
@@ -340,7 +342,7 @@ def score_test(run: RunContext, model: nn.Module, data: RunData) -> dict[str, An
     args, dist, logger = run.args, run.dist, run.logger
     barrier()
     final = run.run_dir / ("best.pt" if (run.run_dir / "best.pt").exists() else "last.pt")
-    out: dict[str, Any] = {"checkpoint": str(final)}
+    out: dict[str, Any] = {"checkpoint": str(final), **(extra or {})}
     if not final.exists():
         return out
     ckpt = load_checkpoint(final)
