@@ -41,15 +41,17 @@ from utils.data.build import (  # noqa: E402
 from utils.evaluation import EvaluationResults, evaluate_grasps  # noqa: E402
 from utils.stats import format_rate, mean_std  # noqa: E402
 
-#: The table's training budget per model (see README, Results: the epochs-vs-benchmark curve
-#: of benchmarks/epoch_curve.py shows where GG-CNN2 saturates).
+#: The table's training budget per model: about 10 minutes a seed on a 2-core CPU, so that 3
+#: seeds of 4 models rerun in about 1.5 hours. GG-CNN computes ~3x more per image than GG-CNN2
+#: (9 x 9 convolutions at full resolution), hence fewer epochs. README, Results, shows where
+#: GG-CNN2's benchmark success saturates (benchmarks/epoch_curve.py).
 MODELS: dict[str, list[str]] = {
-    "ggcnn": ["--network", "ggcnn", "--epochs", "15"],
+    "ggcnn": ["--network", "ggcnn", "--epochs", "10"],
     "ggcnn2": ["--network", "ggcnn2", "--epochs", "15"],
     "pspnet-r18-ppm": ["--network", "pspnet", "--backbone", "resnet18", "--pooling", "ppm",
-                       "--epochs", "12"],
+                       "--epochs", "10"],
     "pspnet-r18-lgp": ["--network", "pspnet", "--backbone", "resnet18", "--pooling", "lgp",
-                       "--epochs", "12"],
+                       "--epochs", "10"],
     # ResNet-50 trains ~4x slower than ResNet-18 on a 2-core CPU: not in the default table.
     "pspnet-r50-ppm": ["--network", "pspnet", "--backbone", "resnet50", "--pooling", "ppm",
                        "--epochs", "8"],
@@ -200,6 +202,9 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3, help="training seeds per model (0..N-1)")
     p.add_argument("--outdir", default=str(REPO / "runs" / "results_table"))
     p.add_argument("--reuse", action="store_true", help="reuse each run's newest finished run")
+    p.add_argument(
+        "--no-train", action="store_true", help="with --reuse: skip (model, seed) pairs not run"
+    )
     p.add_argument("--jacquard-path", default=str(JACQUARD_SAMPLES))
     p.add_argument("--json", default=None, help="also write the rows as JSON")
     p.add_argument("train_args", nargs="*", help="extra train_net.py flags after --")
@@ -214,6 +219,9 @@ def main() -> None:
         for seed in range(args.seeds):
             desc = f"{name}_s{seed}"
             run = newest_run(outdir, desc) if args.reuse else None
+            if run is None and args.no_train:
+                print(f"{desc}: no finished run in {outdir}, left out")
+                continue
             if run is None:
                 t0 = time.perf_counter()
                 run = train(name, seed, outdir, args.train_args)
@@ -224,7 +232,7 @@ def main() -> None:
                 Path(args.json).write_text(json.dumps({"rows": rows}, indent=1) + "\n")
     input_size = rows[0]["input_size"] if rows else 224
     base = baseline_rows(input_size, jacquard, args.train_args)
-    print_table(rows, base, args.seeds)
+    print_table(rows, base, max([r["seed"] + 1 for r in rows], default=args.seeds))
     if jacquard is not None:
         print("\nreal views missed (<view>_<object>) per seed:")
         for r in rows:
