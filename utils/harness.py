@@ -286,7 +286,8 @@ def _train_and_test(
         )
     # After the DDP wrap, which broadcast rank 0's weights: every rank averages the same start.
     ema = ModelEma(model, args.model_ema_decay) if args.model_ema else None
-    optimizer = build_optimizer(args, model)
+    # A step's own trainable parameters (distillation's feature adapter) learn with the model.
+    optimizer = build_optimizer(args, model, list(getattr(step, "parameters", list)()))
     n = epoch_length(data.train_loader, data.unlabelled_loader, args.batches_per_epoch)
     scheduler = build_scheduler(args, optimizer, args.epochs * n)
     trainer = Trainer(

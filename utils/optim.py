@@ -24,9 +24,12 @@ import torch
 FINAL_FACTOR = 0.01
 
 
-def build_optimizer(args: argparse.Namespace, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """``--optimizer adam|adamw|sgd`` with ``--lr`` and ``--weight-decay`` (SGD: Nesterov 0.9)."""
-    params = [p for p in model.parameters() if p.requires_grad]
+def build_optimizer(
+    args: argparse.Namespace, model: torch.nn.Module, extra: list | None = None
+) -> torch.optim.Optimizer:
+    """``--optimizer adam|adamw|sgd`` with ``--lr`` and ``--weight-decay`` (SGD: Nesterov 0.9),
+    over the model's trainable parameters and ``extra`` ones."""
+    params = [p for p in model.parameters() if p.requires_grad] + list(extra or [])
     if args.optimizer == "adam":
         return torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
     if args.optimizer == "adamw":

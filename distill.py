@@ -1,0 +1,93 @@
+"""Distil a trained teacher's grasp maps into a student network (knowledge distillation).
+
+    python distill.py --teacher runs/<pspnet-r50 run>/best.pt --network pspnet --backbone resnet18
+    python distill.py --teacher runs/<run>/best.pt --network ggcnn2 --kd-weight 2
+    python distill.py --teacher T.pt --network ggcnn2 --unlabeled-path ../shared/data/jacquard_unlabelled
+
+The teacher is rebuilt from its checkpoint, frozen and run without gradients; the student is
+any registered network, trained with every data, output, checkpoint, resume, EMA and torchrun
+option of ``train_net.py`` through the shared harness (:mod:`utils.harness`). The loss is
+``--task-weight`` x (student against the labels) + ``--kd-weight`` x (student against the
+teacher's maps) [+ ``--feature-weight`` x a hint loss between PSPNet features]; see
+:mod:`utils.distillation`. Unlabelled images (``--unlabeled-path``) are matched to the teacher
+only. The result is an ordinary checkpoint: ``eval_net.py`` evaluates it, ``--resume``
+continues it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from utils import cli, harness
+from utils.checkpoint import WEIGHTS
+from utils.data.build import build_run_data, unlabelled_dataset_from_path
+from utils.data.loader import make_loader
+from utils.distillation import DistillStep, load_teacher
+from utils.entrypoint import run_main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = harness.training_parser(__doc__.split("\n")[0])
+    g = parser.add_argument_group("distillation")
+    # Not argparse-required: on --resume it comes from the run's stored arguments.
+    g.add_argument("--teacher", default=None, help="teacher checkpoint written by train_net.py")
+    g.add_argument(
+        "--teacher-weights", default="auto", choices=WEIGHTS, help="teacher's model or EMA weights"
+    )
+    g.add_argument("--task-weight", type=float, default=1.0, help="weight of the label loss")
+    g.add_argument("--kd-weight", type=float, default=1.0, help="weight of the teacher loss")
+    g.add_argument(
+        "--feature-weight",
+        type=float,
+        default=0.0,
+        help="weight of the feature hint loss (PSPNet teacher and student)",
+    )
+    g.add_argument(
+        "--unlabeled-path",
+        default=None,
+        help="a folder of images without grasp files, distilled from the teacher only",
+    )
+    args = harness.parse_training_args(parser, argv)
+    if not args.teacher:
+        parser.error("--teacher is required: a checkpoint written by train_net.py")
+    for flag in ("task_weight", "kd_weight", "feature_weight"):
+        if getattr(args, flag) < 0:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
+    if args.task_weight == args.kd_weight == 0:
+        parser.error("--task-weight 0 --kd-weight 0: nothing to learn from")
+    return args
+
+
+def make_data(args: argparse.Namespace, dist) -> harness.RunData:
+    data = build_run_data(args, dist)
+    if args.unlabeled_path:
+        images = unlabelled_dataset_from_path(args.unlabeled_path, args, augment=args.augment)
+        data.unlabelled_loader = make_loader(
+            images, list(range(len(images))), args.batch_size, shuffle=True, seed=args.seed,
+            num_workers=args.num_workers, rank=dist.rank, world_size=dist.world_size,
+            drop_last=len(images) >= args.batch_size * dist.world_size, pad=True, stream=1,
+        )  # fmt: skip
+    return data
+
+
+def make_step(run: harness.RunContext, model: torch.nn.Module) -> DistillStep:
+    args = run.args
+    teacher, _ = load_teacher(
+        args.teacher, args.teacher_weights, cli.input_channels(args), args.input_size,
+        run.dist.device,
+    )  # fmt: skip
+    if run.precision.channels_last:
+        teacher = teacher.to(memory_format=torch.channels_last)
+    if args.feature_weight > 0 and run.dist.distributed:
+        raise ValueError("--feature-weight runs in one process only (its adapter is not DDP)")
+    return DistillStep(teacher, model, args.task_weight, args.kd_weight, args.feature_weight)
+
+
+def main(args: argparse.Namespace) -> dict:
+    return harness.run_training(args, make_step, make_data)
+
+
+if __name__ == "__main__":
+    run_main(main, parse_args)

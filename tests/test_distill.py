@@ -1,0 +1,189 @@
+"""distill.py: a frozen teacher, the loss terms, the student checkpoint, resume and errors."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_args
+
+import distill
+import eval_net
+import train_net
+import utils.training as training
+from models import get_network
+from utils.checkpoint import load_checkpoint
+from utils.distillation import DistillStep, teacher_loss
+from utils.precision import resolve_precision
+from utils.steps import StepContext, SupervisedStep
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("distill")
+
+
+def quiet(fn, *args):
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        out = fn(*args)
+    return out, buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def teacher(workdir) -> Path:
+    args = train_net.parse_args(
+        tiny_args(workdir, "--network", "ggcnn2", "--epochs", "2", "--description", "teacher")
+    )
+    quiet(train_net.main, args)
+    (run,) = (workdir / "runs").glob("*_teacher")
+    return run / "last.pt"
+
+
+def run_distill(workdir: Path, teacher: Path, *extra: str, stop_at: int | None = None):
+    args = distill.parse_args(
+        tiny_args(workdir, "--teacher", str(teacher), "--network", "ggcnn", *extra)
+    )
+    save = training.atomic_torch_save
+
+    def save_then_stop(obj, path):
+        save(obj, path)
+        if stop_at is not None and Path(path).name == "last.pt" and obj["global_step"] == stop_at:
+            raise KeyboardInterrupt
+
+    training.atomic_torch_save = save_then_stop
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            return quiet(distill.main, args)
+    finally:
+        training.atomic_torch_save = save
+
+
+def test_distillation_lowers_the_loss_and_leaves_the_teacher_alone(workdir, teacher):
+    before = load_checkpoint(teacher)["model"]
+    _, out = run_distill(
+        workdir, teacher, "--epochs", "4", "--batches-per-epoch", "6", "--lr", "3e-3",
+        "--description", "kd",
+    )  # fmt: skip
+    assert load_checkpoint(teacher)["model"].keys() == before.keys()
+    assert all(torch.equal(before[k], load_checkpoint(teacher)["model"][k]) for k in before)
+    (run,) = (workdir / "runs").glob("*_kd")
+    last = load_checkpoint(run / "last.pt")
+    assert last["network"]["name"] == "ggcnn" and last["args"]["teacher"] == str(teacher)
+    assert {"train_kd", "train_task", "train_kd_quality", "train_kd_cos"} <= set(last["metrics"])
+    losses = [float(line.split("train_loss ")[1].split(" ")[0])
+              for line in out.splitlines() if line.startswith("epoch ")]  # fmt: skip
+    assert losses[-1] < losses[0]
+    # An ordinary checkpoint: eval_net scores it.
+    summary = eval_net.main(eval_net.parse_args(
+        ["--network", str(run / "best.pt"), "--num-workers", "0",
+         "--cache-dir", str(workdir / "cache"), "--outdir", str(workdir / "eval")]
+    ))  # fmt: skip
+    assert summary["images"] > 0
+
+
+def test_teacher_gets_no_gradient_and_kd_weight_zero_is_the_supervised_step():
+    torch.manual_seed(0)
+    teacher = get_network("ggcnn2").eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    student = get_network("ggcnn")
+    twin = get_network("ggcnn")
+    twin.load_state_dict(student.state_dict())
+    ctx = StepContext(torch.device("cpu"), resolve_precision("off", "off", torch.device("cpu")))
+    batch = {"x": torch.randn(2, 1, 32, 32), "y": torch.rand(2, 4, 32, 32)}
+    kd = DistillStep(teacher, student, task_weight=1.0, kd_weight=0.0)(student, batch, ctx)
+    sup = SupervisedStep()(twin, batch, ctx)
+    assert torch.equal(kd.loss, sup.loss)
+    kd.loss.backward()
+    sup.loss.backward()
+    for a, b in zip(student.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(a.grad, b.grad)
+    out = DistillStep(teacher, student, kd_weight=1.0)(student, batch, ctx)
+    out.loss.backward()
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_teacher_loss_weights_angle_and_width_by_teacher_quality():
+    t = torch.zeros(1, 4, 2, 2)
+    t[0, 0, 0, 0] = 1.0  # one grasp pixel
+    s = t.clone()
+    s[0, 1, 1, 1] = 5.0  # an angle error where the teacher sees no grasp: ignored
+    total, terms = teacher_loss(s, t)
+    assert float(total) == 0.0
+    s[0, 1, 0, 0] = 2.0  # on the grasp pixel: counted
+    _, terms = teacher_loss(s, t)
+    assert float(terms["kd_cos"]) == pytest.approx(4.0) and float(terms["kd_quality"]) == 0.0
+
+
+def test_distilled_run_resumes_exactly(workdir, teacher):
+    flags = ["--epochs", "2", "--checkpoint-every", "1", "--model-ema", "1"]
+    run_distill(workdir, teacher, *flags, "--description", "kd_full")
+    run_distill(workdir, teacher, *flags, "--description", "kd_cut", stop_at=3)
+    (cut,) = (workdir / "runs").glob("*_kd_cut")
+    quiet(distill.main, distill.parse_args(["--resume", str(cut / "last.pt")]))
+    (full,) = (workdir / "runs").glob("*_kd_full")
+    a, b = load_checkpoint(full / "last.pt"), load_checkpoint(cut / "last.pt")
+    for k in ("model", "model_ema"):
+        assert all(torch.equal(a[k][n], b[k][n]) for n in a[k])
+
+
+def test_unlabelled_images_and_feature_hint(workdir, tmp_path):
+    from utils.data.synthetic import generate_dataset
+
+    unl = generate_dataset(tmp_path / "unl", n_scenes=6, size=96, seed=7)
+    for f in unl.glob("*/*_grasps.txt"):
+        f.unlink()  # truly unlabelled
+    tiny_psp = ["--network", "pspnet", "--output-stride", "32", "--epochs", "1"]
+    quiet(
+        train_net.main, train_net.parse_args(tiny_args(workdir, *tiny_psp, "--description", "pt"))
+    )
+    (pt,) = (workdir / "runs").glob("*_pt")
+    args = distill.parse_args(tiny_args(
+        workdir, "--teacher", str(pt / "last.pt"), *tiny_psp, "--feature-weight", "1",
+        "--unlabeled-path", str(unl), "--description", "hint",
+    ))  # fmt: skip
+    _, out = quiet(distill.main, args)
+    assert "+ 6 unlabelled" in out
+    (run,) = (workdir / "runs").glob("*_hint")
+    last = load_checkpoint(run / "last.pt")
+    assert "train_hint" in last["metrics"] and "adapter" in last["step"]
+
+
+def run_script(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("make", "flags", "message"),
+    [
+        ("junk", [], "not a readable checkpoint"),
+        (
+            "teacher",
+            ["--use-rgb", "1"],
+            "the teacher takes 1 input channel(s), the student's data gives 4",
+        ),
+        ("teacher", ["--input-size", "32"], "trained at --input-size 64, the student's data is 32"),
+        (
+            "teacher",
+            ["--network", "ggcnn", "--feature-weight", "1"],
+            "--feature-weight needs PSPNet",
+        ),
+    ],
+)
+def test_bad_teachers_are_one_line_errors(workdir, teacher, tmp_path, make, flags, message):
+    path = teacher
+    if make == "junk":
+        path = tmp_path / "junk.pt"
+        path.write_bytes(b"not a checkpoint")
+    res = run_script("distill.py", *tiny_args(workdir, "--teacher", str(path), *flags))
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
