@@ -170,6 +170,8 @@ class RunContext:
     changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     #: Resumed into a new run folder (--fork, needed for a best.pt or epoch_N.pt).
     forked: bool = False
+    #: The run's data, once built.
+    data: RunData | None = None
 
 
 def make_run_dir(args: argparse.Namespace, dist: DistInfo, fork: bool = False) -> Path:
@@ -279,6 +281,7 @@ def _train_and_test(
     run: RunContext, model: nn.Module, data: RunData, make_step: Callable
 ) -> dict[str, Any]:
     args, dist, logger = run.args, run.dist, run.logger
+    run.data = data
     step = make_step(run, model)
     if dist.distributed:
         model = DistributedDataParallel(

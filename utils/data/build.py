@@ -128,6 +128,8 @@ class RunData:
     val_loader: DataLoader | None
     test_loader: DataLoader | None
     unlabelled_loader: DataLoader | None = None
+    #: Sample ids of a labelled subset of the training part (MixMatch), None: all labelled.
+    labelled_ids: list[str] | None = None
 
     def describe(self, args: argparse.Namespace) -> str:
         s = self.split
@@ -135,6 +137,8 @@ class RunData:
             f"{args.dataset}: {len(self.dataset)} images -> train {len(s['train'])} / "
             f"val {len(s['val'])} / test {len(s['test'])} ({args.split_by}-wise)"
         )
+        if self.labelled_ids is not None:
+            text += f", {len(self.labelled_ids)} of the training images labelled"
         if self.unlabelled_loader is not None:
             text += f" + {len(self.unlabelled_loader.dataset)} unlabelled"
         return text

@@ -116,3 +116,43 @@ class ImageFolder(GraspDataset):
 
     def __getitem__(self, idx: int) -> dict[str, Any]:
         return self.item(idx)
+
+
+class ConcatItems(Dataset):
+    """Datasets one after another, keeping their seeded ``item(index, generator)``."""
+
+    def __init__(self, datasets: Sequence[Dataset]) -> None:
+        self.datasets = [d for d in datasets if len(d)]  # type: ignore[arg-type]
+        self.offsets = np.cumsum([0] + [len(d) for d in self.datasets]).tolist()  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def _locate(self, idx: int) -> tuple[Dataset, int]:
+        if not 0 <= idx < len(self):
+            raise IndexError(f"index {idx} out of range for {len(self)} items")
+        j = int(np.searchsorted(self.offsets, idx, side="right")) - 1
+        return self.datasets[j], idx - int(self.offsets[j])
+
+    def item(self, idx: int, generator: torch.Generator | None = None) -> dict[str, Any]:
+        ds, i = self._locate(idx)
+        return ds.item(i, generator) if hasattr(ds, "item") else ds[i]
+
+    def __getitem__(self, idx: int) -> dict[str, Any]:
+        return self.item(idx)
+
+
+class SubsetItems(Dataset):
+    """``indices`` of a dataset, keeping its seeded ``item(index, generator)``."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def item(self, idx: int, generator: torch.Generator | None = None) -> dict[str, Any]:
+        return self.dataset.item(self.indices[idx], generator)
+
+    def __getitem__(self, idx: int) -> dict[str, Any]:
+        return self.item(idx)

@@ -1,0 +1,117 @@
+"""MixMatch semi-supervised training of a grasp network: a few labelled images, many unlabelled.
+
+    python mixmatch_train.py --network ggcnn2 --labeled-fraction 0.1
+    python mixmatch_train.py --network pspnet --labeled-count 50 --unlabeled-path DIR
+
+A fixed labelled subset of the training part (``--labeled-fraction`` or ``--labeled-count``,
+chosen by ``--labeled-seed``) keeps its labels; the rest of the training part is used as
+unlabelled images, whose grasp files are never opened, plus any images in ``--unlabeled-path``
+(more synthetic scenes, or real depth images without grasp files). The MixMatch step
+(:mod:`utils.mixmatch`): label guessing over ``--k`` dihedral views, quality sharpened at
+``--t``, MixUp with ``--alpha``, the unlabelled loss weighted by ``--lambda-u`` ramped up over
+``--rampup`` steps. The EMA of the weights is on by default and is what picks and is saved as
+the evaluated weights of ``best.pt``. Every other option is ``train_net.py``'s, through the
+shared harness; the labelled subset is written to ``labeled_subset.json`` in the run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from utils import harness
+from utils.data.build import (
+    build_run_data,
+    dataset_from_args,
+    split_from_args,
+    unlabelled_dataset_from_path,
+)
+from utils.data.loader import make_loader
+from utils.data.unlabelled import ConcatItems, SubsetItems, UnlabelledItems
+from utils.entrypoint import run_main
+from utils.mixmatch import MixMatchStep
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = harness.training_parser(__doc__.split("\n")[0])
+    parser.set_defaults(model_ema=True)
+    g = parser.add_argument_group("MixMatch")
+    g.add_argument(
+        "--labeled-fraction", type=float, default=0.25, help="labelled share of the training part"
+    )
+    g.add_argument(
+        "--labeled-count", type=int, default=None, help="labelled images (instead of a fraction)"
+    )
+    g.add_argument("--labeled-seed", type=int, default=0, help="seed of the labelled subset")
+    g.add_argument(
+        "--unlabeled-path", default=None, help="more unlabelled images (a folder, no grasp files)"
+    )
+    g.add_argument("--k", type=int, default=2, help="dihedral views per unlabelled image")
+    g.add_argument("--t", type=float, default=0.5, help="sharpening temperature of the quality")
+    g.add_argument("--alpha", type=float, default=0.75, help="MixUp Beta(alpha, alpha)")
+    g.add_argument("--lambda-u", type=float, default=1.0, help="weight of the unlabelled loss")
+    g.add_argument("--rampup", type=int, default=500, help="optimiser steps to ramp lambda-u up")
+    args = harness.parse_training_args(parser, argv)
+    if args.labeled_count is None and not 0.0 < args.labeled_fraction < 1.0:
+        parser.error(f"--labeled-fraction must be in (0, 1), got {args.labeled_fraction}")
+    if args.labeled_count is not None and args.labeled_count < 1:
+        parser.error(f"--labeled-count must be at least 1, got {args.labeled_count}")
+    try:
+        MixMatchStep(args.k, args.t, args.alpha, args.lambda_u, args.rampup)
+    except ValueError as e:
+        parser.error(str(e))
+    return args
+
+
+def labelled_subset(train: list[int], args: argparse.Namespace) -> tuple[list[int], list[int]]:
+    """(labelled, unlabelled) indices of the training part: a fixed draw by --labeled-seed."""
+    n = (
+        args.labeled_count
+        if args.labeled_count is not None
+        else round(args.labeled_fraction * len(train))
+    )
+    if not 1 <= n < len(train):
+        raise ValueError(
+            f"--labeled-count/--labeled-fraction: {n} labelled of {len(train)} training images "
+            "leaves no labelled or no unlabelled image"
+        )
+    order = np.random.default_rng(args.labeled_seed).permutation(len(train))
+    return sorted(train[i] for i in order[:n]), sorted(train[i] for i in order[n:])
+
+
+def make_data(args: argparse.Namespace, dist) -> harness.RunData:
+    probe = dataset_from_args(args, augment=False)
+    labelled, unlabelled = labelled_subset(split_from_args(args, probe)["train"], args)
+    data = build_run_data(args, dist, train_indices=labelled)
+    parts = [
+        SubsetItems(UnlabelledItems(dataset_from_args(args, augment=args.augment)), unlabelled)
+    ]
+    if args.unlabeled_path:
+        parts.append(unlabelled_dataset_from_path(args.unlabeled_path, args, augment=args.augment))
+    images = ConcatItems(parts)
+    data.unlabelled_loader = make_loader(
+        images, list(range(len(images))), args.batch_size, shuffle=True, seed=args.seed,
+        num_workers=args.num_workers, rank=dist.rank, world_size=dist.world_size,
+        drop_last=len(images) >= args.batch_size * dist.world_size, pad=True, stream=1,
+    )  # fmt: skip
+    data.labelled_ids = [probe.sample_id(i) for i in labelled]
+    return data
+
+
+def make_step(run: harness.RunContext, model: torch.nn.Module) -> MixMatchStep:
+    a = run.args
+    if run.dist.is_main and run.data is not None and run.data.labelled_ids is not None:
+        path = run.run_dir / "labeled_subset.json"
+        path.write_text(json.dumps(run.data.labelled_ids, indent=0) + "\n")
+    return MixMatchStep(a.k, a.t, a.alpha, a.lambda_u, a.rampup)
+
+
+def main(args: argparse.Namespace) -> dict:
+    return harness.run_training(args, make_step, make_data)
+
+
+if __name__ == "__main__":
+    run_main(main, parse_args)

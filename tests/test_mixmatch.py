@@ -1,0 +1,159 @@
+"""MixMatch: labels of unlabelled images never read, exact label guessing over views, sharpening,
+MixUp, a short run, the EMA checkpoint in eval_net and exact resume."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_args
+
+import eval_net
+import mixmatch_train
+import utils.training as training
+from models import get_network
+from utils.checkpoint import load_checkpoint
+from utils.dihedral import DihedralTTA
+from utils.grasp import GraspRectangles
+from utils.mixmatch import guess_maps, mixup, sharpen
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("mixmatch")
+
+
+def run_mixmatch(workdir: Path, *extra: str, stop_at: int | None = None, resume=None) -> str:
+    argv = (
+        ["--resume", str(resume)]
+        if resume
+        else tiny_args(
+            workdir, "--network", "ggcnn", "--labeled-fraction", "0.5", "--rampup", "4", *extra
+        )
+    )
+    args = mixmatch_train.parse_args(argv)
+    save = training.atomic_torch_save
+
+    def save_then_stop(obj, path):
+        save(obj, path)
+        if stop_at is not None and Path(path).name == "last.pt" and obj["global_step"] == stop_at:
+            raise KeyboardInterrupt
+
+    buf = io.StringIO()
+    training.atomic_torch_save = save_then_stop
+    try:
+        with contextlib.redirect_stdout(buf), contextlib.suppress(KeyboardInterrupt):
+            mixmatch_train.main(args)
+    finally:
+        training.atomic_torch_save = save
+    return buf.getvalue()
+
+
+def test_labelled_subset_is_fixed_by_seed_and_disjoint():
+    train = list(range(100, 140))
+    args = argparse.Namespace(labeled_count=None, labeled_fraction=0.25, labeled_seed=3)
+    lab, unl = mixmatch_train.labelled_subset(train, args)
+    assert (lab, unl) == mixmatch_train.labelled_subset(train, args)
+    assert len(lab) == 10 and not set(lab) & set(unl) and sorted(lab + unl) == train
+    args.labeled_seed = 4
+    assert mixmatch_train.labelled_subset(train, args)[0] != lab
+    args.labeled_count = 40
+    with pytest.raises(ValueError, match="leaves no labelled or no unlabelled"):
+        mixmatch_train.labelled_subset(train, args)
+
+
+def test_guess_of_an_equivariant_model_is_its_maps_and_sharpening():
+    torch.manual_seed(0)
+    tta = DihedralTTA(get_network("ggcnn2").eval())  # exactly equivariant over the 8 views
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        maps = tta(x)
+    assert torch.allclose(guess_maps(tta, x, [1, 6]), maps, atol=1e-5)
+    q = torch.tensor([0.0, 0.3, 0.5, 0.7, 1.0])
+    s = sharpen(q, 0.5)
+    assert s[2] == pytest.approx(0.5) and s[1] < 0.3 and s[3] > 0.7
+    assert s[0] == 0.0 and s[4] == 1.0
+    assert torch.allclose(sharpen(q, 1.0), q)
+    xm, ym = mixup(x, maps, 1.0, torch.tensor([1, 0]))
+    assert torch.equal(xm, x) and torch.equal(ym, maps)
+
+
+def test_unlabelled_grasp_files_are_never_opened(workdir, monkeypatch):
+    opened: list[str] = []
+    load = GraspRectangles.load_from_jacquard_file.__func__
+
+    def spy(cls, path, *a, **kw):
+        opened.append(Path(path).name[: -len("_grasps.txt")])
+        return load(cls, path, *a, **kw)
+
+    monkeypatch.setattr(GraspRectangles, "load_from_jacquard_file", classmethod(spy))
+    out = run_mixmatch(workdir, "--epochs", "2", "--description", "mm")
+    (run,) = (workdir / "runs").glob("*_mm")
+    labelled = set(json.loads((run / "labeled_subset.json").read_text()))
+    args = json.loads((run / "args.json").read_text())
+    from utils.data.build import dataset_from_args, split_from_args
+
+    ns = argparse.Namespace(**args)
+    ds = dataset_from_args(ns, augment=False)
+    train_ids = {ds.sample_id(i) for i in split_from_args(ns, ds)["train"]}
+    unlabelled = train_ids - labelled
+    assert unlabelled and labelled and not unlabelled & set(opened)
+    assert labelled & set(opened)  # the spy does see label reads
+    assert "5 of the training images labelled + 5 unlabelled" in out
+    last = load_checkpoint(run / "last.pt")
+    assert {"train_supervised", "train_unsupervised", "train_lambda_u"} <= set(last["metrics"])
+    assert last["eval_weights"] == "model_ema" and "model_ema" in last
+
+
+def test_a_short_mixmatch_run_lowers_the_supervised_loss():
+    from test_training import tiny_batches
+
+    from utils.precision import resolve_precision
+    from utils.steps import StepContext, SupervisedStep
+    from utils.training import Trainer, TrainState, train_one_epoch
+
+    torch.manual_seed(0)
+    model = get_network("ggcnn2")
+    labelled, unlabelled = tiny_batches(2, 4), tiny_batches(2, 4, seed=1)
+    cpu = torch.device("cpu")
+    precision = resolve_precision("off", "off", cpu)
+    ctx = StepContext(cpu, precision)
+
+    def plain_loss() -> float:  # on the labelled images, no MixUp
+        with torch.no_grad():
+            return sum(float(SupervisedStep()(model, b, ctx).loss) for b in labelled)
+
+    from utils.mixmatch import MixMatchStep
+
+    before = plain_loss()
+    trainer = Trainer(model, torch.optim.Adam(model.parameters(), 3e-3),
+                      MixMatchStep(rampup=10), precision)  # fmt: skip
+    state = TrainState()
+    for _ in range(15):
+        train_one_epoch(trainer, labelled, state, device=cpu, n_batches=2,
+                        unlabelled_loader=unlabelled)  # fmt: skip
+        state.epoch, state.step_in_epoch, state.sums = state.epoch + 1, 0, {}
+    assert plain_loss() < 0.7 * before
+
+
+def test_mixmatch_checkpoint_evaluates_and_resumes_exactly(workdir):
+    flags = ["--epochs", "2", "--batches-per-epoch", "3", "--checkpoint-every", "1"]
+    run_mixmatch(workdir, *flags, "--description", "mm_full")
+    run_mixmatch(workdir, *flags, "--description", "mm_cut", stop_at=2)
+    (cut,) = (workdir / "runs").glob("*_mm_cut")
+    out = run_mixmatch(workdir, resume=cut / "last.pt")
+    assert "resuming at epoch 1, batch 3" in out
+    (full,) = (workdir / "runs").glob("*_mm_full")
+    a, b = load_checkpoint(full / "last.pt"), load_checkpoint(cut / "last.pt")
+    for k in ("model", "model_ema"):
+        assert all(torch.equal(a[k][n], b[k][n]) for n in a[k]), k
+    summary = eval_net.main(eval_net.parse_args(
+        ["--network", str(full / "best.pt"), "--num-workers", "0",
+         "--cache-dir", str(workdir / "cache"), "--outdir", str(workdir / "eval")]
+    ))  # fmt: skip
+    assert summary["weights"] == "model_ema" and summary["images"] > 0

@@ -1,0 +1,120 @@
+"""MixMatch (Berthelot et al., 2019) for dense grasp maps (``mixmatch_train.py``).
+
+Per step, with a labelled batch (inputs, target maps) and an unlabelled batch (inputs only):
+
+1. **Label guessing.** ``k`` distinct dihedral views of each unlabelled image
+   (:mod:`utils.dihedral`: quarter turns and mirrors, which move the angle channels exactly);
+   the network's maps of each view, in eval mode and without gradients, mapped back to the
+   image's own frame (angles included) and averaged: quality, cos 2θ, sin 2θ (as a vector) and
+   width.
+2. **Sharpening** of the guessed quality only, as a per-pixel Bernoulli probability:
+   ``p^(1/T) / (p^(1/T) + (1 - p)^(1/T))`` (0.5 stays 0.5, the rest moves toward 0 or 1).
+   Angle and width are not sharpened.
+3. The ``k`` views of each unlabelled image become training inputs, each with the guess seen
+   in that view (:func:`utils.dihedral.transform_maps`).
+4. **MixUp** over the concatenated labelled and unlabelled batch, inputs and all four maps:
+   ``λ ~ Beta(α, α)``, ``λ = max(λ, 1 − λ)``, each sample mixed with a random other one.
+5. **Loss** = supervised grasp-map loss on the mixed labelled part (with PSPNet's auxiliary
+   head) + ``λ_u(t)`` x mean squared error on the mixed unlabelled part, ``λ_u`` ramped up
+   linearly from 0 over ``rampup`` optimiser steps. One forward pass over the mixed batch, so
+   batch norm sees labelled and unlabelled samples together.
+
+Random draws (views, λ, the mixing permutation) use torch's global RNG, whose state every
+checkpoint saves: a resumed run draws what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from utils.checkpoint import unwrap
+from utils.dihedral import DIHEDRAL_VIEWS, transform_image, transform_maps
+from utils.steps import StepContext, StepOutput
+
+
+def sharpen(q: Tensor, temperature: float) -> Tensor:
+    """Sharpen quality ``q`` (clamped to [0, 1]) as a Bernoulli probability at ``temperature``."""
+    p = q.clamp(0.0, 1.0)
+    a = p ** (1.0 / temperature)
+    b = (1.0 - p) ** (1.0 / temperature)
+    return a / (a + b).clamp_min(1e-12)
+
+
+@torch.no_grad()
+def guess_maps(net: nn.Module, x: Tensor, views: list[int]) -> Tensor:
+    """The mean over ``views`` of ``net``'s maps of each view of ``x``, mapped back to ``x``'s
+    frame (``N x 4 x H x W``, float32). ``net`` runs in eval mode; its mode is restored."""
+    was_training = net.training
+    net.eval()
+    layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else None
+    total = None
+    try:
+        for k in views:
+            xk = transform_image(x, k)
+            if layout is not None:
+                xk = xk.contiguous(memory_format=layout)
+            maps = transform_maps(net(xk).float(), k, inverse=True)
+            total = maps if total is None else total + maps
+    finally:
+        net.train(was_training)
+    return total / len(views)
+
+
+def mixup(x: Tensor, y: Tensor, lam: float, perm: Tensor) -> tuple[Tensor, Tensor]:
+    """``lam * a + (1 - lam) * a[perm]`` for the inputs and the maps (``lam`` = 1: unchanged)."""
+    return lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
+
+
+class MixMatchStep:
+    """The MixMatch step (see the module docstring). Expects ``(labelled, unlabelled)`` batches."""
+
+    def __init__(
+        self,
+        k: int = 2,
+        temperature: float = 0.5,
+        alpha: float = 0.75,
+        lambda_u: float = 1.0,
+        rampup: int = 1000,
+    ) -> None:
+        if not 1 <= k <= DIHEDRAL_VIEWS:
+            raise ValueError(f"--k must be in 1..{DIHEDRAL_VIEWS}, got {k}")
+        if not temperature > 0:
+            raise ValueError(f"--t must be > 0, got {temperature}")
+        if not alpha > 0:
+            raise ValueError(f"--alpha must be > 0, got {alpha}")
+        self.k, self.temperature, self.alpha = int(k), float(temperature), float(alpha)
+        self.lambda_u, self.rampup = float(lambda_u), int(rampup)
+
+    def unlabelled_weight(self, global_step: int) -> float:
+        """``λ_u(t)``: linear ramp from 0 to ``lambda_u`` over ``rampup`` steps."""
+        if self.rampup <= 0:
+            return self.lambda_u
+        return self.lambda_u * min(1.0, global_step / self.rampup)
+
+    def __call__(self, model: nn.Module, batch: Any, ctx: StepContext) -> StepOutput:
+        labelled, unlabelled = batch
+        xl = ctx.precision.to_input(labelled["x"], ctx.device)
+        yl = labelled["y"].to(ctx.device, non_blocking=True).float()
+        xu = ctx.precision.to_input(unlabelled["x"], ctx.device)
+        views = torch.randperm(DIHEDRAL_VIEWS)[: self.k].tolist()
+        guess = guess_maps(unwrap(model), xu, views)
+        guess = torch.cat([sharpen(guess[:, :1], self.temperature), guess[:, 1:]], dim=1)
+        xs = [xl] + [transform_image(xu, v) for v in views]
+        ys = [yl] + [transform_maps(guess, v) for v in views]
+        x_all, y_all = torch.cat(xs), torch.cat(ys)
+        lam = float(torch.distributions.Beta(self.alpha, self.alpha).sample())
+        lam = max(lam, 1.0 - lam)
+        x_mix, y_mix = mixup(x_all, y_all, lam, torch.randperm(len(x_all)).to(x_all.device))
+        if ctx.precision.channels_last:
+            x_mix = x_mix.contiguous(memory_format=torch.channels_last)
+        main, aux = model(x_mix, with_aux=True)
+        n = len(xl)
+        sup = unwrap(model).loss_from_outputs(main[:n], None if aux is None else aux[:n], y_mix[:n])
+        unsup = ((main[n:].float() - y_mix[n:]) ** 2).mean()
+        w = self.unlabelled_weight(ctx.global_step)
+        loss = sup["loss"] + w * unsup
+        terms = {"supervised": sup["loss"].detach(), "unsupervised": unsup.detach(), "lambda_u": w}
+        return StepOutput(loss, terms, n)
