@@ -22,7 +22,13 @@ import torch
 
 from utils import cli, harness
 from utils.checkpoint import WEIGHTS
-from utils.data.build import build_run_data, unlabelled_dataset_from_path
+from utils.data.build import (
+    SPLIT_FLAGS,
+    build_run_data,
+    check_unlabelled_images,
+    dataset_root,
+    unlabelled_dataset_from_path,
+)
 from utils.data.loader import make_loader
 from utils.distillation import DistillStep, load_teacher
 from utils.entrypoint import run_main
@@ -64,6 +70,7 @@ def make_data(args: argparse.Namespace, dist) -> harness.RunData:
     data = build_run_data(args, dist)
     if args.unlabeled_path:
         images = unlabelled_dataset_from_path(args.unlabeled_path, args, augment=args.augment)
+        check_unlabelled_images(images, data, args.unlabeled_path)
         data.unlabelled_loader = make_loader(
             images, list(range(len(images))), args.batch_size, shuffle=True, seed=args.seed,
             num_workers=args.num_workers, rank=dist.rank, world_size=dist.world_size,
@@ -72,12 +79,31 @@ def make_data(args: argparse.Namespace, dist) -> harness.RunData:
     return data
 
 
+def check_teacher_split(args: argparse.Namespace, taught: dict) -> None:
+    """A teacher trained on the student's dataset must have used the same split: trained on
+    another, it has seen labels of the student's test part."""
+    root = dataset_root(args.dataset, args.dataset_path, args.synthetic_scenes)
+    theirs = dataset_root(taught.get("dataset"), taught.get("dataset_path"),
+                          taught.get("synthetic_scenes"))  # fmt: skip
+    if root is None or root != theirs:
+        return
+    defaults = cli.data_defaults()
+    for k in SPLIT_FLAGS:
+        if taught.get(k, defaults[k]) != getattr(args, k):
+            raise ValueError(
+                f"--teacher {args.teacher}: trained on this dataset with --{k.replace('_', '-')} "
+                f"{taught.get(k, defaults[k])}, the student uses {getattr(args, k)}: the teacher "
+                "may have seen the student's test images"
+            )
+
+
 def make_step(run: harness.RunContext, model: torch.nn.Module) -> DistillStep:
     args = run.args
-    teacher, _ = load_teacher(
+    teacher, ckpt = load_teacher(
         args.teacher, args.teacher_weights, cli.input_channels(args), args.input_size,
         run.dist.device,
     )  # fmt: skip
+    check_teacher_split(args, ckpt.get("args", {}))
     if run.precision.channels_last:
         teacher = teacher.to(memory_format=torch.channels_last)
     if args.feature_weight > 0 and run.dist.distributed:

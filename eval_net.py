@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 
 from utils import cli
 from utils.checkpoint import WEIGHTS, load_model
-from utils.data.build import dataset_from_args, split_from_args
+from utils.data.build import SPLIT_FLAGS, dataset_from_args, dataset_root, split_from_args
 from utils.data.loader import make_loader
 from utils.dihedral import TTA_VIEWS, DihedralTTA
 from utils.distributed import cleanup, init_distributed
@@ -100,21 +101,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-#: Split flags: on the training data, a changed one could move training images into the scored
-#: part, so eval_net refuses them there (the split itself comes from the checkpoint).
-SPLIT_FLAGS = ("split", "split_by", "val_split", "ds_rotate", "folds", "fold", "split_seed",
-               "synthetic_scenes", "object_map")  # fmt: skip
+def _same_flag(key: str, given, stored) -> bool:
+    """Equal split-flag values: paths however spelled, the synthetic size's None its default."""
+    if key == "synthetic_scenes":
+        from utils.data.synthetic import DEFAULT_N_SCENES
 
-
-def dataset_root(dataset: str | None, path: str | None, scenes: int | None) -> Path | None:
-    """The folder a dataset's flags name, resolved (None: not known from the flags)."""
-    if path:
-        return Path(path).expanduser().resolve()
-    if dataset == "synthetic":
-        from utils.data.synthetic import DEFAULT_N_SCENES, default_root
-
-        return default_root("jacquard", scenes or DEFAULT_N_SCENES, 300, 0).resolve()
-    return None
+        return (given or DEFAULT_N_SCENES) == (stored or DEFAULT_N_SCENES)
+    if key == "object_map" and given and stored:
+        return Path(given).expanduser().resolve() == Path(stored).expanduser().resolve()
+    return given == stored
 
 
 def resolve_data_args(args: argparse.Namespace, trained: dict) -> argparse.Namespace:
@@ -135,10 +130,13 @@ def resolve_data_args(args: argparse.Namespace, trained: dict) -> argparse.Names
         args.dataset_path is None
         or dataset_root(trained.get("dataset"), args.dataset_path, scenes) == trained_root
     )
+    args._same_data = same_data
     if same_data:
         for k in SPLIT_FLAGS:
             given = getattr(args, k)
-            if given is not None and given != trained.get(k, cli.data_defaults()[k]):
+            if given is not None and not _same_flag(
+                k, given, trained.get(k, cli.data_defaults()[k])
+            ):
                 raise ValueError(
                     f"--{k.replace('_', '-')} {given}: the checkpoint was trained on this "
                     f"dataset with {trained.get(k)}; another split could put its training "
@@ -163,8 +161,9 @@ def resolve_data_args(args: argparse.Namespace, trained: dict) -> argparse.Names
 
 
 def training_objects(trained: dict) -> set[str] | None:
-    """Object ids of the checkpoint's training and validation parts (None when its training
-    data is not on this machine: the check is skipped, nothing is generated for it)."""
+    """Object ids the checkpoint's run saw: its training and validation parts, and any
+    ``--unlabeled-path`` images (None when its training data is not on this machine; nothing is
+    generated for the check)."""
     root = dataset_root(
         trained.get("dataset"), trained.get("dataset_path"), trained.get("synthetic_scenes")
     )
@@ -173,27 +172,50 @@ def training_objects(trained: dict) -> set[str] | None:
     ns = argparse.Namespace(**{**cli.data_defaults(), **trained})
     ns.cache_dir = None
     try:
-        ds = dataset_from_args(ns, augment=False)
+        ds = dataset_from_args(ns, augment=False, replace=False)
         split = split_from_args(ns, ds)
     except (ValueError, OSError):
         return None
-    return {ds.object_id(i) for i in split["train"] + split["val"]}
+    seen = {ds.object_id(i) for i in split["train"] + split["val"]}
+    if trained.get("unlabeled_path"):
+        try:
+            from utils.data.unlabelled import ImageFolder
+
+            extra = ImageFolder(trained["unlabeled_path"], depth_type=ns.depth_type)
+            seen |= {extra.object_id(i) for i in range(len(extra))}
+        except (ValueError, OSError):
+            pass
+    return seen
 
 
 def check_no_training_objects(args, trained: dict, dataset, indices: list[int]) -> None:
     """Refuse to score images of objects the checkpoint trained or was chosen on."""
     if args.part in ("train", "val") or args.dataset == "benchmark":
         return  # asked for knowingly / disjoint by construction
+    if getattr(args, "_same_data", False) and args.part == "test":
+        return  # the run's own test part: its split keeps it apart (image-wise splits too)
+    if getattr(dataset, "has_object_map", True) is False:
+        print(
+            f"warning: {dataset.root} has no object map: cannot check that its objects are "
+            "not the checkpoint's training objects",
+            file=sys.stderr,
+        )
+        return
     seen = training_objects(trained)
-    if not seen:
+    if seen is None:
+        print(
+            "warning: the checkpoint's training data is not on this machine: cannot check that "
+            "the scored images are not its training images",
+            file=sys.stderr,
+        )
         return
     leaked = [i for i in indices if dataset.object_id(i) in seen]
     if leaked:
         raise ValueError(
             f"--part {args.part} of {getattr(dataset, 'root', args.dataset)}: {len(leaked)} of "
-            f"{len(indices)} images show objects of the checkpoint's training or validation "
-            f"part (e.g. {dataset.sample_id(leaked[0])}); score another dataset, or its own "
-            "test part"
+            f"{len(indices)} images show objects the checkpoint's run trained on, chose its "
+            f"checkpoint on, or saw unlabelled (e.g. {dataset.sample_id(leaked[0])}); score "
+            "another dataset, or its own test part"
         )
 
 
@@ -250,7 +272,7 @@ def evaluate_dataset(args: argparse.Namespace, model, ckpt: dict, dist, precisio
             f"--use-depth {int(args.use_depth)} --use-rgb {int(args.use_rgb)} gives {channels} "
             f"input channels, but the checkpoint's network takes {model.input_channels}"
         )
-    dataset = dataset_from_args(args, augment=False)
+    dataset = dataset_from_args(args, augment=False, replace=False)
     if args.part == "all":
         indices = list(range(len(dataset)))
     else:

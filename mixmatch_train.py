@@ -25,12 +25,14 @@ import torch
 from utils import harness
 from utils.data.build import (
     build_run_data,
+    check_unlabelled_images,
     dataset_from_args,
     split_from_args,
     unlabelled_dataset_from_path,
 )
 from utils.data.loader import make_loader
 from utils.data.unlabelled import ConcatItems, SubsetItems, UnlabelledItems
+from utils.distributed import barrier
 from utils.entrypoint import run_main
 from utils.mixmatch import MixMatchStep
 
@@ -83,14 +85,20 @@ def labelled_subset(train: list[int], args: argparse.Namespace) -> tuple[list[in
 
 
 def make_data(args: argparse.Namespace, dist) -> harness.RunData:
+    if not dist.is_main:
+        barrier()  # rank 0 generates the synthetic set first
     probe = dataset_from_args(args, augment=False)
+    if dist.is_main:
+        barrier()
     labelled, unlabelled = labelled_subset(split_from_args(args, probe)["train"], args)
     data = build_run_data(args, dist, train_indices=labelled)
     parts = [
         SubsetItems(UnlabelledItems(dataset_from_args(args, augment=args.augment)), unlabelled)
     ]
     if args.unlabeled_path:
-        parts.append(unlabelled_dataset_from_path(args.unlabeled_path, args, augment=args.augment))
+        extra = unlabelled_dataset_from_path(args.unlabeled_path, args, augment=args.augment)
+        check_unlabelled_images(extra, data, args.unlabeled_path)
+        parts.append(extra)
     images = ConcatItems(parts)
     data.unlabelled_loader = make_loader(
         images, list(range(len(images))), args.batch_size, shuffle=True, seed=args.seed,

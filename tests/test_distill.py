@@ -187,3 +187,18 @@ def test_bad_teachers_are_one_line_errors(workdir, teacher, tmp_path, make, flag
     res = run_script("distill.py", *tiny_args(workdir, "--teacher", str(path), *flags))
     assert res.returncode == 2, res.stderr[-2000:]
     assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_teacher_of_another_split_and_leaking_unlabelled_images_are_refused(workdir, teacher):
+    args = train_net.parse_args(tiny_args(
+        workdir, "--network", "ggcnn2", "--epochs", "1", "--split-seed", "3",
+        "--description", "other_split",
+    ))  # fmt: skip
+    quiet(train_net.main, args)
+    (other,) = (workdir / "runs").glob("*_other_split")
+    with pytest.raises(ValueError, match="--split-seed 3, the student uses 0"):
+        run_distill(workdir, other / "last.pt", "--epochs", "1")
+    # The training dataset itself as "unlabelled" images holds its val and test objects.
+    with pytest.raises(ValueError, match="objects of the run's validation or test part"):
+        run_distill(workdir, teacher, "--epochs", "1",
+                    "--unlabeled-path", str(workdir / "synthetic"))  # fmt: skip

@@ -237,11 +237,17 @@ def test_eval_net_never_scores_training_images_however_the_path_is_spelled(train
         with pytest.raises(ValueError, match=re.escape(message)):
             eval_net.main(eval_net.parse_args([*base, "--dataset-path", spellings[2], *flags]))
     # A bigger synthetic set holds the training objects too (same generator seed): refused.
-    from utils.data.synthetic import generate_dataset
-
-    bigger = generate_dataset(workdir / "bigger", n_scenes=30, size=96)
-    with pytest.raises(ValueError, match="show objects of the checkpoint's training or validation"):
-        eval_net.main(eval_net.parse_args([*base, "--dataset-path", str(bigger)]))
+    bigger = ["--dataset-path", str(workdir / "bigger"), "--synthetic-scenes", "30"]
+    with pytest.raises(ValueError, match="show objects the checkpoint's run trained on"):
+        eval_net.main(eval_net.parse_args([*base, *bigger]))
+    # The same size spelled out is the same split, not a refused override.
+    summary = eval_net.main(eval_net.parse_args([*base, "--synthetic-scenes", "20"]))
+    assert summary["part"] == "test"
+    # Evaluation never regenerates a folder that holds another synthetic set.
+    with pytest.raises(ValueError, match="it is not replaced here"):
+        eval_net.main(eval_net.parse_args(
+            [*base, "--dataset-path", str(workdir / "bigger"), "--synthetic-scenes", "40"]
+        ))  # fmt: skip
 
 
 def test_training_scores_the_benchmark_and_eval_net_compares_checkpoints(trained_run, workdir):
@@ -269,3 +275,27 @@ def test_training_scores_the_benchmark_and_eval_net_compares_checkpoints(trained
     assert json.loads((workdir / "cmp" / "cmp.json").read_text())["comparisons"][0]["p"] == row["p"]
     with pytest.raises(SystemExit):
         train_net.parse_args(tiny_args(workdir, "--dataset", "benchmark"))
+
+
+def test_image_wise_run_scores_its_own_test_part(workdir):
+    args = train_net.parse_args(tiny_args(
+        workdir, "--network", "ggcnn2", "--epochs", "1", "--split-by", "image",
+        "--description", "imagewise",
+    ))  # fmt: skip
+    train_net.main(args)
+    (run,) = (workdir / "runs").glob("*_imagewise")
+    summary = eval_net.main(eval_net.parse_args(
+        ["--network", str(run / "best.pt"), "--num-workers", "0", "--cache-dir",
+         str(workdir / "cache"), "--outdir", str(workdir / "iw")]
+    ))  # fmt: skip
+    assert summary["part"] == "test" and summary["split"].startswith("image-wise")
+
+
+def test_the_benchmark_folder_is_never_a_training_set(tmp_path):
+    from utils.data.benchmark import ensure_benchmark
+
+    bench = ensure_benchmark(5, tmp_path / "bench")
+    with pytest.raises(SystemExit):
+        train_net.parse_args(["--dataset", "jacquard", "--dataset-path", str(bench)])
+    res = run_script("train_net.py", "--dataset", "jacquard", "--dataset-path", str(bench))
+    assert res.returncode == 2 and "holds the benchmark set" in res.stderr

@@ -114,7 +114,10 @@ class DistillStep:
         with torch.no_grad():
             t_maps = self.teacher(x)
             t_feat = self._t_feats.value if self.adapter is not None else None
-        main, aux = model(x, with_aux=True)
+        # The auxiliary head only serves the label loss: without it, leave it out of the graph
+        # (DDP would wait for its gradients forever).
+        out = model(x, with_aux=self.task_weight > 0)
+        main, aux = out if isinstance(out, tuple) else (out, None)
         terms: dict[str, Tensor] = {}
         loss = torch.zeros((), device=ctx.device)
         if self.task_weight > 0:

@@ -50,7 +50,8 @@ from utils.steps import Step
 from utils.training import Trainer, TrainState, epoch_length, fit
 
 #: Flags holding paths: equal on resume when they name the same file, however spelled.
-_PATH_FLAGS = ("dataset_path", "object_map", "cache_dir", "outdir", "logdir", "resume")
+_PATH_FLAGS = ("dataset_path", "object_map", "cache_dir", "outdir", "logdir", "resume",
+               "benchmark_path", "pretrained_backbone", "teacher", "unlabeled_path")  # fmt: skip
 
 
 # --- flags -------------------------------------------------------------------------------------
@@ -127,9 +128,16 @@ def parse_training_args(
         _check_resume_kind(args, ckpt, parser)
         args._resume_ckpt = ckpt
         args._resume_changes = {k: v for k, v in changes.items() if cli.RESUME_OVERRIDES[k]}
-    if args.dataset == "benchmark":
+    from utils.data.benchmark import is_benchmark_folder
+
+    if args.dataset == "benchmark" or (
+        args.dataset_path and is_benchmark_folder(args.dataset_path)
+    ):
         parser.error(
             "--dataset benchmark is the held-out benchmark set: it is scored, never trained on"
+            if args.dataset == "benchmark"
+            else f"--dataset-path {args.dataset_path} holds the benchmark set: it is scored, "
+            "never trained on"
         )
     cli.check_args(args, parser)
     # Absolute paths: args.json says exactly which files a run used, from any folder.

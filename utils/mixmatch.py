@@ -15,7 +15,8 @@ Per step, with a labelled batch (inputs, target maps) and an unlabelled batch (i
 4. **MixUp** over the concatenated labelled and unlabelled batch, inputs and all four maps:
    ``λ ~ Beta(α, α)``, ``λ = max(λ, 1 − λ)``, each sample mixed with a random other one.
 5. **Loss** = supervised grasp-map loss on the mixed labelled part (with PSPNet's auxiliary
-   head) + ``λ_u(t)`` x mean squared error on the mixed unlabelled part, ``λ_u`` ramped up
+   head) + ``λ_u(t)`` x the same squared error (per-map means, summed over the four maps) on
+   the mixed unlabelled part, ``λ_u`` ramped up
    linearly from 0 over ``rampup`` optimiser steps. One forward pass over the mixed batch, so
    batch norm sees labelled and unlabelled samples together.
 
@@ -30,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from models import grasp_map_loss
 from utils.checkpoint import unwrap
 from utils.dihedral import DIHEDRAL_VIEWS, transform_image, transform_maps
 from utils.steps import StepContext, StepOutput
@@ -113,7 +115,8 @@ class MixMatchStep:
         main, aux = model(x_mix, with_aux=True)
         n = len(xl)
         sup = unwrap(model).loss_from_outputs(main[:n], None if aux is None else aux[:n], y_mix[:n])
-        unsup = ((main[n:].float() - y_mix[n:]) ** 2).mean()
+        # Summed over the four maps like the supervised loss, so --lambda-u weighs like for like.
+        unsup, _ = grasp_map_loss(main[n:], y_mix[n:])
         w = self.unlabelled_weight(ctx.global_step)
         loss = sup["loss"] + w * unsup
         terms = {"supervised": sup["loss"].detach(), "unsupervised": unsup.detach(), "lambda_u": w}

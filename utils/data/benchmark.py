@@ -46,7 +46,16 @@ def ensure_benchmark(n_images: int = BENCHMARK_IMAGES, root: str | Path | None =
         size=300,
         seed=BENCHMARK_SEED,
         views=DEFAULT_VIEWS,
+        replace=False,  # a benchmark folder is never overwritten by one of another size
     )
+
+
+def is_benchmark_folder(root: str | Path) -> bool:
+    """True for a folder holding (a part of) the benchmark set: never a training set."""
+    from utils.data.synthetic import read_marker
+
+    marker = read_marker(root)
+    return marker is not None and marker.get("seed") == BENCHMARK_SEED
 
 
 def benchmark_name(n_images: int) -> str:

@@ -20,8 +20,11 @@ from utils.data.loader import make_loader
 from utils.distributed import DistInfo, barrier
 
 
-def dataset_from_args(args: argparse.Namespace, augment: bool) -> Dataset:
-    """The whole dataset named by the flags, with or without training augmentation."""
+def dataset_from_args(args: argparse.Namespace, augment: bool, replace: bool = True) -> Dataset:
+    """The whole dataset named by the flags, with or without training augmentation.
+
+    ``replace=False`` (evaluation): a synthetic folder of other parameters is an error, never
+    regenerated."""
     from utils.data import get_dataset
 
     if args.dataset == "benchmark":
@@ -42,6 +45,8 @@ def dataset_from_args(args: argparse.Namespace, augment: bool) -> Dataset:
             kwargs["object_map"] = args.object_map
     if args.dataset == "synthetic" and args.synthetic_scenes:
         kwargs["synthetic_kwargs"] = {"n_scenes": args.synthetic_scenes}
+    if args.dataset == "synthetic" and not replace:
+        kwargs.setdefault("synthetic_kwargs", {})["replace"] = False
     return get_dataset(args.dataset, args.dataset_path, **kwargs)
 
 
@@ -65,6 +70,38 @@ def split_from_args(args: argparse.Namespace, dataset: Any) -> dict[str, list[in
         fold=args.fold,
         seed=None if args.split_seed < 0 else args.split_seed,
     )
+
+
+def dataset_root(dataset: str | None, path: str | None, scenes: int | None) -> Path | None:
+    """The folder a dataset's flags name, resolved (None: not known from the flags)."""
+    if path:
+        return Path(path).expanduser().resolve()
+    if dataset == "synthetic":
+        from utils.data.synthetic import DEFAULT_N_SCENES, default_root
+
+        return default_root("jacquard", scenes or DEFAULT_N_SCENES, 300, 0).resolve()
+    return None
+
+
+#: The flags that fix which images fall in which part of a dataset.
+SPLIT_FLAGS = ("split", "split_by", "val_split", "ds_rotate", "folds", "fold", "split_seed",
+               "synthetic_scenes", "object_map")  # fmt: skip
+
+
+def check_unlabelled_images(images: Any, data: RunData, path: str) -> None:
+    """Refuse unlabelled images that are the benchmark set or show objects of the run's
+    validation or test part: training on them, even without labels, would leak them."""
+    from utils.data.benchmark import is_benchmark_folder
+
+    if is_benchmark_folder(path):
+        raise ValueError(f"--unlabeled-path {path} holds the benchmark set: never trained on")
+    held = {data.dataset.object_id(i) for i in data.split["val"] + data.split["test"]}
+    clash = [i for i in range(len(images)) if images.object_id(i) in held]
+    if clash:
+        raise ValueError(
+            f"--unlabeled-path {path}: {len(clash)} images show objects of the run's validation "
+            f"or test part (e.g. {images.sample_id(clash[0])}): they would leak into training"
+        )
 
 
 def describe_split(args: argparse.Namespace) -> str:

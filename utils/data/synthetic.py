@@ -448,12 +448,14 @@ def ensure_synthetic_dataset(
     seed: int = 0,
     fmt: str = "jacquard",
     views: int = DEFAULT_VIEWS,
+    replace: bool = True,
 ) -> Path:
     """The synthetic dataset folder, generated on first use and reused afterwards.
 
     ``root`` None: :func:`default_root`. A folder whose marker matches the parameters is
     reused; one holding a synthetic dataset with other parameters is regenerated; an existing
-    non-empty folder without a marker is left alone (ValueError), as it may be someone's data.
+    non-empty folder without a marker is left alone (ValueError), as it may be someone's data;
+    with ``replace=False`` (evaluation, the benchmark set) a set of other parameters is too.
     The default of 600 images (120 object sets of 5 views, ~250 objects) takes about 18 s on
     one core and ~220 MB: the size of Cornell (885 images of ~240 objects), on which GG-CNN
     trains well with rotation/zoom augmentation, and enough object sets (12 at a 90/10
@@ -469,6 +471,12 @@ def ensure_synthetic_dataset(
         raise ValueError(
             f"{root}: exists and is not a complete synthetic dataset (no {MARKER}); "
             "remove it or choose another folder"
+        )
+    if marker is not None and not replace:
+        raise ValueError(
+            f"{root}: holds a synthetic dataset of other parameters (seed {marker.get('seed')}, "
+            f"{marker.get('n_scenes')} images, version {marker.get('version')}); it is not "
+            "replaced here: choose another folder"
         )
     print(
         f"Generating synthetic {fmt} dataset ({n_scenes} images, {size} px, seed {seed}) "
