@@ -28,8 +28,8 @@ from utils.data.build import (
     check_unlabelled_images,
     dataset_root,
     unlabelled_dataset_from_path,
+    unlabelled_loader,
 )
-from utils.data.loader import make_loader
 from utils.distillation import DistillStep, load_teacher
 from utils.entrypoint import run_main
 
@@ -71,11 +71,7 @@ def make_data(args: argparse.Namespace, dist) -> harness.RunData:
     if args.unlabeled_path:
         images = unlabelled_dataset_from_path(args.unlabeled_path, args, augment=args.augment)
         check_unlabelled_images(images, data, args.unlabeled_path)
-        data.unlabelled_loader = make_loader(
-            images, list(range(len(images))), args.batch_size, shuffle=True, seed=args.seed,
-            num_workers=args.num_workers, rank=dist.rank, world_size=dist.world_size,
-            drop_last=len(images) >= args.batch_size * dist.world_size, pad=True, stream=1,
-        )  # fmt: skip
+        data.unlabelled_loader = unlabelled_loader(images, args, dist)
     return data
 
 

@@ -29,8 +29,8 @@ from utils.data.build import (
     dataset_from_args,
     split_from_args,
     unlabelled_dataset_from_path,
+    unlabelled_loader,
 )
-from utils.data.loader import make_loader
 from utils.data.unlabelled import ConcatItems, SubsetItems, UnlabelledItems
 from utils.distributed import barrier
 from utils.entrypoint import run_main
@@ -100,11 +100,7 @@ def make_data(args: argparse.Namespace, dist) -> harness.RunData:
         check_unlabelled_images(extra, data, args.unlabeled_path)
         parts.append(extra)
     images = ConcatItems(parts)
-    data.unlabelled_loader = make_loader(
-        images, list(range(len(images))), args.batch_size, shuffle=True, seed=args.seed,
-        num_workers=args.num_workers, rank=dist.rank, world_size=dist.world_size,
-        drop_last=len(images) >= args.batch_size * dist.world_size, pad=True, stream=1,
-    )  # fmt: skip
+    data.unlabelled_loader = unlabelled_loader(images, args, dist)
     data.labelled_ids = [probe.sample_id(i) for i in labelled]
     return data
 

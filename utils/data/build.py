@@ -88,6 +88,16 @@ SPLIT_FLAGS = ("split", "split_by", "val_split", "ds_rotate", "folds", "fold", "
                "synthetic_scenes", "object_map")  # fmt: skip
 
 
+def unlabelled_loader(images: Dataset, args: argparse.Namespace, dist: DistInfo) -> DataLoader:
+    """The training loader of unlabelled images: shuffled and augmented like the labelled one,
+    but its own stream of orders and augmentation seeds (stream 1)."""
+    return make_loader(
+        images, list(range(len(images))), args.batch_size, shuffle=True, seed=args.seed,
+        num_workers=args.num_workers, rank=dist.rank, world_size=dist.world_size,
+        drop_last=len(images) >= args.batch_size * dist.world_size, pad=True, stream=1,
+    )  # fmt: skip
+
+
 def check_unlabelled_images(images: Any, data: RunData, path: str) -> None:
     """Refuse unlabelled images that are the benchmark set or show objects of the run's
     validation or test part: training on them, even without labels, would leak them."""
