@@ -131,12 +131,11 @@ def resolve_data_args(args: argparse.Namespace, trained: dict) -> argparse.Names
         or dataset_root(trained.get("dataset"), args.dataset_path, scenes) == trained_root
     )
     args._same_data = same_data
+    defaults = cli.data_defaults()
     if same_data:
         for k in SPLIT_FLAGS:
             given = getattr(args, k)
-            if given is not None and not _same_flag(
-                k, given, trained.get(k, cli.data_defaults()[k])
-            ):
+            if given is not None and not _same_flag(k, given, trained.get(k, defaults[k])):
                 raise ValueError(
                     f"--{k.replace('_', '-')} {given}: the checkpoint was trained on this "
                     f"dataset with {trained.get(k)}; another split could put its training "
@@ -152,7 +151,7 @@ def resolve_data_args(args: argparse.Namespace, trained: dict) -> argparse.Names
             # The training run's data flags; a different dataset is scored whole (--part all).
             setattr(args, k, None if (k == "dataset_path" and not same_data) else trained.get(k))
     # Neither given nor stored (an older checkpoint): the flags' own defaults.
-    for k, v in cli.data_defaults().items():
+    for k, v in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
     if args.part is None:

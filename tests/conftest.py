@@ -3,6 +3,7 @@ run's flags (``tiny_args``) and one thread per test."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,27 @@ def tiny_args(workdir: Path, *extra: str) -> list[str]:
         "--outdir", str(workdir / "runs"),
         *extra,
     ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def stop_after_save(stop_at: int | None):
+    """Interrupt a training run right after the ``last.pt`` written at global step
+    ``stop_at`` (as a kill after a save would); None: let it run."""
+    import utils.training as training
+
+    save = training.atomic_torch_save
+
+    def save_then_stop(obj, path):
+        save(obj, path)
+        if stop_at is not None and Path(path).name == "last.pt" and obj["global_step"] == stop_at:
+            raise KeyboardInterrupt
+
+    training.atomic_torch_save = save_then_stop
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            yield
+    finally:
+        training.atomic_torch_save = save
 
 
 @pytest.fixture(scope="session")

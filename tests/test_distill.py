@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_args
+from conftest import stop_after_save, tiny_args
 
 import distill
 import eval_net
 import train_net
-import utils.training as training
 from models import get_network
 from utils.checkpoint import load_checkpoint
 from utils.distillation import DistillStep, teacher_loss
@@ -51,19 +50,10 @@ def run_distill(workdir: Path, teacher: Path, *extra: str, stop_at: int | None =
     args = distill.parse_args(
         tiny_args(workdir, "--teacher", str(teacher), "--network", "ggcnn", *extra)
     )
-    save = training.atomic_torch_save
-
-    def save_then_stop(obj, path):
-        save(obj, path)
-        if stop_at is not None and Path(path).name == "last.pt" and obj["global_step"] == stop_at:
-            raise KeyboardInterrupt
-
-    training.atomic_torch_save = save_then_stop
-    try:
-        with contextlib.suppress(KeyboardInterrupt):
-            return quiet(distill.main, args)
-    finally:
-        training.atomic_torch_save = save
+    result: tuple = (None, "")
+    with stop_after_save(stop_at):
+        result = quiet(distill.main, args)
+    return result
 
 
 def test_distillation_lowers_the_loss_and_leaves_the_teacher_alone(workdir, teacher):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_args
+from conftest import stop_after_save, tiny_args
 
 import eval_net
 import train_net
@@ -42,20 +42,9 @@ def train(workdir: Path, *argv: str, stop_at: int | None = None, resume: Path | 
     args = train_net.parse_args(
         ["--resume", str(resume), *argv] if resume else tiny_args(workdir, *argv)
     )
-    save = training.atomic_torch_save
-
-    def save_then_stop(obj, path):
-        save(obj, path)
-        if stop_at is not None and Path(path).name == "last.pt" and obj["global_step"] == stop_at:
-            raise KeyboardInterrupt
-
     buf = io.StringIO()
-    training.atomic_torch_save = save_then_stop
-    try:
-        with contextlib.redirect_stdout(buf), contextlib.suppress(KeyboardInterrupt):
-            train_net.main(args)
-    finally:
-        training.atomic_torch_save = save
+    with contextlib.redirect_stdout(buf), stop_after_save(stop_at):
+        train_net.main(args)
     return buf.getvalue()
 
 

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_args
+from conftest import stop_after_save, tiny_args
 
 import eval_net
 import mixmatch_train
-import utils.training as training
 from models import get_network
 from utils.checkpoint import load_checkpoint
 from utils.dihedral import DihedralTTA
@@ -37,20 +36,9 @@ def run_mixmatch(workdir: Path, *extra: str, stop_at: int | None = None, resume=
         )
     )
     args = mixmatch_train.parse_args(argv)
-    save = training.atomic_torch_save
-
-    def save_then_stop(obj, path):
-        save(obj, path)
-        if stop_at is not None and Path(path).name == "last.pt" and obj["global_step"] == stop_at:
-            raise KeyboardInterrupt
-
     buf = io.StringIO()
-    training.atomic_torch_save = save_then_stop
-    try:
-        with contextlib.redirect_stdout(buf), contextlib.suppress(KeyboardInterrupt):
-            mixmatch_train.main(args)
-    finally:
-        training.atomic_torch_save = save
+    with contextlib.redirect_stdout(buf), stop_after_save(stop_at):
+        mixmatch_train.main(args)
     return buf.getvalue()
 
 

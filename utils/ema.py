@@ -10,7 +10,6 @@ The average is kept in float32 on the model's device, always in eval mode and wi
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import torch
 from torch import nn
@@ -44,10 +43,3 @@ class ModelEma:
             else:
                 avg.copy_(new)
         self.updates += 1
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.module.state_dict(), "updates": self.updates, "decay": self.decay}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.module.load_state_dict(state["model"])
-        self.updates = int(state["updates"])

@@ -20,6 +20,18 @@ from utils.data.loader import make_loader
 from utils.distributed import DistInfo, barrier
 
 
+def _input_kwargs(args: argparse.Namespace, augment: bool) -> dict[str, Any]:
+    """Dataset options from the input flags: size, channels, augmentation, cache."""
+    return {
+        "output_size": args.input_size,
+        "use_depth": args.use_depth,
+        "use_rgb": args.use_rgb,
+        "random_rotate": augment,
+        "random_zoom": augment,
+        "cache_dir": args.cache_dir or str(REPO_ROOT / "data" / "cache"),
+    }
+
+
 def dataset_from_args(args: argparse.Namespace, augment: bool, replace: bool = True) -> Dataset:
     """The whole dataset named by the flags, with or without training augmentation.
 
@@ -29,14 +41,7 @@ def dataset_from_args(args: argparse.Namespace, augment: bool, replace: bool = T
 
     if args.dataset == "benchmark":
         return benchmark_dataset(args)
-    kwargs: dict[str, Any] = {
-        "output_size": args.input_size,
-        "use_depth": args.use_depth,
-        "use_rgb": args.use_rgb,
-        "random_rotate": augment,
-        "random_zoom": augment,
-        "cache_dir": args.cache_dir or str(REPO_ROOT / "data" / "cache"),
-    }
+    kwargs = _input_kwargs(args, augment)
     if args.dataset in ("jacquard", "synthetic"):
         kwargs["depth_type"] = args.depth_type
     if args.dataset == "cornell":
@@ -137,13 +142,9 @@ def benchmark_dataset(args: argparse.Namespace, n_images: int | None = None) -> 
     if not n:
         raise ValueError("--dataset benchmark needs --benchmark-images of at least 1")
     return JacquardDataset(
-        ensure_benchmark(n, args.benchmark_path),
-        depth_type=args.depth_type,
-        output_size=args.input_size,
-        use_depth=args.use_depth,
-        use_rgb=args.use_rgb,
-        cache_dir=args.cache_dir or str(REPO_ROOT / "data" / "cache"),
-    )
+        ensure_benchmark(n, args.benchmark_path), depth_type=args.depth_type,
+        **_input_kwargs(args, augment=False),
+    )  # fmt: skip
 
 
 def unlabelled_dataset_from_path(
@@ -153,16 +154,7 @@ def unlabelled_dataset_from_path(
     the run's input flags."""
     from utils.data.unlabelled import ImageFolder
 
-    return ImageFolder(
-        path,
-        depth_type=args.depth_type,
-        output_size=args.input_size,
-        use_depth=args.use_depth,
-        use_rgb=args.use_rgb,
-        random_rotate=augment,
-        random_zoom=augment,
-        cache_dir=args.cache_dir or str(REPO_ROOT / "data" / "cache"),
-    )
+    return ImageFolder(path, depth_type=args.depth_type, **_input_kwargs(args, augment))
 
 
 @dataclass
