@@ -484,11 +484,14 @@ def main(args: argparse.Namespace):
     if args.threads:
         torch.set_num_threads(args.threads)
     precision = resolve_precision(args.amp, args.channels_last, dist.device)
+    finished = False
     try:
         if args.images:
             model, ckpt = load_for_eval(args.network[0], args, dist, precision)
             one = argparse.Namespace(**{**vars(args), "network": args.network[0]})
-            return infer_images(one, model, ckpt, dist, precision)
+            result = infer_images(one, model, ckpt, dist, precision)
+            finished = True
+            return result
         summaries = []
         for path in args.network:
             one = argparse.Namespace(**{**vars(args), "network": path})
@@ -502,9 +505,10 @@ def main(args: argparse.Namespace):
                 print_comparison(summaries, result["comparisons"])
         if args.results_json and dist.is_main:
             write_json(args.results_json, result)
+        finished = True
         return result
     finally:
-        cleanup()
+        cleanup(finished)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,11 @@ def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
         dist.broadcast(b.data, src=src)
 
 
-def cleanup() -> None:
+def cleanup(finished: bool = True) -> None:
+    """Tear the process group down. ``finished``: every rank got here normally, so they wait
+    for each other first; a rank that tears gloo down while its peer is still sending (say,
+    rank 0 writing results) could abort with "terminate called without an active exception"."""
     if dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()

@@ -264,6 +264,7 @@ def run_training(
     """
     dist, precision = setup_run(args)
     logger = RunLogger(None, enabled=False)
+    finished = False
     try:
         model = build_model(args, dist, precision)
         data = make_data(args, dist)
@@ -279,10 +280,12 @@ def run_training(
             cli.save_args(
                 args, run_dir / ("args_resume.json" if resume and not fork else "args.json")
             )
-        return _train_and_test(run, model, data, make_step)
+        result = _train_and_test(run, model, data, make_step)
+        finished = True
+        return result
     finally:
         logger.close()
-        cleanup()
+        cleanup(finished)
 
 
 def _train_and_test(
