@@ -17,22 +17,18 @@ shared harness; the labelled subset is written to ``labeled_subset.json`` in the
 from __future__ import annotations
 
 import argparse
-import json
 
-import numpy as np
 import torch
 
-from utils import harness
+from utils import cli, harness
 from utils.data.build import (
     build_run_data,
     check_unlabelled_images,
     dataset_from_args,
-    split_from_args,
     unlabelled_dataset_from_path,
     unlabelled_loader,
 )
 from utils.data.unlabelled import ConcatItems, SubsetItems, UnlabelledItems
-from utils.distributed import barrier
 from utils.entrypoint import run_main
 from utils.mixmatch import MixMatchStep
 
@@ -40,14 +36,8 @@ from utils.mixmatch import MixMatchStep
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = harness.training_parser(__doc__.split("\n")[0])
     parser.set_defaults(model_ema=True)
+    cli.add_labelled_args(parser, fraction_default=0.25)
     g = parser.add_argument_group("MixMatch")
-    g.add_argument(
-        "--labeled-fraction", type=float, default=0.25, help="labelled share of the training part"
-    )
-    g.add_argument(
-        "--labeled-count", type=int, default=None, help="labelled images (instead of a fraction)"
-    )
-    g.add_argument("--labeled-seed", type=int, default=0, help="seed of the labelled subset")
     g.add_argument(
         "--unlabeled-path", default=None, help="more unlabelled images (a folder, no grasp files)"
     )
@@ -57,10 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--lambda-u", type=float, default=1.0, help="weight of the unlabelled loss")
     g.add_argument("--rampup", type=int, default=500, help="optimiser steps to ramp lambda-u up")
     args = harness.parse_training_args(parser, argv)
-    if args.labeled_count is None and not 0.0 < args.labeled_fraction < 1.0:
-        parser.error(f"--labeled-fraction must be in (0, 1), got {args.labeled_fraction}")
-    if args.labeled_count is not None and args.labeled_count < 1:
-        parser.error(f"--labeled-count must be at least 1, got {args.labeled_count}")
+    if args.labeled_count is None and args.labeled_fraction == 1.0:
+        parser.error("--labeled-fraction 1 leaves no unlabelled image: use train_net.py")
     try:
         MixMatchStep(args.k, args.t, args.alpha, args.lambda_u, args.rampup)
     except ValueError as e:
@@ -68,48 +56,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def labelled_subset(train: list[int], args: argparse.Namespace) -> tuple[list[int], list[int]]:
-    """(labelled, unlabelled) indices of the training part: a fixed draw by --labeled-seed."""
-    n = (
-        args.labeled_count
-        if args.labeled_count is not None
-        else round(args.labeled_fraction * len(train))
-    )
-    if not 1 <= n < len(train):
-        raise ValueError(
-            f"--labeled-count/--labeled-fraction: {n} labelled of {len(train)} training images "
-            "leaves no labelled or no unlabelled image"
-        )
-    order = np.random.default_rng(args.labeled_seed).permutation(len(train))
-    return sorted(train[i] for i in order[:n]), sorted(train[i] for i in order[n:])
-
-
 def make_data(args: argparse.Namespace, dist) -> harness.RunData:
-    if not dist.is_main:
-        barrier()  # rank 0 generates the synthetic set first
-    probe = dataset_from_args(args, augment=False)
-    if dist.is_main:
-        barrier()
-    labelled, unlabelled = labelled_subset(split_from_args(args, probe)["train"], args)
-    data = build_run_data(args, dist, train_indices=labelled)
+    data = build_run_data(args, dist)  # the labelled subset, from --labeled-*
+    if not data.unlabelled_train:
+        raise ValueError(
+            f"--labeled-count/--labeled-fraction: all {len(data.split['train'])} training images "
+            "are labelled, none is left unlabelled"
+        )
     parts = [
-        SubsetItems(UnlabelledItems(dataset_from_args(args, augment=args.augment)), unlabelled)
+        SubsetItems(
+            UnlabelledItems(dataset_from_args(args, augment=args.augment)), data.unlabelled_train
+        )
     ]
     if args.unlabeled_path:
         extra = unlabelled_dataset_from_path(args.unlabeled_path, args, augment=args.augment)
         check_unlabelled_images(extra, data, args.unlabeled_path)
         parts.append(extra)
-    images = ConcatItems(parts)
-    data.unlabelled_loader = unlabelled_loader(images, args, dist)
-    data.labelled_ids = [probe.sample_id(i) for i in labelled]
+    data.unlabelled_loader = unlabelled_loader(ConcatItems(parts), args, dist)
     return data
 
 
 def make_step(run: harness.RunContext, model: torch.nn.Module) -> MixMatchStep:
     a = run.args
-    if run.dist.is_main and run.data is not None and run.data.labelled_ids is not None:
-        path = run.run_dir / "labeled_subset.json"
-        path.write_text(json.dumps(run.data.labelled_ids, indent=0) + "\n")
     return MixMatchStep(a.k, a.t, a.alpha, a.lambda_u, a.rampup)
 
 

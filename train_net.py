@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import argparse
 
-from utils import harness
+from utils import cli, harness
 from utils.entrypoint import run_main
 from utils.steps import SupervisedStep
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = harness.training_parser(__doc__.split("\n")[0])
+    # A fixed labelled subset of the training part: the labelled-only baseline of MixMatch.
+    cli.add_labelled_args(parser, fraction_default=None)
     return harness.parse_training_args(parser, argv)
 
 

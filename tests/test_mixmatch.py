@@ -15,8 +15,10 @@ from conftest import stop_after_save, tiny_args
 
 import eval_net
 import mixmatch_train
+import train_net
 from models import get_network
 from utils.checkpoint import load_checkpoint
+from utils.data.build import labelled_subset
 from utils.dihedral import DihedralTTA
 from utils.grasp import GraspRectangles
 from utils.mixmatch import guess_maps, mixup, sharpen
@@ -45,14 +47,42 @@ def run_mixmatch(workdir: Path, *extra: str, stop_at: int | None = None, resume=
 def test_labelled_subset_is_fixed_by_seed_and_disjoint():
     train = list(range(100, 140))
     args = argparse.Namespace(labeled_count=None, labeled_fraction=0.25, labeled_seed=3)
-    lab, unl = mixmatch_train.labelled_subset(train, args)
-    assert (lab, unl) == mixmatch_train.labelled_subset(train, args)
+    lab, unl = labelled_subset(train, args)
+    assert (lab, unl) == labelled_subset(train, args)
     assert len(lab) == 10 and not set(lab) & set(unl) and sorted(lab + unl) == train
     args.labeled_seed = 4
-    assert mixmatch_train.labelled_subset(train, args)[0] != lab
+    assert labelled_subset(train, args)[0] != lab
     args.labeled_count = 40
-    with pytest.raises(ValueError, match="leaves no labelled or no unlabelled"):
-        mixmatch_train.labelled_subset(train, args)
+    assert labelled_subset(train, args) == (train, [])  # train_net may label them all
+    args.labeled_count = 41
+    with pytest.raises(ValueError, match="41 labelled of 40 training images"):
+        labelled_subset(train, args)
+    with pytest.raises(SystemExit):  # MixMatch needs unlabelled images
+        mixmatch_train.parse_args(["--labeled-fraction", "1"])
+
+
+def test_train_net_trains_on_the_same_labelled_subset(workdir):
+    """The labelled-only baseline: train_net.py --labeled-count reads the subset that
+    mixmatch_train.py with the same --labeled-* flags labels."""
+    subset = ["--labeled-count", "3", "--labeled-seed", "5"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        train_net.main(
+            train_net.parse_args(
+                tiny_args(
+                    workdir, "--network", "ggcnn", "--epochs", "1", "--description", "lab", *subset
+                )  # fmt: skip
+            )
+        )
+    (run,) = (workdir / "runs").glob("*_lab")
+    ours = json.loads((run / "labeled_subset.json").read_text())
+    assert len(ours) == 3 and "3 of the training images labelled" in out.getvalue()
+    ns = argparse.Namespace(**json.loads((run / "args.json").read_text()))
+    from utils.data.build import dataset_from_args, split_from_args
+
+    ds = dataset_from_args(ns, augment=False)
+    lab, _ = labelled_subset(split_from_args(ns, ds)["train"], ns)
+    assert ours == [ds.sample_id(i) for i in lab]
 
 
 def test_guess_of_an_equivariant_model_is_its_maps_and_sharpening():

@@ -127,6 +127,24 @@ def load_weights(
     return key
 
 
+def inference_checkpoint(ckpt: dict[str, Any], weights: str = "auto") -> dict[str, Any]:
+    """An inference-only copy of ``ckpt``: the weights the run validated (``weights``, as in
+    :func:`load_weights`) stored as ``model``, with the network, the run's arguments, epoch and
+    metrics; no optimiser or random state, so it cannot be resumed (kind ``weights``)."""
+    key = {"model": "model", "ema": "model_ema"}.get(weights, ckpt.get("eval_weights", "model"))
+    if key not in ckpt:
+        raise ValueError("no EMA weights in this checkpoint (trained without --model-ema)")
+    return {
+        "model": ckpt[key],
+        "network": ckpt["network"],
+        "epoch": ckpt.get("epoch", 0),
+        "args": ckpt.get("args", {}),
+        "metrics": ckpt.get("metrics", {}),
+        "kind": "weights",
+        "eval_weights": "model",
+    }
+
+
 def load_model(
     path: str | Path, map_location: str | torch.device = "cpu", weights: str = "auto"
 ) -> tuple[GraspNet, dict[str, Any]]:

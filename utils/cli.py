@@ -225,6 +225,21 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--vis", action="store_true", help="write example prediction images")
 
 
+def add_labelled_args(p: argparse.ArgumentParser, fraction_default: float | None) -> None:
+    """``--labeled-fraction`` / ``--labeled-count`` / ``--labeled-seed``: train on a fixed
+    labelled subset of the training part (utils.data.build.labelled_subset)."""
+    g = p.add_argument_group("labelled subset")
+    g.add_argument(
+        "--labeled-fraction", type=float, default=fraction_default,
+        help="labelled share of the training part"
+        + (" (default: all)" if fraction_default is None else ""),
+    )  # fmt: skip
+    g.add_argument(
+        "--labeled-count", type=int, default=None, help="labelled images (instead of a fraction)"
+    )
+    g.add_argument("--labeled-seed", type=int, default=0, help="seed of the labelled subset")
+
+
 def add_run_args(p: argparse.ArgumentParser) -> None:
     """Checkpointing, resume and the EMA model: the harness's flags, in every training script."""
     g = p.add_argument_group("checkpoints, resume and EMA")
@@ -293,6 +308,12 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
         parser.error("--best-from ema needs --model-ema 1")
     if hasattr(args, "model_ema_decay") and not 0.0 < args.model_ema_decay < 1.0:
         parser.error(f"--model-ema-decay must be in (0, 1), got {args.model_ema_decay}")
+    frac = getattr(args, "labeled_fraction", None)
+    if frac is not None and not 0.0 < frac <= 1.0:
+        parser.error(f"--labeled-fraction must be in (0, 1], got {frac}")
+    count = getattr(args, "labeled_count", None)
+    if count is not None and count < 1:
+        parser.error(f"--labeled-count must be at least 1, got {count}")
     if getattr(args, "epochs", "absent") is None:
         args.epochs = DEFAULT_EPOCHS.get(getattr(args, "network", ""), 30)
     if hasattr(args, "use_depth") and not (args.use_depth or args.use_rgb):

@@ -293,6 +293,8 @@ def _train_and_test(
 ) -> dict[str, Any]:
     args, dist, logger = run.args, run.dist, run.logger
     run.data = data
+    if dist.is_main and data.labelled_ids is not None:
+        (run.run_dir / "labeled_subset.json").write_text(json.dumps(data.labelled_ids) + "\n")
     step = make_step(run, model)
     if dist.distributed:
         model = DistributedDataParallel(

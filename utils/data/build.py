@@ -9,10 +9,11 @@ synthetic set.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from utils.cli import REPO_ROOT
@@ -167,13 +168,17 @@ class RunData:
     val_loader: DataLoader | None
     test_loader: DataLoader | None
     unlabelled_loader: DataLoader | None = None
-    #: Sample ids of a labelled subset of the training part (MixMatch), None: all labelled.
+    #: Sample ids of a labelled subset of the training part (``--labeled-fraction``,
+    #: ``--labeled-count``; ``split["train"]`` then holds it), None: all labelled.
     labelled_ids: list[str] | None = None
+    #: The training part's other images, whose labels are not used (MixMatch reads them).
+    unlabelled_train: list[int] = field(default_factory=list)
 
     def describe(self, args: argparse.Namespace) -> str:
         s = self.split
+        n_train = len(s["train"]) + len(self.unlabelled_train)
         text = (
-            f"{args.dataset}: {len(self.dataset)} images -> train {len(s['train'])} / "
+            f"{args.dataset}: {len(self.dataset)} images -> train {n_train} / "
             f"val {len(s['val'])} / test {len(s['test'])} ({args.split_by}-wise)"
         )
         if self.labelled_ids is not None:
@@ -183,11 +188,37 @@ class RunData:
         return text
 
 
+def labelled_subset(train: list[int], args: argparse.Namespace) -> tuple[list[int], list[int]]:
+    """(labelled, unlabelled) indices of the training part ``train``: ``--labeled-count``
+    images, or ``round(--labeled-fraction x len(train))``, drawn by ``--labeled-seed`` (the same
+    seed gives the same subset, whatever the training seed)."""
+    n = (
+        args.labeled_count
+        if args.labeled_count is not None
+        else round(args.labeled_fraction * len(train))
+    )
+    if not 1 <= n <= len(train):
+        raise ValueError(
+            f"--labeled-count/--labeled-fraction: {n} labelled of {len(train)} training images "
+            f"(expected 1 to {len(train)})"
+        )
+    order = np.random.default_rng(args.labeled_seed).permutation(len(train))
+    return sorted(train[i] for i in order[:n]), sorted(train[i] for i in order[n:])
+
+
+def uses_labelled_subset(args: argparse.Namespace) -> bool:
+    return (
+        getattr(args, "labeled_count", None) is not None
+        or getattr(args, "labeled_fraction", None) is not None
+    )
+
+
 def build_run_data(
     args: argparse.Namespace, dist: DistInfo, train_indices: list[int] | None = None
 ) -> RunData:
     """Dataset, split and loaders from the flags; ``train_indices`` replaces the training
-    part (a labelled subset, say)."""
+    part. With ``--labeled-fraction`` / ``--labeled-count`` only a labelled subset of the
+    training part is trained on (:func:`labelled_subset`); the rest is ``unlabelled_train``."""
     if not dist.is_main:
         barrier()
     train_ds = dataset_from_args(args, augment=args.augment)
@@ -196,6 +227,11 @@ def build_run_data(
         barrier()
     split = split_from_args(args, eval_ds)
     train = split["train"] if train_indices is None else list(train_indices)
+    rest: list[int] = []
+    labelled_ids = None
+    if train_indices is None and uses_labelled_subset(args):
+        train, rest = labelled_subset(train, args)
+        labelled_ids = [eval_ds.sample_id(i) for i in train]
     if not train:
         raise ValueError(f"--split {args.split}: the training part is empty")
     split = dict(split, train=train)
@@ -210,4 +246,7 @@ def build_run_data(
             return None
         return make_loader(eval_ds, split[part], args.batch_size, shuffle=False, seed=0, **common)
 
-    return RunData(eval_ds, split, train_loader, eval_loader("val"), eval_loader("test"))
+    return RunData(
+        eval_ds, split, train_loader, eval_loader("val"), eval_loader("test"),
+        labelled_ids=labelled_ids, unlabelled_train=rest,
+    )  # fmt: skip
