@@ -31,14 +31,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from results_table import MODELS, newest_run  # noqa: E402
+from results_table import MODELS, benchmark_successes, mean_rate, newest_run, paired  # noqa: E402
 from results_table import train as train_alone  # noqa: E402
 from train_speed import time_infer  # noqa: E402
 
@@ -48,7 +47,7 @@ from models import count_parameters  # noqa: E402
 from utils.checkpoint import inference_checkpoint, load_checkpoint, load_model  # noqa: E402
 from utils.data.benchmark import BENCHMARK_IMAGES, benchmark_name  # noqa: E402
 from utils.precision import resolve_precision  # noqa: E402
-from utils.stats import format_rate, mcnemar_test, mean_std, paired_bootstrap  # noqa: E402
+from utils.stats import format_rate  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -102,14 +101,6 @@ def train_distilled(pair: Pair, teacher: Path, seed: int, outdir: Path, extra: l
     return run
 
 
-def benchmark_successes(run: Path) -> tuple[list[str], list[bool]]:
-    report = json.loads((run / "test_results.json").read_text())
-    if "benchmark" not in report:
-        raise RuntimeError(f"{run}: no benchmark figures (trained with --benchmark-images 0?)")
-    per = report["benchmark"]["per_image"]
-    return per["ids"], per["successes"]
-
-
 def latency_ms(run: Path) -> tuple[float, float, str]:
     """Forward ms/image at batch 1 on the CPU: fp32, and the precision --amp auto picks."""
     model, ckpt = load_model(run / "best.pt")
@@ -132,26 +123,6 @@ def describe(runs: list[Path]) -> dict:
     return {"runs": [str(r) for r in runs], "benchmark": rates, "params": count_parameters(model)}
 
 
-def paired(alone: list[Path], kd: list[Path]) -> dict:
-    """Per seed McNemar (distilled against alone) and the bootstrap of the seed means."""
-    per_seed, a_all, b_all = [], [], []
-    for ra, rb in zip(alone, kd, strict=True):
-        ids_a, a = benchmark_successes(ra)
-        ids_b, b = benchmark_successes(rb)
-        if ids_a != ids_b:
-            raise RuntimeError(f"{ra} and {rb} scored different benchmark images")
-        per_seed.append(mcnemar_test(b, a))
-        a_all.append(a)
-        b_all.append(b)
-    diff, lo, hi = paired_bootstrap(np.mean(a_all, axis=0), np.mean(b_all, axis=0))
-    return {"per_seed": per_seed, "diff": diff, "ci95": [lo, hi]}
-
-
-def mean_pm(pairs: list[list[int]]) -> tuple[str, float]:
-    m, sd = mean_std([k / n for k, n in pairs])
-    return f"{100 * m:.1f} ± {100 * sd:.1f}%", 100 * m
-
-
 def print_table(rows: list[dict], n_seeds: int) -> None:
     n = rows[0]["benchmark"][0][1] if rows else BENCHMARK_IMAGES
     print(
@@ -161,7 +132,7 @@ def print_table(rows: list[dict], n_seeds: int) -> None:
     )
     print("|---|---|---:|---:|---:|---|---:|---|---:|---:|")
     for r in rows:
-        text, mean = mean_pm(r["benchmark"])
+        text, mean = mean_rate(r["benchmark"])
         per_seed = "; ".join(format_rate(k, m).rsplit(" of ", 1)[0] for k, m in r["benchmark"])
         to_t = "–" if r["teacher_mean"] is None else f"{mean - r['teacher_mean']:+.1f}"
         test = "–"
@@ -258,7 +229,7 @@ def main() -> None:
             print(f"{pair.teacher}: no finished teacher run, {pair.student} left out")
             continue
         t = describe([teacher])
-        t_mean = mean_pm(t["benchmark"])[1]
+        t_mean = mean_rate(t["benchmark"])[1]
         rows.append({"name": pair.teacher, "role": f"teacher ({teacher.name})", **t,
                      "fraction": None, "teacher_mean": None, "ms": latency_ms(teacher)})  # fmt: skip
         alone, kd = [], []

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -39,7 +41,7 @@ from utils.data.build import (  # noqa: E402
     split_from_args,
 )
 from utils.evaluation import EvaluationResults, evaluate_grasps  # noqa: E402
-from utils.stats import format_rate, mean_std  # noqa: E402
+from utils.stats import format_rate, mcnemar_test, mean_std, paired_bootstrap  # noqa: E402
 
 #: The table's training budget per model: about 10 minutes a seed on a 2-core CPU, so that 3
 #: seeds of 4 models rerun in about 1.5 hours. GG-CNN computes ~3x more per image than GG-CNN2
@@ -158,10 +160,35 @@ def run_row(name: str, seed: int, run: Path, jacquard: Path | None) -> dict:
     }
 
 
-def mean_pm(pairs: list[list[int]]) -> str:
-    """``85.1 ± 0.8%``: mean ± sample std of the seeds' rates."""
+def benchmark_successes(run: Path) -> tuple[list[str], list[bool]]:
+    report = json.loads((run / "test_results.json").read_text())
+    if "benchmark" not in report:
+        raise RuntimeError(f"{run}: no benchmark figures (trained with --benchmark-images 0?)")
+    per = report["benchmark"]["per_image"]
+    return per["ids"], per["successes"]
+
+
+def paired(a_runs: list[Path], b_runs: list[Path]) -> dict:
+    """``b`` against ``a``, runs paired by seed on the benchmark's per-image successes: exact
+    McNemar per seed, and a paired bootstrap over images of the seed-averaged success (95%
+    interval of b - a)."""
+    per_seed, a_all, b_all = [], [], []
+    for ra, rb in zip(a_runs, b_runs, strict=True):
+        ids_a, a = benchmark_successes(ra)
+        ids_b, b = benchmark_successes(rb)
+        if ids_a != ids_b:
+            raise RuntimeError(f"{ra} and {rb} scored different benchmark images")
+        per_seed.append(mcnemar_test(b, a))
+        a_all.append(a)
+        b_all.append(b)
+    diff, lo, hi = paired_bootstrap(np.mean(a_all, axis=0), np.mean(b_all, axis=0))
+    return {"per_seed": per_seed, "diff": diff, "ci95": [lo, hi]}
+
+
+def mean_rate(pairs: list[list[int]]) -> tuple[str, float]:
+    """(``85.1 ± 0.8%``, the mean in points): mean ± sample std of the seeds' rates."""
     m, sd = mean_std([k / n for k, n in pairs])
-    return f"{100 * m:.1f} ± {100 * sd:.1f}%"
+    return f"{100 * m:.1f} ± {100 * sd:.1f}%", 100 * m
 
 
 def print_table(rows: list[dict], base: dict, n_seeds: int) -> None:
@@ -187,9 +214,9 @@ def print_table(rows: list[dict], base: dict, n_seeds: int) -> None:
         per_seed = "; ".join(format_rate(*r["benchmark"]).rsplit(" of ", 1)[0] for r in rs)
         real = [r["real"] for r in rs if r["real"]]
         print(
-            f"| {name} | {rs[0]['params_m']:.2f} M | {mean_pm([r['benchmark'] for r in rs])} | "
-            f"{per_seed} | {mean_pm([r['synthetic_test'] for r in rs])} | "
-            f"{mean_pm(real) if real else '–'} | "
+            f"| {name} | {rs[0]['params_m']:.2f} M | {mean_rate([r['benchmark'] for r in rs])[0]} | "
+            f"{per_seed} | {mean_rate([r['synthetic_test'] for r in rs])[0]} | "
+            f"{mean_rate(real)[0] if real else '–'} | "
             f"{', '.join(f'{k}/{n}' for k, n in real) if real else '–'} | "
             f"{rs[0]['epochs']} epochs, {sum(r['train_min'] for r in rs) / len(rs):.1f} min | "
             f"{', '.join(str(r['best_epoch']) for r in rs)} |"

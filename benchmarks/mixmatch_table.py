@@ -1,0 +1,211 @@
+"""The README's MixMatch table: a few labels against many, on the synthetic benchmark set.
+
+    python benchmarks/mixmatch_table.py --seeds 3                        # train what is missing
+    python benchmarks/mixmatch_table.py --seeds 3 --no-train             # print finished runs
+    python benchmarks/mixmatch_table.py --networks ggcnn2 --fractions 0.1 --seeds 1
+    python benchmarks/mixmatch_table.py --real --seeds 3                 # real unlabelled depth
+
+For each network (``results_table.MODELS`` flags and epochs), labelled fraction and seed, on
+the same labelled subset (``--labeled-seed`` = the seed, so the seeds differ in their
+subsets as well as their initialisation): *labelled only* (``train_net.py --labeled-fraction``)
+and *MixMatch* (``mixmatch_train.py``: the rest of the training part unlabelled), both with
+the EMA of the weights and the same optimiser steps as the fully supervised run
+(``--batches-per-epoch`` = the full training part's batches), which is the results table's
+own run (``--alone-dir``). Paired tests: exact McNemar per seed and a paired bootstrap of the
+seed-averaged success on the benchmark's images, MixMatch against labelled only. "Gap
+closed": (MixMatch - labelled only) / (fully supervised - labelled only), on the means.
+
+``--real``: GG-CNN2 MixMatch at ``--real-fraction`` with the real unlabelled Jacquard depth
+images (``--unlabeled-path``, grasp files withheld) against the same runs without them,
+scored on the real development views (18 Jacquard samples).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from results_table import (  # noqa: E402
+    JACQUARD_SAMPLES,
+    MODELS,
+    benchmark_successes,
+    mean_rate,
+    newest_run,
+    paired,
+    real_flags,
+    score,
+)
+from results_table import train as train_full  # noqa: E402
+
+import mixmatch_train  # noqa: E402
+import train_net  # noqa: E402
+from utils.data.benchmark import BENCHMARK_IMAGES, benchmark_name  # noqa: E402
+from utils.data.build import dataset_from_args, split_from_args  # noqa: E402
+from utils.stats import mcnemar_test, mean_std  # noqa: E402
+
+REAL_UNLABELLED = REPO.parent / "shared" / "data" / "jacquard_unlabelled"
+
+
+def run_name(method: str, net: str, fraction: float, seed: int, tag: str = "") -> str:
+    return f"{method}_{net}_f{round(100 * fraction)}{tag}_s{seed}"
+
+
+def full_batches(net: str) -> int:
+    """Optimiser steps per epoch of the fully supervised run (the full training part)."""
+    args = train_net.parse_args(MODELS[net])
+    ds = dataset_from_args(args, augment=False)
+    return len(split_from_args(args, ds)["train"]) // args.batch_size
+
+
+def train(method: str, net: str, fraction: float, seed: int, outdir: Path, extra: list[str]):
+    desc = run_name(method, net, fraction, seed, "_real" if "--unlabeled-path" in extra else "")
+    script = mixmatch_train if method == "mixmatch" else train_net
+    args = script.parse_args(
+        [*MODELS[net], "--labeled-fraction", str(fraction), "--labeled-seed", str(seed),
+         "--seed", str(seed), "--model-ema", "1", "--batches-per-epoch", str(full_batches(net)),
+         "--description", desc, "--outdir", str(outdir),
+         "--benchmark-images", str(BENCHMARK_IMAGES), *extra]
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    script.main(args)
+    run = newest_run(outdir, desc)
+    if run is None:
+        raise RuntimeError(f"{desc} wrote no test_results.json in {outdir}")
+    print(f"{desc}: {(time.perf_counter() - t0) / 60:.1f} min -> {run}")
+    return run
+
+
+def find_or_train(method, net, fraction, seed, outdir, train_ok, extra=()) -> Path | None:
+    tag = "_real" if "--unlabeled-path" in extra else ""
+    run = newest_run(outdir, run_name(method, net, fraction, seed, tag))
+    if run is None and train_ok:
+        run = train(method, net, fraction, seed, outdir, list(extra))
+    return run
+
+
+def rates(runs: list[Path]) -> list[list[int]]:
+    return [[sum(ok), len(ok)] for ok in (benchmark_successes(r)[1] for r in runs)]
+
+
+def benchmark_table(args: argparse.Namespace, outdir: Path, alone_dir: Path) -> list[dict]:
+    rows = []
+    for net in args.networks:
+        full = [r for s in range(args.seeds) if (r := newest_run(alone_dir, f"{net}_s{s}"))]
+        if len(full) < args.seeds and not args.no_train:
+            full = [newest_run(alone_dir, f"{net}_s{s}") or train_full(net, s, alone_dir, [])
+                    for s in range(args.seeds)]  # fmt: skip
+        for f in args.fractions:
+            lab, mm = [], []
+            for s in range(args.seeds):
+                a = find_or_train("labelled", net, f, s, outdir, not args.no_train)
+                b = find_or_train("mixmatch", net, f, s, outdir, not args.no_train)
+                if a is not None and b is not None:
+                    lab.append(a)
+                    mm.append(b)
+            if not mm:
+                print(f"{net} at {f:.0%}: no finished pair of runs, left out")
+                continue
+            rows.append({"network": net, "fraction": f, "labelled": rates(lab),
+                         "mixmatch": rates(mm), "full": rates(full) if full else None,
+                         "paired": paired(lab, mm), "runs": [str(r) for r in lab + mm]})  # fmt: skip
+    return rows
+
+
+def print_benchmark(rows: list[dict]) -> None:
+    n = rows[0]["mixmatch"][0][1] if rows else BENCHMARK_IMAGES
+    print(
+        f"\n| network | labels | {benchmark_name(n)}: labelled only | MixMatch | fully supervised "
+        "| MixMatch - labelled only [95% CI], McNemar p per seed | gap closed | seeds |"
+    )
+    print("|---|---:|---:|---:|---:|---|---:|---:|")
+    for r in rows:
+        (lt, lm), (mt, mm) = mean_rate(r["labelled"]), mean_rate(r["mixmatch"])
+        ft, fm = mean_rate(r["full"]) if r["full"] else ("–", None)
+        gap = "–" if fm is None or fm <= lm else f"{(mm - lm) / (fm - lm):.0%}"
+        t = r["paired"]
+        ps = ", ".join(f"{x['p']:.2g}" for x in t["per_seed"])
+        test = f"{100 * t['diff']:+.1f} [{100 * t['ci95'][0]:+.1f}, {100 * t['ci95'][1]:+.1f}]"
+        print(
+            f"| {r['network']} | {r['fraction']:.0%} | {lt} | {mt} | {ft} | {test}; p = {ps} "
+            f"| {gap} | {len(r['mixmatch'])} |"
+        )
+
+
+def real_table(args: argparse.Namespace, outdir: Path) -> dict | None:
+    """GG-CNN2 MixMatch with and without the real unlabelled depth images, on the real views."""
+    jacquard, unlabelled = Path(args.jacquard_path), Path(args.real_unlabelled)
+    if not (jacquard.is_dir() and unlabelled.is_dir()):
+        print(f"--real: {jacquard} or {unlabelled} not found, left out")
+        return None
+    f, out = args.real_fraction, {"without": [], "with": []}
+    for s in range(args.seeds):
+        pair = [
+            find_or_train("mixmatch", "ggcnn2", f, s, outdir, not args.no_train),
+            find_or_train("mixmatch", "ggcnn2", f, s, outdir, not args.no_train,
+                          ("--unlabeled-path", str(unlabelled))),
+        ]  # fmt: skip
+        if None in pair:
+            continue
+        for key, run in zip(("without", "with"), pair, strict=True):
+            res = score(run / "best.pt", "eval_jacquard_samples", real_flags(jacquard))
+            out[key].append({"run": str(run), "successes": res["per_image"]["successes"]})
+    return out if out["with"] else None
+
+
+def print_real(res: dict, fraction: float) -> None:
+    print(f"\nGG-CNN2 MixMatch, {fraction:.0%} labels, on the real Jacquard samples (dev set):")
+    print("| unlabelled images | success: mean ± std | per seed | McNemar (with - without) |")
+    print("|---|---:|---|---|")
+    for key, label in (("without", "the synthetic training part's"), ("with", "+ real depth")):
+        runs = res[key]
+        m, sd = mean_std([sum(r["successes"]) / len(r["successes"]) for r in runs])
+        per = ", ".join(f"{sum(r['successes'])}/{len(r['successes'])}" for r in runs)
+        tests = "–"
+        if key == "with":
+            ts = [mcnemar_test(w["successes"], wo["successes"])
+                  for w, wo in zip(res["with"], res["without"], strict=True)]  # fmt: skip
+            tests = "; ".join(f"+{t['a_only']}/-{t['b_only']}, p = {t['p']:.2g}" for t in ts)
+        print(f"| {label} | {100 * m:.1f} ± {100 * sd:.1f}% | {per} | {tests} |")
+    n = len(res["with"][0]["successes"])
+    print(f"({n} views: one view moves a seed's rate by {100 / n:.1f} points)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--networks", nargs="+", default=["ggcnn2", "pspnet-r18-ppm"],
+                   choices=list(MODELS))  # fmt: skip
+    p.add_argument("--fractions", nargs="+", type=float, default=[0.1, 0.25])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--outdir", default=str(REPO / "runs" / "mixmatch_table"))
+    p.add_argument("--alone-dir", default=str(REPO / "runs" / "results_table"))
+    p.add_argument("--no-train", action="store_true", help="leave out runs not finished yet")
+    p.add_argument("--real", action="store_true", help="only the real-unlabelled comparison")
+    p.add_argument("--real-fraction", type=float, default=0.25)
+    p.add_argument("--real-unlabelled", default=str(REAL_UNLABELLED))
+    p.add_argument("--jacquard-path", default=str(JACQUARD_SAMPLES))
+    p.add_argument("--json", default=None, help="also write the rows as JSON")
+    args = p.parse_args()
+    outdir, t0 = Path(args.outdir), time.perf_counter()
+    result: dict = {}
+    if args.real:
+        result["real"] = real_table(args, outdir)
+        if result["real"]:
+            print_real(result["real"], args.real_fraction)
+    else:
+        result["rows"] = benchmark_table(args, outdir, Path(args.alone_dir))
+        print_benchmark(result["rows"])
+    print(f"\nwhole table: {(time.perf_counter() - t0) / 60:.1f} min")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
