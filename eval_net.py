@@ -30,9 +30,8 @@ from utils.distributed import cleanup, init_distributed
 from utils.entrypoint import run_main
 from utils.evaluation import ImageResult
 from utils.grasp import WIDTH_SCALE, GraspRectangles
-from utils.post_process import detect_grasps, post_process_output
 from utils.precision import resolve_precision
-from utils.scoring import evaluate, predict_maps
+from utils.scoring import evaluate
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -85,12 +84,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--max-vis", type=int, default=16, help="at most this many --vis images")
     g.add_argument("--results-json", default=None, help="write summary + per-image results")
     g.add_argument("--outdir", default=None, help="output folder (default: beside checkpoint)")
+    g = p.add_argument_group("inference on depth frames (--images)")
     g.add_argument(
         "--images",
         nargs="+",
         default=None,
-        help="unlabelled depth images (.tiff) or folders of them: inference only",
+        help="depth frames (.tiff/.exr/.npy metres, 16-bit .png millimetres) or folders of them",
     )
+    g.add_argument(
+        "--depth-scale", type=float, default=None,
+        help="metres per stored depth unit (default: 1 for float files, 0.001 for 16-bit)",
+    )  # fmt: skip
+    g.add_argument(
+        "--crop", default="center",
+        help="what the network sees: center (largest centred square), full (whole frame), "
+        "or a pixel box x0,y0,x1,y1",
+    )  # fmt: skip
+    g.add_argument(
+        "--intrinsics", default=None,
+        help="fx,fy,cx,cy in pixels, or a JSON file (fx, fy, cx, cy or K): grasps in metres too",
+    )  # fmt: skip
     cli.add_runtime_args(p)
     args = p.parse_args(argv)
     for path in args.network:
@@ -98,6 +111,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--network {path}: checkpoint file not found")
     if args.images and len(args.network) > 1:
         p.error("--images runs one checkpoint; give a single --network")
+    from utils.predict import CameraIntrinsics, parse_crop
+
+    try:
+        parse_crop(args.crop)
+        if args.intrinsics:
+            CameraIntrinsics.parse(args.intrinsics)
+    except ValueError as e:
+        p.error(str(e))
+    if args.depth_scale is not None and not args.depth_scale > 0:
+        p.error(f"--depth-scale must be > 0, got {args.depth_scale}")
     return args
 
 
@@ -382,42 +405,53 @@ def measured(args: argparse.Namespace, ckpt: dict, dataset) -> dict:
 
 
 def infer_images(args: argparse.Namespace, model, ckpt: dict, dist, precision) -> list[Path]:
-    """Top grasps for unlabelled depth images: ``<id>_grasps.txt`` (source frame) each.
-
-    The images go through the labelled preprocessing (:class:`utils.data.unlabelled.ImageFolder`:
-    inpainting, the largest centred square, area-averaged resize, normalisation)."""
-    from utils.data.unlabelled import ImageFolder
+    """Top grasps of depth frames (``--images``) through the predict API
+    (:class:`utils.predict.GraspPredictor`): ``<id>_grasps.txt`` (Jacquard format) and
+    ``<id>_grasps.json`` (pixels of the source frame, quality, and metres in the camera frame
+    with ``--intrinsics``) each; ``--vis`` draws them on the frame."""
+    from utils.image import load_depth_frame, load_rgb
+    from utils.predict import CameraIntrinsics, GraspPredictor, find_depth_frames
 
     if not dist.is_main:  # one process writes the files
         return []
     trained = ckpt.get("args", {})
-    size = args.input_size or trained.get("input_size", 224)
-    if model.input_channels != 1:
-        raise ValueError("--images runs depth-only networks; this checkpoint needs RGB too")
-    images = ImageFolder(
-        args.images, depth_type=args.depth_type or trained.get("depth_type", "perfect"),
-        output_size=size,
+    predictor = GraspPredictor(
+        model, args.input_size or trained.get("input_size", 224), model.input_channels,
+        args.crop, dist.device, precision, WIDTH_SCALE,
     )  # fmt: skip
+    camera = CameraIntrinsics.parse(args.intrinsics) if args.intrinsics else None
+    frames = find_depth_frames(args.images, args.depth_type or trained.get("depth_type", "perfect"))
     outdir = Path(args.outdir) if args.outdir else Path(args.network).resolve().parent / "infer"
     outdir.mkdir(parents=True, exist_ok=True)
     written = []
-    for i in range(len(images)):
-        x = images[i]["x"]
-        raw = predict_maps(model, x[None], precision, dist.device)[0]
-        q, ang, wid = post_process_output(raw[0], raw[1], raw[2], raw[3])
-        grasps = detect_grasps(q, ang, wid, n_grasps=args.n_grasps)
-        rects = GraspRectangles([g.as_gr for g in grasps]).affine(images.output_to_source_matrix(i))
-        sid = images.sample_id(i)
-        out = outdir / f"{sid}_grasps.txt"
-        rects.save_jacquard(out)
+    for f in frames:
+        depth = load_depth_frame(f.depth, args.depth_scale)
+        rgb = load_rgb(f.rgb) if f.rgb is not None and model.input_channels != 1 else None
+        try:
+            grasps = predictor.predict(depth, rgb, camera, n_grasps=args.n_grasps)
+        except ValueError as e:
+            raise ValueError(f"{f.depth}: {e}") from None
+        out = outdir / f"{f.frame_id}_grasps.txt"
+        GraspRectangles([g.rectangle for g in grasps]).save_jacquard(out)
+        record = {
+            "depth": str(f.depth), "frame": list(depth.shape), "crop": args.crop,
+            "input_size": predictor.input_size, "intrinsics": camera and vars(camera),
+            "grasps": [g.to_dict() for g in grasps], "timing_ms": vars(predictor.timing),
+        }  # fmt: skip
+        out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
         written.append(out)
         if args.vis:
-            from utils.visualisation import save_png
+            from utils.visualisation import draw_frame_grasps, save_png
 
-            res = ImageResult(success=False, best_iou=0.0, grasps=grasps)
-            row = vis_image(images.get_depth(i), None, None, res, (q, ang, wid))
-            save_png(outdir / f"{sid}.png", row)
-        print(f"{images.samples[i].depth}: {len(grasps)} grasp(s) -> {out}")
+            save_png(outdir / f"{f.frame_id}.png", draw_frame_grasps(depth, grasps))
+        best = grasps[0] if grasps else None
+        where = (
+            "no grasp above the quality threshold" if best is None
+            else f"best at (row {best.center[0]:.0f}, col {best.center[1]:.0f}), quality "
+            f"{best.quality:.2f}" + (f", camera xyz {tuple(round(v, 3) for v in best.camera.position)} m"
+                                     if best.camera else "")
+        )  # fmt: skip
+        print(f"{f.depth}: {len(grasps)} grasp(s), {where} -> {out}")
     return written
 
 
@@ -486,6 +520,14 @@ def main(args: argparse.Namespace):
     precision = resolve_precision(args.amp, args.channels_last, dist.device)
     finished = False
     try:
+        if args.images and args.network[0].endswith(".onnx"):
+            from utils.export import OnnxNetwork
+
+            net = OnnxNetwork(args.network[0], args.threads)
+            one = argparse.Namespace(**{**vars(args), "network": args.network[0]})
+            result = infer_images(one, net, {"args": {"input_size": net.input_size}}, dist, None)
+            finished = True
+            return result
         if args.images:
             model, ckpt = load_for_eval(args.network[0], args, dist, precision)
             one = argparse.Namespace(**{**vars(args), "network": args.network[0]})

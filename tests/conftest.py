@@ -1,9 +1,12 @@
 """Shared test fixtures and settings: the real sample data folder, the tiny synthetic training
-run's flags (``tiny_args``) and one thread per test."""
+run's flags (``tiny_args``), running a script (``run_script``, ``one_line_error``) and one thread
+per test."""
 
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,20 @@ TINY = [
     # these, which win).
     "--amp", "off", "--channels-last", "off", "--device", "cpu",
 ]  # fmt: skip
+
+
+def run_script(*argv: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """A project script (or ``-m module``) run from the repository root, output captured."""
+    return subprocess.run(
+        [sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def one_line_error(res: subprocess.CompletedProcess, message: str) -> None:
+    """The run failed as bad input should: exit code 2, ``message`` in one stderr line."""
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
 def tiny_args(workdir: Path, *extra: str) -> list[str]:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import stop_after_save, tiny_args
+from conftest import run_script, stop_after_save, tiny_args
 
 import distill
 import eval_net
@@ -145,11 +143,6 @@ def test_unlabelled_images_and_feature_hint(workdir, tmp_path):
     (run,) = (workdir / "runs").glob("*_hint")
     last = load_checkpoint(run / "last.pt")
     assert "train_hint" in last["metrics"] and "adapter" in last["step"]
-
-
-def run_script(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
 
 
 @pytest.mark.parametrize(

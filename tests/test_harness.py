@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import stop_after_save, tiny_args
+from conftest import one_line_error, run_script, stop_after_save, tiny_args
 
 import eval_net
 import train_net
@@ -159,18 +157,6 @@ def test_resume_with_new_lr_and_weight_decay(short_run, tmp_path):
     # As a run started with --lr 5e-4 would be at its last step.
     assert group["lr"] == pytest.approx(5e-4 * FINAL_FACTOR)
     assert after["args"]["lr"] == 5e-4
-
-
-def run_script(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
-
-
-def one_line_error(res: subprocess.CompletedProcess, message: str) -> None:
-    assert res.returncode == 2, res.stderr[-2000:]
-    assert message in res.stderr
-    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(

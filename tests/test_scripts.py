@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import tiny_args
+from conftest import run_script, tiny_args
 
 import eval_net
 import train_net
@@ -136,12 +134,6 @@ def test_eval_net_on_unlabelled_depth_images(trained_run, shared_data, workdir):
         rects = GraspRectangles.load_from_jacquard_file(path)
         # Grasps are written in the source frame (480 x 640).
         assert ((rects.centers >= 0) & (rects.centers < [480, 640])).all()
-
-
-def run_script(*argv: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=timeout
-    )
 
 
 @pytest.mark.parametrize(

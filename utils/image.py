@@ -36,6 +36,17 @@ def _require_file(path: Path, what: str) -> None:
         raise ValueError(f"{path}: {what} not found (no such file)")
 
 
+def _read_tiff(path: Path) -> np.ndarray | None:
+    try:
+        import tifffile
+
+        return tifffile.imread(path)
+    except Exception:
+        # tifffile needs the optional ``imagecodecs`` package for LZW; OpenCV's libtiff
+        # decodes LZW itself, so fall back to it.
+        return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
 def load_depth(path: str | Path) -> np.ndarray:
     """Read a single-channel float TIFF depth image as float32 (H, W), in the file's unit.
 
@@ -46,15 +57,7 @@ def load_depth(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     _require_file(path, "depth image")
-    arr = None
-    try:
-        import tifffile
-
-        arr = tifffile.imread(path)
-    except Exception:
-        # tifffile needs the optional ``imagecodecs`` package for LZW; OpenCV's libtiff
-        # decodes LZW itself, so fall back to it.
-        arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    arr = _read_tiff(path)
     if arr is None:
         raise ValueError(f"{path}: cannot decode depth image (expected a float32 TIFF)")
     arr = np.asarray(arr)
@@ -65,6 +68,86 @@ def load_depth(path: str | Path) -> np.ndarray:
     if not np.issubdtype(arr.dtype, np.floating):
         raise ValueError(f"{path}: expected float depth (metres), got dtype {arr.dtype}")
     return arr.astype(np.float32, copy=False)
+
+
+#: Depth frame files :func:`load_depth_frame` reads.
+DEPTH_FRAME_SUFFIXES = (".tif", ".tiff", ".png", ".npy", ".exr")
+
+
+def _read_exr(path: Path) -> np.ndarray:
+    try:
+        import OpenEXR  # optional: requirements-deploy.txt
+    except ImportError:
+        raise ValueError(
+            f"{path}: reading .exr needs the OpenEXR package (pip install -r "
+            "requirements-deploy.txt), or save the depth as a float TIFF or .npy"
+        ) from None
+    with OpenEXR.File(str(path)) as f:
+        channels = f.channels()
+        for name in ("Z", "Y", "R", "depth", "Z.Z", "RGB", "RGBA"):
+            if name in channels:
+                return np.asarray(channels[name].pixels)
+        return np.asarray(next(iter(channels.values())).pixels)
+
+
+def load_depth_frame(path: str | Path, depth_scale: float | None = None) -> np.ndarray:
+    """A camera's depth frame as float32 (H, W) metres, missing pixels as NaN.
+
+    Formats: float ``.tiff`` / ``.exr`` / ``.npy`` in metres; 16-bit ``.png`` (or integer
+    ``.tiff`` / ``.npy``) in millimetres, as RealSense and Azure Kinect tools save them.
+    ``depth_scale`` (metres per stored unit) overrides the unit: 0.001 for millimetres, 1.0
+    for metres, say 0.00025 for a camera that stores quarter millimetres. Zeros, negative
+    values, NaN and infinities are missing. An 8-bit or colour image is not depth: a
+    ValueError naming the file says so.
+    """
+    path = Path(path)
+    _require_file(path, "depth image")
+    suffix = path.suffix.lower()
+    if suffix not in DEPTH_FRAME_SUFFIXES:
+        raise ValueError(
+            f"{path}: unknown depth format (expected one of {', '.join(DEPTH_FRAME_SUFFIXES)})"
+        )
+    try:
+        if suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        elif suffix == ".exr":
+            arr = _read_exr(path)
+        elif suffix in _TIFF_SUFFIXES:
+            arr = _read_tiff(path)
+        else:
+            arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    except ValueError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- any decoder failure is a bad file
+        raise ValueError(f"{path}: cannot decode depth image ({type(e).__name__}: {e})") from None
+    if arr is None:
+        raise ValueError(f"{path}: cannot decode depth image")
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]):
+        arr = arr.squeeze()
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{path}: a {arr.shape[-1] if arr.ndim == 3 else arr.ndim}-channel image is not "
+            "depth (expected one channel: float metres or 16-bit millimetres)"
+        )
+    if arr.dtype in (np.uint8, np.int8, np.bool_):
+        raise ValueError(
+            f"{path}: an 8-bit image is not depth (expected a 16-bit PNG in millimetres, or "
+            "float TIFF / EXR / NPY in metres)"
+        )
+    if np.issubdtype(arr.dtype, np.integer):
+        scale = 0.001 if depth_scale is None else depth_scale
+    elif np.issubdtype(arr.dtype, np.floating):
+        scale = 1.0 if depth_scale is None else depth_scale
+    else:
+        raise ValueError(f"{path}: depth of dtype {arr.dtype} (expected float or 16-bit)")
+    if not scale > 0:
+        raise ValueError(f"--depth-scale must be > 0, got {depth_scale}")
+    out = arr.astype(np.float32) * np.float32(scale)
+    out[invalid_depth(out)] = np.nan
+    if np.isnan(out).all():
+        raise ValueError(f"{path}: every depth pixel is missing (zero, negative or NaN)")
+    return out
 
 
 def load_rgb(path: str | Path) -> np.ndarray:

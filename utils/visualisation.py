@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -199,3 +200,24 @@ def example_panels(examples: list[dict[str, np.ndarray]], width_scale: float) ->
             )
         )
     return np.stack(rows) if rows else np.zeros((0, 1, 1, 3), np.uint8)
+
+
+def draw_frame_grasps(depth: np.ndarray, grasps: Sequence[Any]) -> np.ndarray:
+    """A depth frame (metres, NaN = missing) in colour with predicted grasps
+    (:class:`utils.predict.PredictedGrasp`) drawn in its own pixels, best first and thickest,
+    each labelled with its rank and quality, and its camera-frame position when known."""
+    img = depth_to_rgb(depth, colormap=cv2.COLORMAP_VIRIDIS)
+    scale = max(1, round(max(img.shape[:2]) / 500))
+    for rank, g in reversed(list(enumerate(grasps, start=1))):
+        img = draw_grasp_rectangles(
+            img, GraspRectangles([g.rectangle]), color=(0, 220, 0),
+            thickness=scale * (2 if rank == 1 else 1), center_color=CENTER_COLOR,
+        )  # fmt: skip
+        text = f"{rank}: q {g.quality:.2f}"
+        if g.camera is not None:
+            x, y, z = g.camera.position
+            text += f" ({x:+.3f}, {y:+.3f}, {z:.3f}) m"
+        org = (int(g.center[1]) + 6 * scale, int(g.center[0]) - 6 * scale)
+        cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.4 * scale, (255, 255, 255),
+                    scale, cv2.LINE_AA)  # fmt: skip
+    return img
