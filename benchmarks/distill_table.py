@@ -37,7 +37,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from results_table import MODELS, benchmark_successes, mean_rate, newest_run, paired  # noqa: E402
+from results_table import (  # noqa: E402
+    JACQUARD_SAMPLES,
+    MODELS,
+    benchmark_successes,
+    mean_rate,
+    newest_run,
+    paired,
+    real_result,
+)
 from results_table import train as train_alone  # noqa: E402
 from train_speed import time_infer  # noqa: E402
 
@@ -114,13 +122,18 @@ def latency_ms(run: Path) -> tuple[float, float, str]:
     return ms32, time_infer(model, auto, cpu, 1, size, repeats=10), auto.describe()
 
 
-def describe(runs: list[Path]) -> dict:
-    rates = []
+def describe(runs: list[Path], jacquard: Path | None) -> dict:
+    """Benchmark rates, real-view rates (a development set) and parameters of some runs."""
+    rates, real = [], []
     for r in runs:
         _, ok = benchmark_successes(r)
         rates.append([sum(ok), len(ok)])
+        if jacquard is not None:
+            res = real_result(r, jacquard)
+            real.append([res["correct"], res["images"]])
     model, _ = load_model(runs[0] / "best.pt")
-    return {"runs": [str(r) for r in runs], "benchmark": rates, "params": count_parameters(model)}
+    return {"runs": [str(r) for r in runs], "benchmark": rates, "real": real,
+            "params": count_parameters(model)}  # fmt: skip
 
 
 def print_table(rows: list[dict], n_seeds: int) -> None:
@@ -128,11 +141,13 @@ def print_table(rows: list[dict], n_seeds: int) -> None:
     print(
         f"\n| network | role | parameters | weights / teacher's | {benchmark_name(n)}: mean ± "
         f"std | per seed | to teacher | distilled - alone [95% CI], McNemar p per seed | "
-        "CPU ms/image fp32 | CPU ms/image auto |"
+        "real Jacquard samples (dev set) | CPU ms/image fp32 | CPU ms/image auto |"
     )
-    print("|---|---|---:|---:|---:|---|---:|---|---:|---:|")
+    print("|---|---|---:|---:|---:|---|---:|---|---|---:|---:|")
     for r in rows:
         text, mean = mean_rate(r["benchmark"])
+        if len(r["benchmark"]) == 1:
+            text = f"{mean:.1f}% (one run)"
         per_seed = "; ".join(format_rate(k, m).rsplit(" of ", 1)[0] for k, m in r["benchmark"])
         to_t = "–" if r["teacher_mean"] is None else f"{mean - r['teacher_mean']:+.1f}"
         test = "–"
@@ -144,9 +159,14 @@ def print_table(rows: list[dict], n_seeds: int) -> None:
                 f"; p = {ps}"
             )
         frac = "–" if r["fraction"] is None else f"{100 * r['fraction']:.2f}%"
+        real = "–"
+        if r["real"]:
+            real = (
+                mean_rate(r["real"])[0] + " (" + ", ".join(f"{k}/{n}" for k, n in r["real"]) + ")"
+            )
         print(
             f"| {r['name']} | {r['role']} | {r['params'] / 1e6:.2f} M | {frac} | {text} | "
-            f"{per_seed} | {to_t} | {test} | {r['ms'][0]:.1f} | {r['ms'][1]:.1f} |"
+            f"{per_seed} | {to_t} | {test} | {real} | {r['ms'][0]:.1f} | {r['ms'][1]:.1f} |"
         )
     print(f"\n({n_seeds} seeds; CPU ms/image auto: {rows[0]['ms'][2] if rows else '?'})")
 
@@ -215,11 +235,13 @@ def main() -> None:
     p.add_argument("--outdir", default=str(REPO / "runs" / "distill_table"))
     p.add_argument("--alone-dir", default=str(REPO / "runs" / "results_table"))
     p.add_argument("--no-train", action="store_true", help="leave out runs not finished yet")
+    p.add_argument("--jacquard-path", default=str(JACQUARD_SAMPLES))
     p.add_argument("--ship", default=None, help="write the tiny student here (weights/*.pt)")
     p.add_argument("--json", default=None, help="also write the rows as JSON")
     p.add_argument("distill_args", nargs="*", help="extra distill.py flags after --")
     args = p.parse_args()
     outdir, alone_dir = Path(args.outdir), Path(args.alone_dir)
+    jacquard = Path(args.jacquard_path) if Path(args.jacquard_path).is_dir() else None
     train = not args.no_train
     t_start = time.perf_counter()
     rows, kd_tiny = [], []
@@ -228,7 +250,7 @@ def main() -> None:
         if teacher is None:
             print(f"{pair.teacher}: no finished teacher run, {pair.student} left out")
             continue
-        t = describe([teacher])
+        t = describe([teacher], jacquard)
         t_mean = mean_rate(t["benchmark"])[1]
         rows.append({"name": pair.teacher, "role": f"teacher ({teacher.name})", **t,
                      "fraction": None, "teacher_mean": None, "ms": latency_ms(teacher)})  # fmt: skip
@@ -248,7 +270,7 @@ def main() -> None:
             continue
         ms = latency_ms(kd[0])
         for role, runs in (("alone", alone), (f"distilled from {pair.teacher}", kd)):
-            d = describe(runs)
+            d = describe(runs, jacquard)
             rows.append({"name": pair.student, "role": role, **d, "ms": ms,
                          "fraction": d["params"] / t["params"], "teacher_mean": t_mean})  # fmt: skip
         rows[-1]["paired"] = paired(alone, kd)

@@ -98,6 +98,18 @@ def score(checkpoint: Path, name: str, flags: list[str]) -> dict:
     return summary
 
 
+def real_result(run: Path, jacquard: Path) -> dict:
+    """The run's chosen checkpoint on the real views: its stored eval_net result when there
+    is one (``<run>/eval_jacquard_samples/results.json``), else scored now."""
+    stored = run / "eval_jacquard_samples" / "results.json"
+    if stored.is_file():
+        summary = json.loads(stored.read_text())
+        if summary.get("images") and summary.get("dataset_root") == str(jacquard.resolve()):
+            return summary
+    ckpt = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
+    return score(ckpt, "eval_jacquard_samples", real_flags(jacquard))
+
+
 def real_flags(jacquard: Path) -> list[str]:
     """eval_net flags for every real view (never seen in training)."""
     return ["--dataset", "jacquard", "--dataset-path", str(jacquard), "--part", "all"]

@@ -276,13 +276,14 @@ class GraspPredictor:
         path: str | Path,
         device: str = "cpu",
         amp: str = "auto",
-        channels_last: str = "auto",
+        channels_last: str = "on",
         crop: str = "center",
         input_size: int | None = None,
         weights: str = "auto",
     ) -> GraspPredictor:
         """A predictor for a checkpoint of this project (its training input size unless
-        ``input_size``; ``amp`` / ``channels_last`` as the training flags)."""
+        ``input_size``; ``amp`` / ``channels_last`` as the training flags, but channels_last
+        on by default: in fp32 too it is 1.7-10x faster on the CPUs measured, same results)."""
         from utils.checkpoint import load_model
         from utils.distributed import resolve_device
         from utils.precision import resolve_precision
