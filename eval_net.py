@@ -524,8 +524,17 @@ def main(args: argparse.Namespace):
             from utils.export import OnnxNetwork
 
             net = OnnxNetwork(args.network[0], args.threads)
+            if args.input_size and net.metadata.get("dynamic_size") == "False":
+                if args.input_size != net.input_size:
+                    raise ValueError(
+                        f"--input-size {args.input_size}: {args.network[0]} was exported for "
+                        f"{net.input_size} px only"
+                    )
+            if args.tta != "none":
+                raise ValueError("--tta runs PyTorch networks only, not an .onnx file")
             one = argparse.Namespace(**{**vars(args), "network": args.network[0]})
-            result = infer_images(one, net, {"args": {"input_size": net.input_size}}, dist, None)
+            stored = {"args": {"input_size": net.input_size or 224}}
+            result = infer_images(one, net, stored, dist, None)
             finished = True
             return result
         if args.images:

@@ -52,7 +52,12 @@ from train_speed import time_infer  # noqa: E402
 import distill  # noqa: E402
 import eval_net  # noqa: E402
 from models import count_parameters  # noqa: E402
-from utils.checkpoint import inference_checkpoint, load_checkpoint, load_model  # noqa: E402
+from utils.checkpoint import (  # noqa: E402
+    atomic_torch_save,
+    inference_checkpoint,
+    load_checkpoint,
+    load_model,
+)
 from utils.data.benchmark import BENCHMARK_IMAGES, benchmark_name  # noqa: E402
 from utils.precision import resolve_precision  # noqa: E402
 from utils.stats import format_rate  # noqa: E402
@@ -61,10 +66,16 @@ from utils.stats import format_rate  # noqa: E402
 @dataclass(frozen=True)
 class Pair:
     student: str  # a results_table.MODELS name
-    teacher: str  # "pspnet-r18" (best results-table ResNet18) or a MODELS name trained here
+    teacher: str  # the teacher's name in run names
+    #: The MODELS name the teacher is trained with here (seed 0); None: the results-table
+    #: ResNet18 run (PPM or LGP, any seed) with the best validation score.
+    teacher_model: str | None
 
 
-PAIRS = [Pair("pspnet-r18-ppm", "pspnet-r50-ppm"), Pair("ggcnn2", "pspnet-r18")]
+PAIRS = [
+    Pair("pspnet-r18-ppm", "pspnet-r50", "pspnet-r50-ppm"),
+    Pair("ggcnn2", "pspnet-r18", None),
+]
 #: The check set of a shipped file: the first images of a fresh benchmark generation of this
 #: size (deterministic), scored in fp32 on the CPU.
 CHECK_IMAGES = 40
@@ -80,19 +91,24 @@ def val_key(run: Path) -> tuple[float, float]:
     return float(ckpt.get("best_success", -1)), float(ckpt.get("best_iou", -1))
 
 
-def teacher_run(name: str, outdir: Path, alone_dir: Path, train: bool) -> Path | None:
-    """The teacher's run folder: the best-validation results-table ResNet18, or ``name``
-    trained here (seed 0)."""
-    if name == "pspnet-r18":
+def teacher_run(pair: Pair, outdir: Path, alone_dir: Path, train: bool) -> Path | None:
+    """The teacher's run folder for new distilled runs: the best-validation results-table
+    ResNet18, or ``pair.teacher_model`` trained here (seed 0)."""
+    if pair.teacher_model is None:
         runs = [r for m in ("pspnet-r18-ppm", "pspnet-r18-lgp") for s in range(10)
                 if (r := newest_run(alone_dir, f"{m}_s{s}")) is not None]  # fmt: skip
         if not runs and train:
             runs = [train_alone("pspnet-r18-ppm", 0, alone_dir, [])]
         return max(runs, key=val_key) if runs else None
-    run = newest_run(outdir, f"{name}_s0")
+    run = newest_run(outdir, f"{pair.teacher_model}_s0")
     if run is None and train:
-        run = train_alone(name, 0, outdir, [])
+        run = train_alone(pair.teacher_model, 0, outdir, [])
     return run
+
+
+def taught_by(run: Path) -> Path:
+    """The teacher run folder a distilled run was trained from (its stored ``--teacher``)."""
+    return Path(json.loads((run / "args.json").read_text())["teacher"]).parent
 
 
 def train_distilled(pair: Pair, teacher: Path, seed: int, outdir: Path, extra: list[str]) -> Path:
@@ -161,9 +177,8 @@ def print_table(rows: list[dict], n_seeds: int) -> None:
         frac = "–" if r["fraction"] is None else f"{100 * r['fraction']:.2f}%"
         real = "–"
         if r["real"]:
-            real = (
-                mean_rate(r["real"])[0] + " (" + ", ".join(f"{k}/{n}" for k, n in r["real"]) + ")"
-            )
+            real = ", ".join(f"{k}/{n}" for k, n in r["real"])
+            real = f"{mean_rate(r['real'])[0]} ({real})" if len(r["real"]) > 1 else real
         print(
             f"| {r['name']} | {r['role']} | {r['params'] / 1e6:.2f} M | {frac} | {text} | "
             f"{per_seed} | {to_t} | {test} | {real} | {r['ms'][0]:.1f} | {r['ms'][1]:.1f} |"
@@ -171,13 +186,15 @@ def print_table(rows: list[dict], n_seeds: int) -> None:
     print(f"\n({n_seeds} seeds; CPU ms/image auto: {rows[0]['ms'][2] if rows else '?'})")
 
 
-def ship(kd_runs: list[Path], out: Path, table_command: str) -> dict:
+def ship(
+    kd_runs: list[Path], out: Path, table_command: str, student: str, extra: list[str]
+) -> dict:
     """Write the best-validation distilled run's weights to ``out`` with a JSON note."""
     run = max(kd_runs, key=val_key)
     ckpt = load_checkpoint(run / "best.pt")
     slim = inference_checkpoint(ckpt)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(slim, out)
+    atomic_torch_save(slim, out)
     check = eval_net.main(
         eval_net.parse_args(
             [
@@ -205,18 +222,19 @@ def ship(kd_runs: list[Path], out: Path, table_command: str) -> dict:
         "file": out.name,
         "network": slim["network"],
         "input_size": slim["args"]["input_size"],
-        "teacher": slim["args"].get("teacher"),
+        "teacher": str(taught_by(run).relative_to(REPO)),
         "made_by": f"{table_command} (the run with the best validation score: {run.name})",
         "run_command": "python distill.py "
         + " ".join(
             [
-                *MODELS[slim["args"]["network"]],
+                *MODELS[student],
                 "--teacher",
-                "<teacher best.pt>",
+                str(taught_by(run).relative_to(REPO) / "best.pt"),
                 "--seed",
                 str(slim["args"]["seed"]),
+                *extra,
             ]
-        ),
+        ),  # fmt: skip
         "benchmark": {"set": benchmark_name(len(ok)), "correct": sum(ok), "images": len(ok)},
         "check": {
             "set": f"--dataset benchmark --benchmark-images {CHECK_IMAGES}, fp32, CPU",
@@ -224,7 +242,9 @@ def ship(kd_runs: list[Path], out: Path, table_command: str) -> dict:
             "images": check["images"],
         },
     }
-    out.with_suffix(".json").write_text(json.dumps(note, indent=1) + "\n")
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(note, indent=1) + "\n")
+    tmp.replace(out.with_suffix(".json"))
     print(f"shipped {out} ({out.stat().st_size / 1024:.0f} KiB) from {run}: {note['benchmark']}")
     return note
 
@@ -246,7 +266,8 @@ def main() -> None:
     t_start = time.perf_counter()
     rows, kd_tiny = [], []
     for pair in PAIRS:
-        teacher = teacher_run(pair.teacher, outdir, alone_dir, train)
+        first = newest_run(outdir, kd_name(pair, 0))
+        teacher = taught_by(first) if first else teacher_run(pair, outdir, alone_dir, train)
         if teacher is None:
             print(f"{pair.teacher}: no finished teacher run, {pair.student} left out")
             continue
@@ -262,6 +283,8 @@ def main() -> None:
             rk = newest_run(outdir, kd_name(pair, seed))
             if rk is None and train:
                 rk = train_distilled(pair, teacher, seed, outdir, args.distill_args)
+            if rk is not None and taught_by(rk) != teacher:
+                raise RuntimeError(f"{rk} was distilled from {taught_by(rk)}, not {teacher}")
             if ra is not None and rk is not None:  # paired seeds only
                 alone.append(ra)
                 kd.append(rk)
@@ -284,7 +307,8 @@ def main() -> None:
     if args.ship:
         if not kd_tiny:
             raise SystemExit("--ship: no distilled GG-CNN2 run to ship")
-        ship(kd_tiny, Path(args.ship), "python benchmarks/distill_table.py --ship " + args.ship)
+        ship(kd_tiny, Path(args.ship), "python benchmarks/distill_table.py --ship " + args.ship,
+             "ggcnn2", args.distill_args)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def measure(predictor: GraspPredictor, frame: np.ndarray, warmup: int, repeats: 
     return {k: statistics.median(v) for k, v in stages.items()}
 
 
-def backends(name: str, size: int, weights: str | None, tmp: Path):
+def backends(name: str, size: int, weights: str | None, tmp: Path, threads: int | None):
     """(backend label, predictor) pairs for one network and input size."""
     if weights:
         from utils.checkpoint import load_model
@@ -101,14 +101,15 @@ def backends(name: str, size: int, weights: str | None, tmp: Path):
 
         path = tmp / f"{name}_{size}.onnx"
         export_onnx(model, path, size)
-        yield "onnxruntime", GraspPredictor.from_onnx(path, input_size=size)
+        yield "onnxruntime", GraspPredictor.from_onnx(path, input_size=size, threads=threads)
     except (ValueError, ImportError) as e:
         print(f"{name} {size}px onnxruntime: skipped ({e})")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
+    p.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS),
+                   help="random-weight networks (ignored with --weights)")  # fmt: skip
     p.add_argument("--sizes", nargs="+", type=int, default=[224, 300])
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--warmup", type=int, default=3)
@@ -118,11 +119,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     frame = test_frame()
+    if args.weights:  # one checkpoint: its own network, whatever --networks says
+        from utils.checkpoint import load_checkpoint
+
+        args.networks = [load_checkpoint(args.weights)["network"]["name"]]
     rows = []
     with tempfile.TemporaryDirectory() as d:
         for name in args.networks:
             for size in args.sizes:
-                for label, predictor in backends(name, size, args.weights, Path(d)):
+                for label, predictor in backends(name, size, args.weights, Path(d), args.threads):
                     rows.append((name, size, label, measure(predictor, frame, args.warmup,
                                                             args.repeats)))  # fmt: skip
     print(

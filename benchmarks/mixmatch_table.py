@@ -121,6 +121,11 @@ def benchmark_table(args: argparse.Namespace, outdir: Path, alone_dir: Path) -> 
 def print_benchmark(rows: list[dict]) -> None:
     n = rows[0]["mixmatch"][0][1] if rows else BENCHMARK_IMAGES
     print(
+        "\nlabelled only and MixMatch: EMA weights, the same labelled subset and optimiser steps; "
+        "fully supervised: the results table's runs (no EMA). The bootstrap interval resamples "
+        "images, not seeds."
+    )
+    print(
         f"\n| network | labels | {benchmark_name(n)}: labelled only | MixMatch | fully supervised "
         "| MixMatch - labelled only [95% CI], McNemar p per seed | gap closed | seeds |"
     )

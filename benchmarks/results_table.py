@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -63,7 +64,13 @@ JACQUARD_SAMPLES = REPO.parent / "shared" / "data" / "jacquard_samples"
 
 
 def newest_run(outdir: Path, name: str) -> Path | None:
-    runs = sorted(p for p in outdir.glob(f"*_{name}") if (p / "test_results.json").is_file())
+    """The newest finished run ``<yymmdd>_<hhmmss>_<name>`` in ``outdir`` (exact name: no
+    other run whose name merely ends the same way)."""
+    stamp = re.compile(r"\d{6}_\d{6}_" + re.escape(name))
+    runs = sorted(
+        p for p in outdir.glob(f"*_{name}")
+        if stamp.fullmatch(p.name) and (p / "test_results.json").is_file()
+    )  # fmt: skip
     return runs[-1] if runs else None
 
 
@@ -101,12 +108,23 @@ def score(checkpoint: Path, name: str, flags: list[str]) -> dict:
 def real_result(run: Path, jacquard: Path) -> dict:
     """The run's chosen checkpoint on the real views: its stored eval_net result when there
     is one (``<run>/eval_jacquard_samples/results.json``), else scored now."""
-    stored = run / "eval_jacquard_samples" / "results.json"
-    if stored.is_file():
-        summary = json.loads(stored.read_text())
-        if summary.get("images") and summary.get("dataset_root") == str(jacquard.resolve()):
-            return summary
     ckpt = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
+    stored = run / "eval_jacquard_samples" / "results.json"
+    try:
+        summary = json.loads(stored.read_text())
+        if (
+            summary.get("images")
+            and summary.get("dataset_root") == str(jacquard.resolve())
+            and Path(summary.get("checkpoint", "")).resolve() == ckpt.resolve()
+            and summary.get("tta", "none") == "none"
+        ):
+            per_image = summary["per_image"]
+            summary["failed"] = [
+                i for i, ok in zip(per_image["ids"], per_image["successes"], strict=True) if not ok
+            ]
+            return summary
+    except (OSError, json.JSONDecodeError, KeyError):
+        pass  # none stored, or a broken file: score again
     return score(ckpt, "eval_jacquard_samples", real_flags(jacquard))
 
 
@@ -151,7 +169,7 @@ def run_row(name: str, seed: int, run: Path, jacquard: Path | None) -> dict:
         raise RuntimeError(f"{run}: no benchmark figures (trained with --benchmark-images 0?)")
     ckpt = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
     model, stored = load_model(ckpt)
-    real = score(ckpt, "eval_jacquard_samples", real_flags(jacquard)) if jacquard else None
+    real = real_result(run, jacquard) if jacquard else None
     return {
         "model": name,
         "seed": seed,
@@ -182,15 +200,21 @@ def benchmark_successes(run: Path) -> tuple[list[str], list[bool]]:
 
 def paired(a_runs: list[Path], b_runs: list[Path]) -> dict:
     """``b`` against ``a``, runs paired by seed on the benchmark's per-image successes: exact
-    McNemar per seed, and a paired bootstrap over images of the seed-averaged success (95%
-    interval of b - a)."""
-    per_seed, a_all, b_all = [], [], []
+    McNemar per seed (``b_only``: images only b gets right), and a paired bootstrap over
+    images of the seed-averaged success (95% interval of b - a; it resamples images, not
+    seeds: the seed spread is the table's ± column)."""
+    per_seed, a_all, b_all, ids0 = [], [], [], None
     for ra, rb in zip(a_runs, b_runs, strict=True):
+        seeds = [json.loads((r / "args.json").read_text()).get("seed") for r in (ra, rb)]
+        if seeds[0] != seeds[1]:
+            raise RuntimeError(f"{ra} and {rb} are not the same seed ({seeds})")
         ids_a, a = benchmark_successes(ra)
         ids_b, b = benchmark_successes(rb)
-        if ids_a != ids_b:
+        if ids_a != ids_b or (ids0 is not None and ids_a != ids0):
             raise RuntimeError(f"{ra} and {rb} scored different benchmark images")
-        per_seed.append(mcnemar_test(b, a))
+        ids0 = ids_a
+        t = mcnemar_test(b, a)
+        per_seed.append({"b_only": t["a_only"], "a_only": t["b_only"], "p": t["p"]})
         a_all.append(a)
         b_all.append(b)
     diff, lo, hi = paired_bootstrap(np.mean(a_all, axis=0), np.mean(b_all, axis=0))

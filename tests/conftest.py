@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -86,3 +87,14 @@ def _few_threads():
     # CI has 2 cores; tiny tensors run faster without thread fan-out.
     torch.set_num_threads(1)
     yield
+
+
+class NearIsGood(nn.Module):
+    """A deterministic stand-in network that reads its input: quality where the (mean-
+    subtracted) depth is nearer than the mean, angle 0, a fixed opening."""
+
+    input_channels = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = (-x[:, :1] * 40).clamp(0, 1)
+        return torch.cat([q, torch.ones_like(q), torch.zeros_like(q), q * 0 + 0.3], dim=1)

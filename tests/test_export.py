@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import one_line_error, run_script
+from conftest import NearIsGood, one_line_error, run_script
 
 from models import get_network
 from utils.checkpoint import make_checkpoint
+from utils.grasp import angle_difference
 from utils.predict import GraspPredictor
 
 pytest.importorskip("onnx", reason="optional: pip install -r requirements-deploy.txt")
@@ -27,7 +28,7 @@ def scene() -> np.ndarray:
     return d
 
 
-def test_ggcnn2_exports_with_dynamic_size_and_predicts_like_torch(tmp_path):
+def test_ggcnn2_exports_with_dynamic_size_like_torch(tmp_path):
     torch.manual_seed(0)
     model = get_network("ggcnn2").eval()
     info = export_onnx(model, tmp_path / "g.onnx", S)
@@ -37,11 +38,18 @@ def test_ggcnn2_exports_with_dynamic_size_and_predicts_like_torch(tmp_path):
     x = torch.randn(3, 1, 80, 80)
     with torch.no_grad():
         assert np.allclose(net(x), model(x).numpy(), atol=1e-4)
+    assert next(model.parameters()).dtype == torch.float32  # the caller's model untouched
+
+
+def test_onnx_predictor_gives_the_torch_predictors_grasps(tmp_path):
+    model = NearIsGood()  # reads its input, so the scene decides the grasps
+    export_onnx(model, tmp_path / "n.onnx", S)
     a = GraspPredictor(model, S).predict(scene(), n_grasps=3)
-    b = GraspPredictor.from_onnx(tmp_path / "g.onnx").predict(scene(), n_grasps=3)
-    assert len(a) == len(b)
+    b = GraspPredictor.from_onnx(tmp_path / "n.onnx").predict(scene(), n_grasps=3)
+    assert a and len(a) == len(b)
     for ga, gb in zip(a, b, strict=True):
-        assert np.allclose(ga.center, gb.center, atol=1e-3) and abs(ga.angle - gb.angle) < 1e-3
+        assert np.allclose(ga.center, gb.center, atol=1e-3)
+        assert angle_difference(ga.angle, gb.angle) < 1e-3 and abs(ga.quality - gb.quality) < 1e-4
 
 
 def test_pspnet_exports_at_a_fixed_size():
@@ -54,6 +62,7 @@ def test_pspnet_exports_at_a_fixed_size():
     with tempfile.TemporaryDirectory() as d:
         info = export_onnx(model, Path(d) / "p.onnx", S)
         assert info["max_abs_diff"] < 1e-4 and (1, S) in info["checked"]
+        assert sorted(p.name for p in Path(d).iterdir()) == ["p.onnx"]  # no stray data files
         assert np.asarray(OnnxNetwork(Path(d) / "p.onnx")(torch.randn(2, 1, S, S))).shape == (
             2,
             4,

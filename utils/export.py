@@ -11,6 +11,7 @@ channels, so a predictor can be built from the file alone.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,9 @@ def export_onnx(
     """
     onnx = _require("onnx")
     _require("onnxruntime")
-    model = model.float().eval().to("cpu").to(memory_format=torch.contiguous_format)
+    # A copy: the caller's model keeps its precision, device and memory format.
+    model = copy.deepcopy(model).float().eval().to("cpu")
+    model = model.to(memory_format=torch.contiguous_format)
     c = int(model.input_channels)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,8 +60,9 @@ def export_onnx(
     # adaptive pooling cannot export that way (sizes not divisible by its bins); the dynamo
     # exporter (onnxscript) decomposes it at a fixed size. A graph that bakes the size in
     # silently is caught by the check at another size.
-    dynamic = _try_export(model, x, tmp, opset, dims) and _agrees(model, tmp, 2, input_size + 32)
-    dynamic = dynamic is not None and dynamic is not False
+    ok = _try_export(model, x, tmp, opset, dims)
+    diff = _agrees(model, tmp, 2, input_size + 32) if ok else None
+    dynamic = diff is not None and diff <= 1e-4
     if not dynamic and not (
         _try_export(model, x, tmp, opset, {0: "batch"}, dynamo=True)
         or _try_export(model, x, tmp, opset, {0: "batch"})
@@ -98,11 +102,15 @@ def _try_export(
     import io
 
     kwargs: dict[str, Any] = (
-        {"dynamic_shapes": ({k: torch.export.Dim(v) for k, v in dims.items()},)}
+        {
+            "dynamic_shapes": ({k: torch.export.Dim(v) for k, v in dims.items()},),
+            "external_data": False,
+        }  # fmt: skip
         if dynamo
         else {"dynamic_axes": {"input": dims, "maps": dims}}
     )
     path.unlink(missing_ok=True)
+    path.with_name(path.name + ".data").unlink(missing_ok=True)
     sink = io.StringIO()
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(sink), \
@@ -123,8 +131,8 @@ def _agrees(model: nn.Module, path: Path, batch: int, size: int) -> float | None
     x = torch.randn(
         batch, int(model.input_channels), size, size, generator=torch.Generator().manual_seed(0)
     )
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         out = session.run(None, {"input": x.numpy()})[0]
     except Exception:  # noqa: BLE001 -- a fixed-size graph refuses other sizes
         return None
@@ -143,6 +151,7 @@ class OnnxNetwork:
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         ort = _require("onnxruntime")
         path = Path(path)
+        self.path = path
         if not path.is_file():
             raise ValueError(f"{path}: ONNX file not found")
         options = ort.SessionOptions()
@@ -162,4 +171,11 @@ class OnnxNetwork:
 
     def __call__(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
         arr = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-        return self.session.run(None, {"input": arr.astype(np.float32, copy=False)})[0]
+        try:
+            return self.session.run(None, {"input": arr.astype(np.float32, copy=False)})[0]
+        except Exception as e:  # noqa: BLE001 -- onnxruntime's errors are not ValueErrors
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(
+                f"{self.path}: onnxruntime refused an input of shape {tuple(arr.shape)} "
+                f"(exported for {self.input_channels} channel(s), {self.input_size} px; {first})"
+            ) from None

@@ -82,12 +82,26 @@ def _read_exr(path: Path) -> np.ndarray:
             f"{path}: reading .exr needs the OpenEXR package (pip install -r "
             "requirements-deploy.txt), or save the depth as a float TIFF or .npy"
         ) from None
+    if not hasattr(OpenEXR, "File"):
+        raise ValueError(
+            f"{path}: reading .exr needs OpenEXR 3.3 or later (pip install -U OpenEXR)"
+        )
     with OpenEXR.File(str(path)) as f:
-        channels = f.channels()
-        for name in ("Z", "Y", "R", "depth", "Z.Z", "RGB", "RGBA"):
-            if name in channels:
-                return np.asarray(channels[name].pixels)
-        return np.asarray(next(iter(channels.values())).pixels)
+        channels = {k: np.asarray(v.pixels) for k, v in f.channels().items()}
+    # Depth channels by name (Blender writes "ViewLayer.Depth.Z"); else a single channel, or
+    # a grey RGB whose channels are equal. Never guess among others (alpha is not depth).
+    named = [k for k in channels if k in ("Z", "depth", "Depth") or k.endswith((".Z", ".depth"))]
+    if len(named) == 1 or (named and len({k.rsplit(".", 1)[-1] for k in named}) == 1):
+        return channels[named[0]]
+    if len(channels) == 1:
+        arr = next(iter(channels.values()))
+        if arr.ndim == 3 and arr.shape[-1] in (3, 4) and np.allclose(arr[..., :3], arr[..., :1]):
+            return arr[..., 0]
+        return arr
+    raise ValueError(
+        f"{path}: which EXR channel is depth? expected one named Z or depth, found "
+        f"{', '.join(sorted(channels))}"
+    )
 
 
 def load_depth_frame(path: str | Path, depth_scale: float | None = None) -> np.ndarray:
@@ -116,20 +130,23 @@ def load_depth_frame(path: str | Path, depth_scale: float | None = None) -> np.n
             arr = _read_tiff(path)
         else:
             arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    except ValueError:
-        raise
     except Exception as e:  # noqa: BLE001 -- any decoder failure is a bad file
-        raise ValueError(f"{path}: cannot decode depth image ({type(e).__name__}: {e})") from None
+        if isinstance(e, ValueError) and str(path) in str(e):
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: cannot decode depth image ({first})") from None
     if arr is None:
         raise ValueError(f"{path}: cannot decode depth image")
     arr = np.asarray(arr)
     if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]):
         arr = arr.squeeze()
-    if arr.ndim != 2:
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
         raise ValueError(
-            f"{path}: a {arr.shape[-1] if arr.ndim == 3 else arr.ndim}-channel image is not "
-            "depth (expected one channel: float metres or 16-bit millimetres)"
+            f"{path}: a {arr.shape[-1]}-channel image is not depth (expected one channel: float "
+            "metres or 16-bit millimetres)"
         )
+    if arr.ndim != 2:
+        raise ValueError(f"{path}: expected an (H, W) depth image, got shape {arr.shape}")
     if arr.dtype in (np.uint8, np.int8, np.bool_):
         raise ValueError(
             f"{path}: an 8-bit image is not depth (expected a 16-bit PNG in millimetres, or "
@@ -141,12 +158,18 @@ def load_depth_frame(path: str | Path, depth_scale: float | None = None) -> np.n
         scale = 1.0 if depth_scale is None else depth_scale
     else:
         raise ValueError(f"{path}: depth of dtype {arr.dtype} (expected float or 16-bit)")
-    if not scale > 0:
-        raise ValueError(f"--depth-scale must be > 0, got {depth_scale}")
+    if not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"--depth-scale must be a positive number, got {depth_scale}")
     out = arr.astype(np.float32) * np.float32(scale)
     out[invalid_depth(out)] = np.nan
     if np.isnan(out).all():
         raise ValueError(f"{path}: every depth pixel is missing (zero, negative or NaN)")
+    median = float(np.nanmedian(out))
+    if depth_scale is None and not 0.05 <= median <= 20.0:
+        raise ValueError(
+            f"{path}: median depth {median:.4g} m is not a tabletop scene's: depth in another "
+            "unit? give --depth-scale (metres per stored unit)"
+        )
     return out
 
 

@@ -1,10 +1,12 @@
 """From a camera's depth frame to grasps: the predict API a robot loop calls.
 
+    from utils.image import load_depth_frame
     from utils.predict import GraspPredictor, CameraIntrinsics
     predictor = GraspPredictor.from_checkpoint("weights/ggcnn2_distilled.pt")
     depth = load_depth_frame("frame.png")                   # (H, W) metres, NaN = missing
     camera = CameraIntrinsics(fx=615.0, fy=615.0, cx=320.0, cy=240.0)
-    best = predictor.predict(depth, intrinsics=camera)[0]   # best grasp first
+    grasps = predictor.predict(depth, intrinsics=camera)    # best first; [] if none passes
+    best = grasps[0]
     print(best.center, best.angle, best.camera.position)    # pixels (row, col); rad; metres
 
 Conventions: pixel coordinates are (row, col) of the *source frame* (the depth image given),
@@ -349,6 +351,23 @@ class GraspPredictor:
             return predict_maps(self.model, x, p, self.device).cpu().numpy()
         return np.asarray(self.model(x))
 
+    def _inside(self, shape: tuple[int, int], to_source: np.ndarray) -> np.ndarray:
+        """S x S bool: view pixels whose centre falls inside the frame (and the crop box)."""
+        key = (shape, self.crop, self.input_size)
+        if getattr(self, "_inside_key", None) != key:
+            rows, cols = shape
+            r0, c0, r1, c1 = -0.5, -0.5, rows - 0.5, cols - 0.5
+            if not isinstance(self.crop, str):
+                x0, y0, x1, y1 = self.crop
+                r0, c0, r1, c1 = y0 - 0.5, x0 - 0.5, y1 - 0.5, x1 - 0.5
+            g = np.stack(np.mgrid[0 : self.input_size, 0 : self.input_size], axis=-1)
+            src = g @ to_source[:, :2].T + to_source[:, 2]
+            self._inside_mask = (
+                (src[..., 0] >= r0) & (src[..., 0] < r1) & (src[..., 1] >= c0) & (src[..., 1] < c1)
+            )
+            self._inside_key = key
+        return self._inside_mask
+
     def predict(
         self,
         depth: np.ndarray,
@@ -368,6 +387,12 @@ class GraspPredictor:
         t2 = time.perf_counter()
         q, ang, wid = post_process_output(raw[0], raw[1], raw[2], raw[3], self.width_scale)
         to_source = invert_affine(matrix)
+        # Peaks on the mirrored margin (crop full, a box near the edge) or outside a box would
+        # map to phantom grasps: only view pixels that show the frame (the box) may be picked.
+        q = np.where(self._inside(depth.shape, to_source), q, np.float32(0))
+        measured = None
+        if intrinsics is not None:
+            measured = np.where(invalid_depth(depth), np.float32(np.nan), depth)
         out = []
         for g in detect_grasps(q, ang, wid, n_grasps=n_grasps):
             rect = g.as_gr.affine(to_source)
@@ -377,7 +402,6 @@ class GraspPredictor:
                 float(g.quality),
             )  # fmt: skip
             if intrinsics is not None:
-                measured = np.where(invalid_depth(depth), np.float32(np.nan), depth)
                 pg.camera = _camera_grasp(pg, measured, filled, intrinsics)
             out.append(pg)
         t3 = time.perf_counter()
@@ -435,7 +459,8 @@ def find_depth_frames(paths: Sequence[str | Path], depth_type: str = "perfect") 
                 DepthFrame(
                     d, d.with_name(d.name[: -len(suffix)] + "_RGB.png"), d.name[: -len(suffix)]
                 )
-                for d in sorted(p.glob(f"*/*{suffix}"))
+                # A Jacquard root (object folders) or one object folder.
+                for d in sorted(p.glob(f"*/*{suffix}")) or sorted(p.glob(f"*{suffix}"))
             ]
             if not found:
                 found = [
@@ -453,7 +478,14 @@ def find_depth_frames(paths: Sequence[str | Path], depth_type: str = "perfect") 
             frames += found
         else:
             raise ValueError(f"--images {p}: no such file or folder")
+    seen: dict[str, int] = {}
     for f in frames:
         if f.rgb is not None and not f.rgb.is_file():
             f.rgb = None
+        # Outputs are named by frame id: f.tiff and f.npy, or two folders with the same file
+        # names, must not overwrite each other's.
+        n = seen.get(f.frame_id, 0)
+        seen[f.frame_id] = n + 1
+        if n:
+            f.frame_id = f"{f.frame_id}_{f.depth.suffix.lstrip('.')}{n if n > 1 else ''}"
     return frames
