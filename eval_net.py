@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="metres per stored depth unit (default: 1 for float files, 0.001 for 16-bit)",
     )  # fmt: skip
     g.add_argument(
-        "--crop", default="center",
+        "--crop", default=None,
         help="what the network sees: center (largest centred square), full (whole frame), "
         "or a pixel box x0,y0,x1,y1",
     )  # fmt: skip
@@ -113,13 +113,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--images runs one checkpoint; give a single --network")
     from utils.predict import CameraIntrinsics, parse_crop
 
+    given = [f for f, v in (("--crop", args.crop), ("--intrinsics", args.intrinsics),
+                            ("--depth-scale", args.depth_scale)) if v is not None]  # fmt: skip
+    if given and not args.images:
+        p.error(f"{', '.join(given)}: only with --images (depth frames to predict on)")
+    args.crop = args.crop or "center"
     try:
         parse_crop(args.crop)
         if args.intrinsics:
             CameraIntrinsics.parse(args.intrinsics)
     except ValueError as e:
         p.error(str(e))
-    if args.depth_scale is not None and not args.depth_scale > 0:
+    if args.depth_scale is not None and not (0 < args.depth_scale < math.inf):
         p.error(f"--depth-scale must be > 0, got {args.depth_scale}")
     return args
 

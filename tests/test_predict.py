@@ -228,3 +228,10 @@ def test_eval_net_images_writes_pixels_and_metres(tmp_path):
     for g in record["grasps"]:
         assert set(g["camera"]) == {"position", "yaw", "opening", "approach_depth"}
     assert (tmp_path / "out" / "f_png.png").is_file()
+
+
+def test_frame_flags_need_images(ckpt):
+    one_line_error(
+        run_script("eval_net.py", "--network", str(ckpt), "--intrinsics", "600,600,320,240"),
+        "--intrinsics: only with --images",
+    )
