@@ -5,8 +5,9 @@ out, batch 1, split into preprocessing, network and post-processing.
     python benchmarks/latency.py --networks ggcnn2 --sizes 300 --repeats 50
     python benchmarks/latency.py --weights weights/ggcnn2_distilled.pt
 
-Backends: ``eager`` (PyTorch fp32), ``fast`` (the precision and memory format ``--amp auto
---channels-last auto`` pick on this machine) and ``onnxruntime`` (an export made here by
+Backends: ``eager`` (PyTorch fp32), ``fp32 + channels_last`` (what ``GraspPredictor.
+from_checkpoint`` runs on a CPU without bf16 units), ``fast`` (the precision and memory
+format ``--amp auto --channels-last auto`` pick on this machine) and ``onnxruntime`` (an export made here by
 :func:`utils.export.export_onnx`; skipped without the optional packages). The frame is a real
 Jacquard sample view cut to 480 x 640 when ``../shared/data`` is there (else a synthetic
 table scene), with 2% of its pixels missing in blobs, as a stereo camera gives them. Figures
@@ -90,6 +91,11 @@ def backends(name: str, size: int, weights: str | None, tmp: Path, threads: int 
     model.eval()
     cpu = torch.device("cpu")
     yield "eager fp32", GraspPredictor(model, size, model.input_channels, precision=None)
+    # What a CPU without bf16 units gets from GraspPredictor.from_checkpoint.
+    yield "fp32 + channels_last", GraspPredictor(
+        copy.deepcopy(model), size, model.input_channels,
+        precision=resolve_precision("off", "on", cpu),
+    )  # fmt: skip
     fast = resolve_precision("auto", "auto", cpu)
     # A copy: the predictor converts its model to channels_last in place.
     yield (
