@@ -39,8 +39,7 @@ from results_table import (  # noqa: E402
     mean_rate,
     newest_run,
     paired,
-    real_flags,
-    score,
+    real_result,
 )
 from results_table import train as train_full  # noqa: E402
 
@@ -159,8 +158,9 @@ def real_table(args: argparse.Namespace, outdir: Path) -> dict | None:
         if None in pair:
             continue
         for key, run in zip(("without", "with"), pair, strict=True):
-            res = score(run / "best.pt", "eval_jacquard_samples", real_flags(jacquard))
-            out[key].append({"run": str(run), "successes": res["per_image"]["successes"]})
+            res = real_result(run, jacquard)
+            per = res["per_image"]
+            out[key].append({"run": str(run), "ids": per["ids"], "successes": per["successes"]})
     return out if out["with"] else None
 
 
@@ -174,8 +174,10 @@ def print_real(res: dict, fraction: float) -> None:
         per = ", ".join(f"{sum(r['successes'])}/{len(r['successes'])}" for r in runs)
         tests = "–"
         if key == "with":
-            ts = [mcnemar_test(w["successes"], wo["successes"])
-                  for w, wo in zip(res["with"], res["without"], strict=True)]  # fmt: skip
+            pairs = list(zip(res["with"], res["without"], strict=True))
+            if any(w["ids"] != wo["ids"] for w, wo in pairs):
+                raise RuntimeError("the runs with and without real depth scored different views")
+            ts = [mcnemar_test(w["successes"], wo["successes"]) for w, wo in pairs]
             tests = "; ".join(f"+{t['a_only']}/-{t['b_only']}, p = {t['p']:.2g}" for t in ts)
         print(f"| {label} | {100 * m:.1f} ± {100 * sd:.1f}% | {per} | {tests} |")
     n = len(res["with"][0]["successes"])
