@@ -409,21 +409,17 @@ def measured(args: argparse.Namespace, ckpt: dict, dataset) -> dict:
     }
 
 
-def infer_images(args: argparse.Namespace, model, ckpt: dict, dist, precision) -> list[Path]:
+def infer_images(args: argparse.Namespace, predictor, trained: dict, dist) -> list[Path]:
     """Top grasps of depth frames (``--images``) through the predict API
     (:class:`utils.predict.GraspPredictor`): ``<id>_grasps.txt`` (Jacquard format) and
     ``<id>_grasps.json`` (pixels of the source frame, quality, and metres in the camera frame
-    with ``--intrinsics``) each; ``--vis`` draws them on the frame."""
+    with ``--intrinsics``) each; ``--vis`` draws them on the frame. ``trained``: the
+    checkpoint's stored arguments ({} for an ONNX file)."""
     from utils.image import load_depth_frame, load_rgb
-    from utils.predict import CameraIntrinsics, GraspPredictor, find_depth_frames
+    from utils.predict import CameraIntrinsics, find_depth_frames
 
     if not dist.is_main:  # one process writes the files
         return []
-    trained = ckpt.get("args", {})
-    predictor = GraspPredictor(
-        model, args.input_size or trained.get("input_size", 224), model.input_channels,
-        args.crop, dist.device, precision, WIDTH_SCALE,
-    )  # fmt: skip
     camera = CameraIntrinsics.parse(args.intrinsics) if args.intrinsics else None
     frames = find_depth_frames(args.images, args.depth_type or trained.get("depth_type", "perfect"))
     outdir = Path(args.outdir) if args.outdir else Path(args.network).resolve().parent / "infer"
@@ -431,7 +427,7 @@ def infer_images(args: argparse.Namespace, model, ckpt: dict, dist, precision) -
     written = []
     for f in frames:
         depth = load_depth_frame(f.depth, args.depth_scale)
-        rgb = load_rgb(f.rgb) if f.rgb is not None and model.input_channels != 1 else None
+        rgb = load_rgb(f.rgb) if f.rgb is not None and predictor.input_channels != 1 else None
         try:
             grasps = predictor.predict(depth, rgb, camera, n_grasps=args.n_grasps)
         except ValueError as e:
@@ -525,27 +521,24 @@ def main(args: argparse.Namespace):
     precision = resolve_precision(args.amp, args.channels_last, dist.device)
     finished = False
     try:
-        if args.images and args.network[0].endswith(".onnx"):
-            from utils.export import OnnxNetwork
-
-            net = OnnxNetwork(args.network[0], args.threads)
-            if args.input_size and net.metadata.get("dynamic_size") == "False":
-                if args.input_size != net.input_size:
-                    raise ValueError(
-                        f"--input-size {args.input_size}: {args.network[0]} was exported for "
-                        f"{net.input_size} px only"
-                    )
-            if args.tta != "none":
-                raise ValueError("--tta runs PyTorch networks only, not an .onnx file")
-            one = argparse.Namespace(**{**vars(args), "network": args.network[0]})
-            stored = {"args": {"input_size": net.input_size or 224}}
-            result = infer_images(one, net, stored, dist, None)
-            finished = True
-            return result
         if args.images:
-            model, ckpt = load_for_eval(args.network[0], args, dist, precision)
-            one = argparse.Namespace(**{**vars(args), "network": args.network[0]})
-            result = infer_images(one, model, ckpt, dist, precision)
+            from utils.predict import GraspPredictor
+
+            path = args.network[0]
+            if path.endswith(".onnx"):
+                if args.tta != "none":
+                    raise ValueError("--tta runs PyTorch networks only, not an .onnx file")
+                predictor = GraspPredictor.from_onnx(path, args.crop, args.input_size, args.threads)
+                trained: dict = {}
+            else:
+                model, ckpt = load_for_eval(path, args, dist, precision)
+                trained = ckpt.get("args", {})
+                predictor = GraspPredictor(
+                    model, args.input_size or trained.get("input_size", 224),
+                    model.input_channels, args.crop, dist.device, precision, WIDTH_SCALE,
+                )  # fmt: skip
+            one = argparse.Namespace(**{**vars(args), "network": path})
+            result = infer_images(one, predictor, trained, dist)
             finished = True
             return result
         summaries = []

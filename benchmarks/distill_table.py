@@ -45,8 +45,8 @@ from results_table import (  # noqa: E402
     newest_run,
     paired,
     real_result,
+    train,  # noqa: E402
 )
-from results_table import train as train_alone  # noqa: E402
 from train_speed import time_infer  # noqa: E402
 
 import distill  # noqa: E402
@@ -98,11 +98,11 @@ def teacher_run(pair: Pair, outdir: Path, alone_dir: Path, train: bool) -> Path 
         runs = [r for m in ("pspnet-r18-ppm", "pspnet-r18-lgp") for s in range(10)
                 if (r := newest_run(alone_dir, f"{m}_s{s}")) is not None]  # fmt: skip
         if not runs and train:
-            runs = [train_alone("pspnet-r18-ppm", 0, alone_dir, [])]
+            runs = [train("pspnet-r18-ppm", 0, alone_dir, [])]
         return max(runs, key=val_key) if runs else None
     run = newest_run(outdir, f"{pair.teacher_model}_s0")
     if run is None and train:
-        run = train_alone(pair.teacher_model, 0, outdir, [])
+        run = train(pair.teacher_model, 0, outdir, [])
     return run
 
 
@@ -112,17 +112,8 @@ def taught_by(run: Path) -> Path:
 
 
 def train_distilled(pair: Pair, teacher: Path, seed: int, outdir: Path, extra: list[str]) -> Path:
-    desc = kd_name(pair, seed)
-    args = distill.parse_args(
-        [*MODELS[pair.student], "--teacher", str(teacher / "best.pt"), "--seed", str(seed),
-         "--description", desc, "--outdir", str(outdir),
-         "--benchmark-images", str(BENCHMARK_IMAGES), *extra]
-    )  # fmt: skip
-    distill.main(args)
-    run = newest_run(outdir, desc)
-    if run is None:
-        raise RuntimeError(f"distilling {desc} wrote no test_results.json in {outdir}")
-    return run
+    flags = ["--teacher", str(teacher / "best.pt"), *extra]
+    return train(pair.student, seed, outdir, flags, script=distill, desc=kd_name(pair, seed))
 
 
 def latency_ms(run: Path) -> tuple[float, float, str]:
@@ -279,7 +270,7 @@ def main() -> None:
         for seed in range(args.seeds):
             ra = newest_run(alone_dir, f"{pair.student}_s{seed}")
             if ra is None and train:
-                ra = train_alone(pair.student, seed, alone_dir, [])
+                ra = train(pair.student, seed, alone_dir, [])
             rk = newest_run(outdir, kd_name(pair, seed))
             if rk is None and train:
                 rk = train_distilled(pair, teacher, seed, outdir, args.distill_args)

@@ -23,6 +23,7 @@ scored on the real development views (18 Jacquard samples).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -40,8 +41,8 @@ from results_table import (  # noqa: E402
     newest_run,
     paired,
     real_result,
+    train,  # noqa: E402
 )
-from results_table import train as train_full  # noqa: E402
 
 import mixmatch_train  # noqa: E402
 import train_net  # noqa: E402
@@ -56,6 +57,7 @@ def run_name(method: str, net: str, fraction: float, seed: int, tag: str = "") -
     return f"{method}_{net}_f{round(100 * fraction)}{tag}_s{seed}"
 
 
+@functools.cache
 def full_batches(net: str) -> int:
     """Optimiser steps per epoch of the fully supervised run (the full training part)."""
     args = train_net.parse_args(MODELS[net])
@@ -63,29 +65,16 @@ def full_batches(net: str) -> int:
     return len(split_from_args(args, ds)["train"]) // args.batch_size
 
 
-def train(method: str, net: str, fraction: float, seed: int, outdir: Path, extra: list[str]):
-    desc = run_name(method, net, fraction, seed, "_real" if "--unlabeled-path" in extra else "")
-    script = mixmatch_train if method == "mixmatch" else train_net
-    args = script.parse_args(
-        [*MODELS[net], "--labeled-fraction", str(fraction), "--labeled-seed", str(seed),
-         "--seed", str(seed), "--model-ema", "1", "--batches-per-epoch", str(full_batches(net)),
-         "--description", desc, "--outdir", str(outdir),
-         "--benchmark-images", str(BENCHMARK_IMAGES), *extra]
-    )  # fmt: skip
-    t0 = time.perf_counter()
-    script.main(args)
-    run = newest_run(outdir, desc)
-    if run is None:
-        raise RuntimeError(f"{desc} wrote no test_results.json in {outdir}")
-    print(f"{desc}: {(time.perf_counter() - t0) / 60:.1f} min -> {run}")
-    return run
-
-
 def find_or_train(method, net, fraction, seed, outdir, train_ok, extra=()) -> Path | None:
-    tag = "_real" if "--unlabeled-path" in extra else ""
-    run = newest_run(outdir, run_name(method, net, fraction, seed, tag))
+    """The newest finished (method, net, fraction, seed) run, trained first if missing and
+    ``train_ok``: the labelled subset drawn by the seed, EMA, the full part's steps."""
+    desc = run_name(method, net, fraction, seed, "_real" if "--unlabeled-path" in extra else "")
+    run = newest_run(outdir, desc)
     if run is None and train_ok:
-        run = train(method, net, fraction, seed, outdir, list(extra))
+        flags = ["--labeled-fraction", str(fraction), "--labeled-seed", str(seed),
+                 "--model-ema", "1", "--batches-per-epoch", str(full_batches(net)), *extra]  # fmt: skip
+        script = mixmatch_train if method == "mixmatch" else train_net
+        run = train(net, seed, outdir, flags, script=script, desc=desc)
     return run
 
 
@@ -98,7 +87,7 @@ def benchmark_table(args: argparse.Namespace, outdir: Path, alone_dir: Path) -> 
     for net in args.networks:
         full = [r for s in range(args.seeds) if (r := newest_run(alone_dir, f"{net}_s{s}"))]
         if len(full) < args.seeds and not args.no_train:
-            full = [newest_run(alone_dir, f"{net}_s{s}") or train_full(net, s, alone_dir, [])
+            full = [newest_run(alone_dir, f"{net}_s{s}") or train(net, s, alone_dir, [])
                     for s in range(args.seeds)]  # fmt: skip
         for f in args.fractions:
             lab, mm = [], []

@@ -24,6 +24,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,16 +75,24 @@ def newest_run(outdir: Path, name: str) -> Path | None:
     return runs[-1] if runs else None
 
 
-def train(name: str, seed: int, outdir: Path, extra: list[str]) -> Path:
-    desc = f"{name}_s{seed}"
-    args = train_net.parse_args(
+def train(
+    name: str, seed: int, outdir: Path, extra: list[str], script: Any = train_net,
+    desc: str | None = None,
+) -> Path:  # fmt: skip
+    """Train ``MODELS[name]`` with ``--seed`` and ``extra`` flags through ``script``
+    (train_net, distill or mixmatch_train: same parse_args/main) into ``<outdir>/<stamp>_<desc>``
+    (default desc ``<name>_s<seed>``); returns the run folder."""
+    desc = desc or f"{name}_s{seed}"
+    args = script.parse_args(
         [*MODELS[name], "--seed", str(seed), "--description", desc, "--outdir", str(outdir),
          "--benchmark-images", str(BENCHMARK_IMAGES), *extra]
     )  # fmt: skip
-    train_net.main(args)
+    t0 = time.perf_counter()
+    script.main(args)
     run = newest_run(outdir, desc)
     if run is None:
         raise RuntimeError(f"training {desc} wrote no test_results.json in {outdir}")
+    print(f"{desc}: trained in {(time.perf_counter() - t0) / 60:.1f} min -> {run}")
     return run
 
 
@@ -286,9 +295,7 @@ def main() -> None:
                 print(f"{desc}: no finished run in {outdir}, left out")
                 continue
             if run is None:
-                t0 = time.perf_counter()
                 run = train(name, seed, outdir, args.train_args)
-                print(f"{desc}: trained in {(time.perf_counter() - t0) / 60:.1f} min -> {run}")
             rows.append(run_row(name, seed, run, jacquard))
             if args.json:  # after every run, so a stopped table keeps what it has
                 Path(args.json).parent.mkdir(parents=True, exist_ok=True)

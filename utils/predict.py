@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from utils.grasp import WIDTH_SCALE, GraspRectangle
+from utils.grasp import WIDTH_SCALE, Grasp, GraspRectangle
 from utils.image import (
     IMAGE_BORDER,
     compose_affine,
@@ -145,8 +145,6 @@ class PredictedGrasp:
 
     @property
     def rectangle(self) -> GraspRectangle:
-        from utils.grasp import Grasp
-
         return Grasp(self.center, self.angle, self.opening, self.jaw_size).as_gr
 
     def to_dict(self) -> dict[str, Any]:
@@ -263,6 +261,9 @@ class GraspPredictor:
     precision: Any = None
     width_scale: float = WIDTH_SCALE
     timing: Timing = field(default_factory=Timing)
+    #: View pixels inside the frame (and box), cached for one (frame shape, crop, size).
+    _inside_key: tuple | None = field(default=None, init=False, repr=False)
+    _inside_mask: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.model, nn.Module):
@@ -310,7 +311,9 @@ class GraspPredictor:
         net = OnnxNetwork(path, threads)
         size = input_size or net.input_size or 224
         if input_size and net.metadata.get("dynamic_size") == "False" and size != net.input_size:
-            raise ValueError(f"{path}: exported for {net.input_size} px only, not {size}")
+            raise ValueError(
+                f"--input-size {size}: {path} was exported for {net.input_size} px only"
+            )
         return cls(net, int(size), net.input_channels, crop)
 
     # -- stages ------------------------------------------------------------------------------
@@ -354,7 +357,7 @@ class GraspPredictor:
     def _inside(self, shape: tuple[int, int], to_source: np.ndarray) -> np.ndarray:
         """S x S bool: view pixels whose centre falls inside the frame (and the crop box)."""
         key = (shape, self.crop, self.input_size)
-        if getattr(self, "_inside_key", None) != key:
+        if self._inside_key != key:
             rows, cols = shape
             r0, c0, r1, c1 = -0.5, -0.5, rows - 0.5, cols - 0.5
             if not isinstance(self.crop, str):
