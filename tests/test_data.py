@@ -469,3 +469,36 @@ def test_pcd_to_tiff(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "pcd0300.txt").write_text("no header here\n")
     with pytest.raises(ValueError, match=r"pcd0300.txt.*DATA ascii"):
         read_pcd_depth(tmp_path / "pcd0300.txt")
+
+
+# --- parsed grasps are cached -------------------------------------------------------------------
+def test_parsed_grasps_cached_in_memory_and_on_disk(tmp_path: Path) -> None:
+    rects = GraspRectangles.from_grasps(
+        np.array([[20.0, 24.0], [30.0, 30.0]]), np.array([0.3, -1.0]), np.array([20.0, 14.0]),
+        np.array([8.0, 6.0]),
+    )  # fmt: skip
+    _write_jacquard_view(tmp_path / "data" / "obj", "0_obj", _blob_scene(64, (32, 32)), rects)
+    grasp_file = tmp_path / "data" / "obj" / "0_obj_grasps.txt"
+    cache = tmp_path / "cache"
+    first = JacquardDataset(tmp_path / "data", output_size=32, cache_dir=cache)
+    assert np.allclose(first.grasps(0).points, rects.points, atol=1e-3)
+    first.grasps(0).points[:] = 0  # the caller gets a copy: the cached corners stay intact
+    assert np.allclose(first.grasps(0).points, rects.points, atol=1e-3)
+
+    # Same size and mtime, unparseable content: served from the cached .npy, never parsed.
+    st = grasp_file.stat()
+    grasp_file.write_bytes(b"x" * (st.st_size - 1) + b"\n")
+    os.utime(grasp_file, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = JacquardDataset(tmp_path / "data", output_size=32, cache_dir=cache)
+    assert np.allclose(again.grasps(0).points, rects.points, atol=1e-3)
+    # A damaged cache entry is not used: the file is parsed again (and here it is broken).
+    for entry in cache.rglob("0_obj_grasps.*.npy"):
+        entry.write_bytes(b"damaged")
+    damaged = JacquardDataset(tmp_path / "data", output_size=32, cache_dir=cache)
+    with pytest.raises(ValueError, match="0_obj_grasps.txt"):
+        damaged.grasps(0)
+
+    # An edited grasp file (new mtime) is parsed again, not served stale.
+    GraspRectangles(rects.points[:1]).save_jacquard(grasp_file)
+    edited = JacquardDataset(tmp_path / "data", output_size=32, cache_dir=cache)
+    assert len(edited.grasps(0)) == 1

@@ -193,6 +193,12 @@ class GraspDataset(Dataset):
         self.cache = ArrayCache(cache_dir) if cache_dir is not None else None
         self.samples: list[Sample] = []
         self._shapes: dict[int, tuple[int, int]] = {}
+        self._grasp_memo: dict[int, np.ndarray] = {}
+        self._memo_bytes = 0
+
+    #: Parsed rectangles kept in memory, per process (each DataLoader worker has its own), at
+    #: most this many bytes of corners; beyond it they come from the disk cache.
+    GRASP_MEMO_BYTES = 64 * 2**20
 
     # --- subclass hooks ------------------------------------------------------------------------
     def load_grasps(self, idx: int) -> GraspRectangles:
@@ -228,6 +234,31 @@ class GraspDataset(Dataset):
                     )
         self.samples = list(samples)
         self._shapes = {}
+        self._grasp_memo, self._memo_bytes = {}, 0
+
+    def grasps(self, idx: int) -> GraspRectangles:
+        """:meth:`load_grasps`, parsed once: kept in memory (:attr:`GRASP_MEMO_BYTES`) and, with
+        a cache folder, stored beside the decoded images (keyed on the grasp file's path, size
+        and mtime, so an edited file is parsed again; a damaged entry is rebuilt)."""
+        idx = self._check_index(idx)
+        pts = self._grasp_memo.get(idx)
+        if pts is None:
+            source = self.samples[idx].grasps
+            cache = self.cache if source is not None else None
+            if cache is not None:
+                pts = cache.load(source, "grasps")
+                if pts is not None and not (
+                    pts.dtype == np.float64 and pts.ndim == 3 and pts.shape[1:] == (4, 2)
+                ):
+                    pts = None
+            if pts is None:
+                pts = self.load_grasps(idx).points
+                if cache is not None:
+                    cache.save(source, "grasps", pts)
+            if self._memo_bytes + pts.nbytes <= self.GRASP_MEMO_BYTES:
+                self._grasp_memo[idx] = pts
+                self._memo_bytes += pts.nbytes
+        return GraspRectangles(pts.copy())
 
     # --- ids and geometry ----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -268,7 +299,7 @@ class GraspDataset(Dataset):
     def warp_matrix(self, idx: int, rot: float = 0.0, zoom: float = 1.0) -> np.ndarray:
         """2 x 3 (row, col) map from SOURCE pixels to OUTPUT pixels of the view (rot, zoom)."""
         idx = self._check_index(idx)
-        return self._matrix(idx, rot, zoom, self.load_grasps(idx))
+        return self._matrix(idx, rot, zoom, self.grasps(idx))
 
     def output_to_source_matrix(self, idx: int) -> np.ndarray:
         """2 x 3 (row, col) map from OUTPUT pixels of the unaugmented view back to SOURCE pixels.
@@ -360,7 +391,7 @@ class GraspDataset(Dataset):
     def get_gt(self, idx: int, rot: float = 0.0, zoom: float = 1.0) -> GraspRectangles:
         """Ground-truth rectangles in the OUTPUT frame of the view (rot, zoom), pixels."""
         idx = self._check_index(idx)
-        grasps = self.load_grasps(idx)
+        grasps = self.grasps(idx)
         return grasps.affine(self._matrix(idx, rot, zoom, grasps))
 
     def get_depth(self, idx: int, rot: float = 0.0, zoom: float = 1.0) -> np.ndarray:
@@ -399,7 +430,7 @@ class GraspDataset(Dataset):
     def view(self, idx: int, rot: float = 0.0, zoom: float = 1.0) -> dict[str, Any]:
         """The item of sample ``idx`` for a given rotation (radians, CCW) and zoom."""
         idx = self._check_index(idx)
-        grasps = self.load_grasps(idx)
+        grasps = self.grasps(idx)
         matrix = self._matrix(idx, rot, zoom, grasps)
         s = self.output_size
         parts = []
