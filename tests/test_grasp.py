@@ -289,7 +289,9 @@ def test_fill_convex_polygons_equals_skimage_on_generic_rectangles():
     for i, pts in enumerate(g.points):
         r0, c0 = polygon(pts[:, 0], pts[:, 1], shape)
         sel = owner == i
-        assert sorted(zip(r0.tolist(), c0.tolist())) == list(zip(rr[sel].tolist(), cc[sel].tolist()))
+        assert sorted(zip(r0.tolist(), c0.tolist(), strict=False)) == list(
+            zip(rr[sel].tolist(), cc[sel].tolist(), strict=False)
+        )
 
 
 def test_fill_convex_polygons_degenerate_and_clipped():
@@ -303,7 +305,9 @@ def test_fill_convex_polygons_degenerate_and_clipped():
     assert rr.size == 256 and rr.min() == cc.min() == 0 and rr.max() == cc.max() == 15
     axis = np.array([[[1.0, 2.0], [1.0, 5.0], [3.0, 5.0], [3.0, 2.0]]])  # closed: edges count
     _, rr, cc = fill_convex_polygons(axis, shape)
-    assert set(zip(rr.tolist(), cc.tolist())) == {(r, c) for r in (1, 2, 3) for c in range(2, 6)}
+    assert set(zip(rr.tolist(), cc.tolist(), strict=False)) == {
+        (r, c) for r in (1, 2, 3) for c in range(2, 6)
+    }
 
 
 def test_draw_equals_one_rectangle_at_a_time_on_random_scenes():
