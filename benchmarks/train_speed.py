@@ -1,11 +1,17 @@
-"""Training and inference throughput of each network, fp32 against bf16 autocast + channels_last.
+"""Training and inference throughput of each network on every numeric path of this machine.
 
     python benchmarks/train_speed.py                   # all networks, 224 px, this CPU
-    python benchmarks/train_speed.py --size 300 --device cuda
+    python benchmarks/train_speed.py --models ggcnn2 --compile
+    python benchmarks/train_speed.py --size 300 --batch-size 16 --device cuda
 
-Prints a markdown table: images/s for one optimiser step (forward, backward, AdamW) in each
-precision, the speed-up measured in the same run, and inference ms/image. Timings are the
-median of ``--repeats`` steps after a warm-up step, on random inputs.
+Prints a markdown table per network: images/s for one optimiser step (forward, backward,
+AdamW) and inference ms/image for plain eager NCHW fp32 (the baseline), fp32 + channels_last,
+bf16 autocast (NCHW and channels_last) and, with ``--compile``, torch.compile of the automatic
+path (its first-call cost printed); the speed-up against the baseline measured in the same
+run; the training FLOPs per image and the fraction of this machine's measured matrix-product
+rate (2048 x 2048, same dtype) the step reaches. ``auto`` marks what ``--amp auto
+--channels-last auto`` picks here. Timings are medians of ``--repeats`` steps after a warm-up
+step, on random inputs.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models import count_parameters, get_network  # noqa: E402
-from utils.precision import resolve_precision  # noqa: E402
+from utils.precision import Precision, resolve_precision  # noqa: E402
 from utils.training import backward_and_step  # noqa: E402
 
 CONFIGS = {
@@ -52,12 +58,34 @@ def median_seconds(fn, device: torch.device, repeats: int) -> float:
     return statistics.median(times)
 
 
-def time_train(model, precision, device, batch: int, size: int, repeats: int) -> float:
-    """Images per second of full optimiser steps."""
+def matmul_gflops(dtype: torch.dtype, device: torch.device, n: int = 2048) -> float:
+    """Measured rate of an n x n matrix product in ``dtype``, GFLOP/s."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    return 2 * n**3 / median_seconds(lambda: a @ b, device, 5) / 1e9
+
+
+def train_flops(model, size: int, in_ch: int = 1) -> float:
+    """FLOPs of one training step's forward and backward, per image (torch's flop counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = model.train()
+    x = torch.randn(2, in_ch, size, size)
+    y = torch.randn(2, 4, size, size) * 0.1
+    with FlopCounterMode(display=False) as counter:
+        main, aux = model(x, with_aux=True)
+        model.loss_from_outputs(main, aux, y)["loss"].backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / 2
+
+
+def time_train(model, precision, device, batch: int, size: int, repeats: int, compile_=False):
+    """Images per second of full optimiser steps (and the first call's seconds)."""
     model = model.to(device).train()
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    forward = torch.compile(model) if compile_ else model
     x = torch.randn(batch, 1, size, size, device=device)
     y = torch.randn(batch, 4, size, size, device=device) * 0.1
     if precision.channels_last:
@@ -65,11 +93,15 @@ def time_train(model, precision, device, batch: int, size: int, repeats: int) ->
 
     def step() -> None:
         with precision.autocast():
-            main, aux = model(x, with_aux=True)
+            main, aux = forward(x, with_aux=True)
             loss = model.loss_from_outputs(main, aux, y)["loss"]
         backward_and_step(loss, model, opt, precision)
 
-    return batch / median_seconds(step, device, repeats)
+    t0 = time.perf_counter()
+    step()
+    sync(device)
+    first = time.perf_counter() - t0
+    return batch / median_seconds(step, device, repeats), first
 
 
 @torch.no_grad()
@@ -87,6 +119,18 @@ def time_infer(model, precision, device, batch: int, size: int, repeats: int) ->
     return 1000 * median_seconds(forward, device, repeats) / batch
 
 
+def paths(device: torch.device) -> dict[str, Precision]:
+    """The numeric paths worth timing on ``device``; the first is the baseline."""
+    out = {"fp32 NCHW (plain)": resolve_precision("off", "off", device),
+           "fp32 + channels_last": resolve_precision("off", "on", device)}  # fmt: skip
+    if device.type == "cuda":
+        out["AMP + channels_last"] = resolve_precision("auto", "on", device)
+    else:
+        out["bf16 NCHW"] = resolve_precision("bf16", "off", device)
+        out["bf16 + channels_last"] = resolve_precision("bf16", "on", device)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
@@ -95,38 +139,60 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--compile", action="store_true", help="also time torch.compile of auto")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    fp32 = resolve_precision("off", "off", device)
-    fast = resolve_precision("auto" if device.type == "cuda" else "bf16", "on", device)
+    auto = resolve_precision("auto", "auto", device)
+    rate = {None: matmul_gflops(torch.float32, device)}
+    rate[auto.dtype] = rate[None] if auto.dtype is None else matmul_gflops(auto.dtype, device)
+    if device.type == "cpu" and torch.bfloat16 not in rate:
+        rate[torch.bfloat16] = matmul_gflops(torch.bfloat16, device)
+    rates = ", ".join(f"{describe_dtype(k)} {v:.0f}" for k, v in rate.items())
     print(
         f"{device} ({torch.get_num_threads()} threads), {args.size} px, batch {args.batch_size}, "
-        f"median of {args.repeats} steps; fast = {fast.describe()}"
+        f"median of {args.repeats} steps; matrix product (2048^2) GFLOP/s: {rates}; "
+        f"auto = {auto.describe()}"
     )
-    print()
-    print(
-        "| network | parameters | train fp32 (img/s) | train fast (img/s) | speed-up | "
-        "inference fp32 (ms/img) | inference fast (ms/img) |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|")
     for name in args.models:
         net, kw = CONFIGS[name]
         torch.manual_seed(0)
-        model = get_network(net, **kw)
-        params = count_parameters(model) / 1e6
-        tr32 = time_train(model, fp32, device, args.batch_size, args.size, args.repeats)
-        inf32 = time_infer(model, fp32, device, args.batch_size, args.size, args.repeats)
-        torch.manual_seed(0)
-        model = get_network(net, **kw)
-        trf = time_train(model, fast, device, args.batch_size, args.size, args.repeats)
-        inff = time_infer(model, fast, device, args.batch_size, args.size, args.repeats)
+        flops = train_flops(get_network(net, **kw), args.size)
+        print(f"\n{name}: {count_parameters(get_network(net, **kw)) / 1e6:.2f} M parameters, "
+              f"{flops / 1e9:.2f} GFLOP per training image\n")  # fmt: skip
         print(
-            f"| {name} | {params:.2f} M | {tr32:.1f} | {trf:.1f} | {trf / tr32:.2f}x | "
-            f"{inf32:.1f} | {inff:.1f} |",
-            flush=True,
+            "| path | train (img/s) | speed-up | of matmul rate | inference (ms/img) | speed-up |"
         )
+        print("|---|---:|---:|---:|---:|---:|")
+        base_tr = base_inf = None
+        timed = list(paths(device).items())
+        if args.compile:
+            timed.append(("auto + torch.compile", auto))
+        for label, prec in timed:
+            torch.manual_seed(0)
+            model = get_network(net, **kw)
+            tr, first = time_train(model, prec, device, args.batch_size, args.size, args.repeats,
+                                   compile_="compile" in label)  # fmt: skip
+            inf = time_infer(model, prec, device, args.batch_size, args.size, args.repeats)
+            base_tr, base_inf = base_tr or tr, base_inf or inf
+            share = tr * flops / 1e9 / rate.get(prec.dtype, rate[None])
+            tag = (
+                " (auto)"
+                if (prec.dtype, prec.channels_last) == (auto.dtype, auto.channels_last)
+                and "compile" not in label
+                else ""
+            )
+            extra = f"; first call {first:.0f} s" if "compile" in label else ""
+            print(
+                f"| {label}{tag}{extra} | {tr:.1f} | {tr / base_tr:.2f}x | {share:.0%} | {inf:.1f} | "
+                f"{base_inf / inf:.2f}x |",
+                flush=True,
+            )
+
+
+def describe_dtype(dtype: torch.dtype | None) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
 if __name__ == "__main__":

@@ -58,12 +58,32 @@ def test_resolve_precision():
     p = resolve_precision("bf16", "auto", cpu)
     assert p.dtype == torch.bfloat16 and p.channels_last and p.scaler is None
     assert resolve_precision("off", "auto", cpu).dtype is None
-    assert not resolve_precision("off", "auto", cpu).channels_last
+    assert resolve_precision("off", "auto", cpu).channels_last  # fp32 CPUs gain from it too
+    assert not resolve_precision("off", "off", cpu).channels_last
     assert resolve_precision("off", "on", cpu).channels_last
     with pytest.raises(ValueError, match="fp16"):
         resolve_precision("fp16", "auto", cpu)
     with pytest.raises(ValueError, match="--amp"):
         resolve_precision("fast", "auto", cpu)
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [("ggcnn2", {}), ("pspnet", {"backbone": "resnet18"})])
+def test_fast_paths_match_plain_fp32(name, kwargs):
+    """channels_last changes only rounding; bf16 autocast stays within bf16 rounding."""
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    model = get_network(name, **kwargs).eval()
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        plain = model(x)
+        for amp, tol in (("off", 1e-4), ("bf16", 0.1)):
+            p = resolve_precision(amp, "on", cpu)
+            fast = model.to(memory_format=torch.channels_last)
+            with p.autocast():
+                out = fast(p.to_input(x, cpu)).float()
+            err = (out - plain).abs().max() / plain.abs().max()
+            assert err < tol, (amp, float(err))
+            model = model.to(memory_format=torch.contiguous_format)
 
 
 def test_epoch_batches_cycle_to_exact_count_and_start_inside():

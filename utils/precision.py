@@ -49,7 +49,10 @@ def resolve_precision(amp: str, channels_last: str, device: torch.device) -> Pre
 
     ``auto``: bf16 autocast on CPUs with bf16 instructions (AMX / AVX512-BF16: 3-4x faster
     than fp32 training here, see benchmarks/) and on CUDA GPUs that support it (fp16 with a
-    gradient scaler otherwise); fp32 elsewhere. channels_last whenever autocast is on.
+    gradient scaler otherwise); fp32 elsewhere. channels_last ``auto``: always on the CPU
+    (oneDNN's convolutions are faster in it in fp32 too: 1.7-2x for GG-CNN and GG-CNN2 on a
+    CPU without bf16 units, ``benchmarks/train_speed.py``), on CUDA with autocast. Neither
+    changes results beyond rounding (tests/test_training.py compares the paths).
     """
     dtype: torch.dtype | None
     if amp == "off":
@@ -70,5 +73,7 @@ def resolve_precision(amp: str, channels_last: str, device: torch.device) -> Pre
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     if channels_last not in ("auto", "on", "off"):
         raise ValueError(f"--channels-last must be auto, on or off, got {channels_last!r}")
-    cl = channels_last == "on" or (channels_last == "auto" and dtype is not None)
+    cl = channels_last == "on" or (
+        channels_last == "auto" and (device.type == "cpu" or dtype is not None)
+    )
     return Precision(device.type, dtype, scaler, cl)

@@ -78,6 +78,8 @@ class TrainState:
     best_iou: float = -1.0
     best_epoch: int = 0
     sums: dict[str, float] = field(default_factory=dict)
+    #: Share of the last epoch's loop spent waiting for data (a timing: not checkpointed).
+    data_wait: float | None = None
 
 
 @dataclass
@@ -245,14 +247,18 @@ class _Sums:
             v = v.detach().float() if isinstance(v, Tensor) else torch.tensor(float(v))
             self.dev[k] = self.dev[k] + v * n if k in self.dev else v * n
 
-    def read(self) -> dict[str, float]:
-        if self.dev:
-            keys = list(self.dev)
-            vals = torch.stack([self.dev[k].reshape(()).cpu() for k in keys]).tolist()
-            for k, v in zip(keys, vals, strict=True):
-                self.host[k] = self.host.get(k, 0.0) + v
-            self.dev = {}
-        return dict(self.host)
+    def read(self, also: dict[str, Tensor | float] | None = None) -> tuple[dict, dict]:
+        """(sums, ``also`` as floats), both copied to the host in one transfer."""
+        also = also or {}
+        keys = list(self.dev)
+        dev = [self.dev[k].detach().float().reshape(()) for k in keys]
+        dev += [v.detach().float().reshape(()) for v in also.values() if isinstance(v, Tensor)]
+        vals = iter(torch.stack(dev).cpu().tolist() if dev else [])
+        for k in keys:
+            self.host[k] = self.host.get(k, 0.0) + next(vals)
+        self.dev = {}
+        extra = {k: next(vals) if isinstance(v, Tensor) else float(v) for k, v in also.items()}
+        return dict(self.host), extra
 
 
 def train_one_epoch(
@@ -272,7 +278,9 @@ def train_one_epoch(
     loss terms of the whole epoch. ``state`` advances with every step. Every
     ``checkpoint_every`` optimiser steps inside the epoch, ``save_checkpoint()`` runs (the
     mid-epoch ``last.pt``). Loss values are read from the device once per ``log_every`` steps
-    and before each save, which is where a non-finite loss is caught."""
+    and before each save (one host synchronisation each), which is where a non-finite loss is
+    caught. ``state.data_wait`` becomes the fraction of the loop's time this rank spent
+    waiting for the next batch."""
     model, precision = trainer.model, trainer.precision
     model.train()
     epoch, start = state.epoch, state.step_in_epoch
@@ -285,10 +293,11 @@ def train_one_epoch(
     bar = logger.progress(batches, n_batches - start, f"train {epoch}") if logger else batches
     last_read = state.global_step
 
-    def read_sums(step_terms: dict[str, Tensor | float] | None = None) -> dict[str, float]:
-        """Host copy of the sums; raises on a non-finite loss since the last read."""
+    def read_sums(also: dict[str, Tensor | float] | None = None) -> tuple[dict, dict]:
+        """Host copy of the sums (and of ``also``, in the same transfer: one host sync);
+        raises on a non-finite loss since the last read."""
         nonlocal last_read
-        totals = sums.read()
+        totals, extra = sums.read(also)
         # Every rank learns of a non-finite loss on any rank, so all stop together (a lone
         # raise would leave the others waiting in the next gradient all-reduce).
         bad = reduce_sum({"bad": float(not all(map(_finite, totals.values())))}, device)
@@ -299,9 +308,18 @@ def train_one_epoch(
             )
         last_read = state.global_step
         state.sums = totals
-        return totals
+        return totals, extra
 
-    for batch in bar:
+    # Time spent waiting for the next batch, against the whole loop's time: the data path's
+    # share of a step (the loaders prefetch; a fast path waits for nothing).
+    waited, t_loop = 0.0, time.perf_counter()
+    batches_it = iter(bar)
+    while True:
+        t_wait = time.perf_counter()
+        batch = next(batches_it, None)
+        waited += time.perf_counter() - t_wait
+        if batch is None:
+            break
         ctx = StepContext(device, precision, epoch, state.global_step, state.step_in_epoch)
         with precision.autocast():
             out = trainer.step(model, batch, ctx)
@@ -317,15 +335,11 @@ def train_one_epoch(
         n = out.batch_size
         sums.add({"loss": out.loss, **out.terms, "_seen": 1.0}, n)
         if logger is not None and state.global_step % log_every == 0:
-            current = {"loss": out.loss, **out.terms}
-            vals = [
-                float(v.detach()) if isinstance(v, Tensor) else float(v) for v in current.values()
-            ]
-            read_sums()
-            logger.scalars(dict(zip(current, vals, strict=True)), state.global_step, "train_step/")
+            _, current = read_sums({"loss": out.loss, **out.terms})
+            logger.scalars(current, state.global_step, "train_step/")
             logger.scalars({"lr": trainer.optimizer.param_groups[0]["lr"]}, state.global_step)
             if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{vals[0]:.4f}")
+                bar.set_postfix(loss=f"{current['loss']:.4f}")
         if (
             checkpoint_every
             and save_checkpoint is not None
@@ -334,8 +348,10 @@ def train_one_epoch(
         ):
             read_sums()
             save_checkpoint()
-    totals = reduce_sum(read_sums(), device)
+    totals = reduce_sum(read_sums()[0], device)
     seen = max(totals.pop("_seen"), 1.0)
+    if state.step_in_epoch > start:
+        state.data_wait = waited / max(time.perf_counter() - t_loop, 1e-9)
     return {k: v / seen for k, v in totals.items()}
 
 
@@ -420,6 +436,9 @@ def fit(
             logger.images("val/maps", example_panels(examples, width_scale), epoch)
         metrics["lr"] = trainer.optimizer.param_groups[0]["lr"]
         logger.scalars(metrics, epoch, "epoch/")
+        wait, state.data_wait = state.data_wait, None
+        if wait is not None:
+            logger.scalars({"data_wait": wait}, epoch, "epoch/")
         state.epoch, state.step_in_epoch, state.sums = epoch + 1, 0, {}
         # best.pt first: a run killed between the two writes redoes this epoch on resume.
         ckpt = trainer.checkpoint(state, args, metrics, "last")
@@ -435,6 +454,8 @@ def fit(
         if "val_ema_" in shown_rates:
             shown["val_ema_success"] = shown_rates["val_ema_"]
         shown["lr"] = metrics["lr"]
+        if wait is not None:
+            shown["data_wait"] = f"{wait:.0%}"
         logger.print(
             format_epoch_summary(epoch, epochs, shown, time.perf_counter() - t0)
             + (" | best" if improved else "")
