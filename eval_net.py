@@ -516,8 +516,10 @@ def write_json(path: str | Path, data: dict) -> None:
 
 def main(args: argparse.Namespace):
     dist = init_distributed(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args.num_workers, args.threads = cli.resolve_workers_threads(
+        args.num_workers, args.threads, dist.world_size
+    )
+    torch.set_num_threads(args.threads)
     precision = resolve_precision(args.amp, args.channels_last, dist.device)
     finished = False
     try:

@@ -1,15 +1,20 @@
-"""Time to load one dataset item: first read (decode, inpaint, fill the cache) against cached.
+"""Time to load one dataset item: first read, cached, and cached as before the vectorised
+target drawing and the parsed-grasp cache.
 
-    python benchmarks/loader_speed.py                     # real Jacquard samples, 300 px
+    python benchmarks/loader_speed.py                     # real Jacquard samples + synthetic
     python benchmarks/loader_speed.py --dataset-path DIR --size 224 --no-rgb
 
-Prints a markdown table of median milliseconds per item, with and without augmentation, and
-the ratio of cold to cached in the same run.
+Prints a markdown table of median milliseconds per item, per dataset and augmentation:
+*first read* (decode, inpaint, fill the cache), *cached* (what every later epoch costs), and
+*cached, previous path* (the grasp file parsed on every read, one polygon fill per rectangle:
+``utils.grasp.draw_one_at_a_time``), with the ratios measured in the same run. One thread,
+as in a DataLoader worker.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -22,41 +27,74 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from utils.data import JacquardDataset  # noqa: E402
+from utils.data.base import GraspDataset  # noqa: E402
+from utils.data.synthetic import DEFAULT_N_SCENES, ensure_synthetic_dataset  # noqa: E402
+from utils.grasp import GraspRectangles, draw_one_at_a_time  # noqa: E402
 
 
-def median_ms(dataset: JacquardDataset) -> float:
+def median_ms(dataset: JacquardDataset, n: int) -> float:
     times = []
-    for i in range(len(dataset)):
+    for i in range(min(n, len(dataset))):
         t0 = time.perf_counter()
         dataset[i]
         times.append(time.perf_counter() - t0)
     return 1000 * statistics.median(times)
 
 
+@contextlib.contextmanager
+def previous_path():
+    """Items made as before: grasps re-parsed on every read, one fill per rectangle."""
+    grasps, draw = GraspDataset.grasps, GraspRectangles.draw
+    GraspDataset.grasps = lambda self, idx: self.load_grasps(idx)  # type: ignore[method-assign]
+    GraspRectangles.draw = draw_one_at_a_time  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        GraspDataset.grasps, GraspRectangles.draw = grasps, draw  # type: ignore[method-assign]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--dataset-path", default=str(REPO.parent / "shared/data/jacquard_samples"))
-    p.add_argument("--size", type=int, default=300)
+    p.add_argument("--dataset-path", nargs="+", default=None,
+                   help="Jacquard-layout folders (default: the real samples and the default "
+                   "synthetic set)")  # fmt: skip
+    p.add_argument("--size", type=int, default=224)
     p.add_argument("--no-rgb", action="store_true", help="depth only")
+    p.add_argument("--items", type=int, default=60, help="items timed per dataset")
     args = p.parse_args()
     torch.set_num_threads(1)  # as in a DataLoader worker
-    print(f"{args.dataset_path}, {args.size} px, depth{'' if args.no_rgb else ' + RGB'}, 1 thread")
+    paths = args.dataset_path or [
+        str(REPO.parent / "shared" / "data" / "jacquard_samples"),
+        str(ensure_synthetic_dataset(n_scenes=DEFAULT_N_SCENES)),
+    ]
+    print(f"{args.size} px, depth{'' if args.no_rgb else ' + RGB'}, 1 thread, "
+          f"median of {args.items} items")  # fmt: skip
     print()
-    print("| augmentation | first read (ms) | cached (ms) | cold / cached |")
-    print("|---|---:|---:|---:|")
-    for augment in (False, True):
-        with tempfile.TemporaryDirectory() as cache:
-            ds = JacquardDataset(
-                args.dataset_path,
-                output_size=args.size,
-                use_rgb=not args.no_rgb,
-                random_rotate=augment,
-                random_zoom=augment,
-                cache_dir=cache,
+    print("| dataset | augmentation | rectangles / item | first read (ms) | cached (ms) | "
+          "cached, previous path (ms) | previous / now |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for path in paths:
+        if not Path(path).is_dir():
+            print(f"| {path} | not found, left out |")
+            continue
+        for augment in (False, True):
+            with tempfile.TemporaryDirectory() as cache:
+                ds = JacquardDataset(
+                    path, output_size=args.size, use_rgb=not args.no_rgb,
+                    random_rotate=augment, random_zoom=augment, cache_dir=cache,
+                )  # fmt: skip
+                n = min(args.items, len(ds))
+                cold = median_ms(ds, n)
+                now = median_ms(ds, n)
+                with previous_path():
+                    before = median_ms(ds, n)
+                rects = statistics.mean(len(ds.grasps(i)) for i in range(n))
+            name = "rotation + zoom" if augment else "none"
+            print(
+                f"| {Path(path).name} | {name} | {rects:.0f} | {cold:.1f} | {now:.1f} | "
+                f"{before:.1f} | {before / now:.1f}x |",
+                flush=True,
             )
-            cold, cached = median_ms(ds), median_ms(ds)
-        name = "rotation + zoom" if augment else "none"
-        print(f"| {name} | {cold:.1f} | {cached:.1f} | {cold / cached:.1f}x |")
 
 
 if __name__ == "__main__":

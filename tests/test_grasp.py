@@ -15,6 +15,7 @@ from utils.grasp import (
     GraspRectangle,
     GraspRectangles,
     angle_difference,
+    draw_one_at_a_time,
     encode_grasp_maps,
     fill_convex_polygons,
     iou_many,
@@ -260,18 +261,6 @@ def test_encode_grasp_maps():
 
 
 # --- the vectorised rasteriser against skimage's one polygon at a time -----------------------
-def _reference_draw(g: GraspRectangles, shape: tuple[int, int]):
-    """The maps drawn one rectangle at a time with skimage (the previous implementation)."""
-    from skimage.draw import polygon
-
-    q, ang, wid = (np.zeros(shape, np.float32) for _ in range(3))
-    compact = GraspRectangles.from_grasps(g.centers, g.angles, g.lengths / 3, g.widths)
-    for pts, a, length in zip(compact.points, g.angles, g.lengths, strict=True):
-        rr, cc = polygon(pts[:, 0], pts[:, 1], shape)
-        q[rr, cc], ang[rr, cc], wid[rr, cc] = 1.0, a, length
-    return q, ang, wid
-
-
 def _random_rectangles(rng: np.random.Generator, n: int, size: int) -> GraspRectangles:
     return GraspRectangles.from_grasps(
         rng.uniform(-10, size + 10, (n, 2)), rng.uniform(-math.pi / 2, math.pi / 2, n),
@@ -310,11 +299,16 @@ def test_fill_convex_polygons_degenerate_and_clipped():
     }
 
 
+def test_draw_with_no_rectangles_is_all_zero():
+    for m in GraspRectangles().draw((8, 9)):
+        assert m.shape == (8, 9) and m.dtype == np.float32 and not m.any()
+
+
 def test_draw_equals_one_rectangle_at_a_time_on_random_scenes():
     rng = np.random.default_rng(1)
     for _ in range(5):
         g = _random_rectangles(rng, 200, 64)
-        for new, old in zip(g.draw((64, 64)), _reference_draw(g, (64, 64)), strict=True):
+        for new, old in zip(g.draw((64, 64)), draw_one_at_a_time(g, (64, 64)), strict=True):
             assert np.array_equal(new, old)
 
 
@@ -335,5 +329,5 @@ def test_draw_equals_reference_on_real_and_synthetic_targets(shared_data, tmp_pa
         for i in range(min(len(ds), 6)):
             for rot, zoom in ((0.0, 1.0), (math.pi / 2, 1.0), (0.37, 0.8)):
                 g = ds.get_gt(i, rot, zoom)
-                for new, old in zip(g.draw((s, s)), _reference_draw(g, (s, s)), strict=True):
+                for new, old in zip(g.draw((s, s)), draw_one_at_a_time(g, (s, s)), strict=True):
                     assert np.array_equal(new, old), (ds.sample_id(i), rot, zoom)

@@ -268,3 +268,25 @@ def test_load_checkpoint_errors_name_the_file(tmp_path):
 def test_epoch_summary_line():
     line = format_epoch_summary(2, 5, {"train_loss": 0.1234567, "val_success": 0.9}, 3.21)
     assert line == "epoch 2/5 | train_loss 0.1235 | val_success 0.9 | 3.2 s"
+
+
+def test_auto_precision_times_both_paths_and_takes_the_faster(monkeypatch):
+    import utils.precision as prec
+
+    cpu = torch.device("cpu")
+    model = get_network("ggcnn")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seconds = prec.time_precision(model, resolve_precision("off", "on", cpu), (2, 1, 32, 32), cpu)
+    assert seconds > 0 and all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # a copy ran
+
+    monkeypatch.setattr(prec, "cpu_has_fast_bf16", lambda: True)
+    for bf16_s, fp32_s, expect in ((0.1, 0.3, torch.bfloat16), (0.3, 0.1, None)):
+        monkeypatch.setattr(
+            prec, "time_precision", lambda m, p, *a, b=bf16_s, f=fp32_s, **k: b if p.dtype else f
+        )
+        chosen, line = prec.choose_precision("auto", "auto", cpu, model, (2, 1, 32, 32))
+        assert chosen.dtype == expect and chosen.channels_last and "timed" in line
+    # Anything but auto/auto, or no network to time: the fixed rule, no timing.
+    assert prec.choose_precision("bf16", "auto", cpu, model, (2, 1, 32, 32))[1] == ""
+    assert prec.choose_precision("auto", "auto", cpu)[1] == ""

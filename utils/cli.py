@@ -30,6 +30,43 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (-h lists the flags)\n")
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, so containers and taskset count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def resolve_workers_threads(
+    num_workers: int | None, threads: int | None, processes: int = 1, cores: int | None = None
+) -> tuple[int, int]:
+    """``--num-workers`` and ``--threads`` for one of ``processes`` training processes on this
+    machine: the values given, or the rule, on C = usable cores / processes (at least 1):
+
+    - workers: 0 on one core, else C // 2 capped at 4 (a worker draws an item in a few ms,
+      so one keeps a CPU step fed; more steal cores from the network);
+    - threads: C when C <= 2 (the lone worker sleeps most of a step), else C - workers.
+
+    Measured with ``benchmarks/train_net_speed.py`` (loader table; benchmarks/README.md).
+    More workers than C is cut to C, with a warning.
+    """
+    per = max(1, (cores or usable_cores()) // max(1, processes))
+    if num_workers is None:
+        num_workers = 0 if per == 1 else min(4, per // 2)
+    elif num_workers > per:
+        import warnings
+
+        warnings.warn(
+            f"--num-workers {num_workers} exceeds the {per} core(s) of this process: using {per}",
+            stacklevel=2,
+        )
+        num_workers = per
+    if threads is None:
+        threads = per if per <= 2 else max(1, per - num_workers)
+    return num_workers, threads
+
+
 def str2bool(v: str | bool) -> bool:
     if isinstance(v, bool):
         return v
@@ -122,7 +159,10 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         "(default: <dataset-path>/object_map.txt when present)",
     )
     g.add_argument(
-        "--num-workers", type=non_negative_int, default=2, help="data-loading worker processes"
+        "--num-workers",
+        type=non_negative_int,
+        default=None,
+        help="data-loading worker processes (default: the rule of resolve_workers_threads)",
     )
     g.add_argument(
         "--benchmark-images",
@@ -212,7 +252,12 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"))
     g.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"))
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    g.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch CPU threads per process (default: the rule of resolve_workers_threads)",
+    )
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:

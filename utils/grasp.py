@@ -459,6 +459,8 @@ class GraspRectangles:
         rectangle are 0 in all maps. One vectorised pass (:func:`fill_convex_polygons`), no
         loop over rectangles.
         """
+        if len(self) == 0:
+            return tuple(np.zeros(shape, dtype=np.float32) for _ in range(3))  # type: ignore[return-value]
         compact = GraspRectangles.from_grasps(
             self.centers, self.angles, self.lengths / 3, self.widths
         )
@@ -473,6 +475,24 @@ class GraspRectangles:
         ang = np.where(on, self.angles.astype(np.float32)[pick], 0).astype(np.float32)
         wid = np.where(on, self.lengths.astype(np.float32)[pick], 0).astype(np.float32)
         return q, ang, wid
+
+
+def draw_one_at_a_time(
+    grasps: GraspRectangles, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:meth:`GraspRectangles.draw` the slow way, one ``skimage.draw.polygon`` fill per
+    rectangle (how the GG-CNN code and this project drew targets before): the reference the
+    tests and ``benchmarks/loader_speed.py`` compare the vectorised pass with."""
+    from skimage.draw import polygon
+
+    q, ang, wid = (np.zeros(shape, dtype=np.float32) for _ in range(3))
+    compact = GraspRectangles.from_grasps(
+        grasps.centers, grasps.angles, grasps.lengths / 3, grasps.widths
+    )
+    for pts, a, length in zip(compact.points, grasps.angles, grasps.lengths, strict=True):
+        rr, cc = polygon(pts[:, 0], pts[:, 1], shape)
+        q[rr, cc], ang[rr, cc], wid[rr, cc] = 1.0, a, length
+    return q, ang, wid
 
 
 def fill_convex_polygons(

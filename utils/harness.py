@@ -38,12 +38,12 @@ from utils import cli
 from utils.checkpoint import load_checkpoint, load_weights, unwrap
 from utils.data.build import RunData, build_run_data
 from utils.data.loader import make_loader
-from utils.distributed import DistInfo, barrier, cleanup, init_distributed
+from utils.distributed import DistInfo, all_gather_object, barrier, cleanup, init_distributed
 from utils.ema import ModelEma
 from utils.grasp import WIDTH_SCALE
 from utils.logger import RunLogger
 from utils.optim import build_optimizer, build_scheduler, set_weight_decay
-from utils.precision import Precision, resolve_precision
+from utils.precision import Precision, choose_precision, resolve_precision
 from utils.scoring import evaluate
 from utils.seeding import seed_everything
 from utils.steps import Step
@@ -208,8 +208,10 @@ def make_run_dir(args: argparse.Namespace, dist: DistInfo, fork: bool = False) -
 def setup_run(args: argparse.Namespace) -> tuple[DistInfo, Precision]:
     """Device, distributed process group, threads, seeds and precision."""
     dist = init_distributed(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args.num_workers, args.threads = cli.resolve_workers_threads(
+        args.num_workers, args.threads, dist.world_size
+    )
+    torch.set_num_threads(args.threads)
     seed_everything(args.seed + dist.rank)
     return dist, resolve_precision(args.amp, args.channels_last, dist.device)
 
@@ -230,6 +232,24 @@ def build_model(args: argparse.Namespace, dist: DistInfo, precision: Precision) 
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def tune_precision(
+    args: argparse.Namespace, dist: DistInfo, precision: Precision, model: nn.Module
+) -> Precision:
+    """``--amp auto --channels-last auto`` on a CPU with bf16 units: the faster of bf16 and
+    fp32 (both channels_last) for this network and batch, timed at the start
+    (:func:`utils.precision.choose_precision`); every rank takes rank 0's choice, and the
+    resolved flags are what args.json records (so a resumed run keeps them)."""
+    shape = (args.batch_size, unwrap(model).input_channels, args.input_size, args.input_size)
+    chosen, line = choose_precision(args.amp, args.channels_last, dist.device, model, shape)
+    if not line:
+        return precision
+    amp = all_gather_object("off" if chosen.dtype is None else "bf16")[0]
+    args.amp, args.channels_last = amp, "on"
+    if dist.is_main:
+        print(line, flush=True)
+    return resolve_precision(amp, "on", dist.device)
 
 
 def _apply_resume_changes(run: RunContext, trainer: Trainer, state: TrainState, n: int) -> None:
@@ -267,6 +287,7 @@ def run_training(
     finished = False
     try:
         model = build_model(args, dist, precision)
+        precision = tune_precision(args, dist, precision, model)
         data = make_data(args, dist)
         resume = getattr(args, "_resume_ckpt", None)
         fork = resume is not None and (resume["kind"] != "last" or args.fork)
@@ -321,7 +342,8 @@ def _train_and_test(
     logger.print(
         f"{net.network_name} {json.dumps(net.network_kwargs)} | "
         f"{count_parameters(net) / 1e6:.3f} M parameters | {dist.device} x{dist.world_size} "
-        f"{run.precision.describe()}"
+        f"{run.precision.describe()} | {args.num_workers} data worker(s), {args.threads} "
+        "thread(s)"
         + (f" | EMA {args.model_ema_decay} (best.pt from {args.best_from})" if ema else "")
         + f"\n{data.describe(args)} | input {args.input_size}px | run folder {run.run_dir}"
     )

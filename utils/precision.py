@@ -77,3 +77,73 @@ def resolve_precision(amp: str, channels_last: str, device: torch.device) -> Pre
         channels_last == "auto" and (device.type == "cpu" or dtype is not None)
     )
     return Precision(device.type, dtype, scaler, cl)
+
+
+def time_precision(
+    model: torch.nn.Module,
+    precision: Precision,
+    shape: tuple[int, int, int, int],
+    device: torch.device,
+    train: bool = True,
+    steps: int = 3,
+) -> float:
+    """Median seconds of one step of a copy of ``model`` (``model`` itself is untouched) on a
+    random N x C x H x W input under ``precision``: forward, loss and backward when ``train``,
+    else a forward pass without gradients. One warm-up step first."""
+    import copy
+    import statistics
+    import time
+
+    net = copy.deepcopy(model).to(device).train(train)
+    net = net.to(
+        memory_format=torch.channels_last if precision.channels_last else torch.contiguous_format
+    )
+    x = precision.to_input(torch.randn(shape), device)
+    y = torch.rand(shape[0], 4, shape[2], shape[3], device=device)
+    times = []
+    for i in range(steps + 1):
+        t0 = time.perf_counter()
+        if train:
+            with precision.autocast():
+                loss = net.compute_loss(x, y)["loss"]
+            loss.backward()
+        else:
+            with torch.no_grad(), precision.autocast():
+                net(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def choose_precision(
+    amp: str,
+    channels_last: str,
+    device: torch.device,
+    model: torch.nn.Module | None = None,
+    shape: tuple[int, int, int, int] | None = None,
+    train: bool = True,
+) -> tuple[Precision, str]:
+    """:func:`resolve_precision`, except that ``--amp auto --channels-last auto`` on a CPU with
+    bf16 units times bf16 + channels_last against fp32 + channels_last on ``model`` at input
+    ``shape`` (a few steps on a copy: about 1 s for GG-CNN2, 10 s for PSPNet-ResNet50) and
+    takes the faster: bf16 is 3.7x faster for GG-CNN2 on such a CPU but slower than
+    channels_last fp32 for GG-CNN (benchmarks/train_speed.py). Returns the precision and a
+    line saying how it was chosen ("" when no timing was needed)."""
+    fixed = resolve_precision(amp, channels_last, device)
+    if not (
+        amp == "auto" and channels_last == "auto" and device.type == "cpu"
+        and fixed.dtype is not None and model is not None and shape is not None
+    ):  # fmt: skip
+        return fixed, ""
+    candidates = [fixed, resolve_precision("off", "on", device)]
+    seconds = [time_precision(model, p, shape, device, train) for p in candidates]
+    best = candidates[seconds.index(min(seconds))]
+    timed = ", ".join(
+        f"{p.describe()} {1000 * s:.0f} ms" for p, s in zip(candidates, seconds, strict=True)
+    )
+    return (
+        best,
+        f"--amp auto: timed a {'training' if train else 'forward'} step ({timed}): {best.describe()}",
+    )

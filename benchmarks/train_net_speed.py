@@ -1,0 +1,120 @@
+"""Training speed through ``train_net.py`` itself, not only the network: per numeric path, and
+how much of a step waits for data with each worker and thread count.
+
+    python benchmarks/train_net_speed.py                         # both tables, this machine
+    python benchmarks/train_net_speed.py --tables paths --networks ggcnn2
+    python benchmarks/train_net_speed.py --tables loader --workers 0 1 2 --threads 1 2
+
+Every figure is two runs of the same command, ``--long`` and ``--short`` optimiser steps of one
+epoch (default synthetic set, 224 px, batch 8, seed 0): images/s = (long - short) x batch /
+(time of long - time of short), so start-up, validation and the test part cancel out. "data
+wait": the share of the long run's step loop spent waiting for the next batch (train_net's
+epoch line). *paths*: plain eager NCHW fp32 (``--amp off --channels-last off``, the baseline),
+fp32 + channels_last, and the defaults (``--amp auto --channels-last auto``), per network;
+*loader*: GG-CNN2 with the defaults except ``--num-workers`` / ``--threads``, against the
+default rule (``utils/cli.resolve_workers_threads``). Run it on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from utils.cli import resolve_workers_threads  # noqa: E402
+from utils.precision import resolve_precision  # noqa: E402
+
+NETWORKS = {
+    "ggcnn": ["--network", "ggcnn"],
+    "ggcnn2": ["--network", "ggcnn2"],
+    "pspnet-r18": ["--network", "pspnet", "--backbone", "resnet18"],
+}
+PATHS = {
+    "fp32 NCHW (plain)": ["--amp", "off", "--channels-last", "off"],
+    "fp32 + channels_last": ["--amp", "off", "--channels-last", "on"],
+    "defaults (auto)": [],
+}
+
+
+def timed_run(flags: list[str], batches: int, workdir: Path) -> tuple[float, float | None]:
+    """Seconds of one ``train_net.py`` run of ``batches`` steps, and its data-wait share."""
+    cmd = [
+        sys.executable, "train_net.py", *flags, "--epochs", "1", "--batches-per-epoch",
+        str(batches), "--val-batches", "1", "--benchmark-images", "0", "--batch-size", "8",
+        "--input-size", "224", "--outdir", str(workdir), "--description", "speed",
+    ]  # fmt: skip
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if res.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stderr[-2000:]}")
+    wait = re.search(r"data_wait (\d+)%", res.stdout)
+    return seconds, (int(wait.group(1)) / 100 if wait else None)
+
+
+def images_per_second(flags: list[str], args: argparse.Namespace) -> tuple[float, float | None]:
+    with tempfile.TemporaryDirectory() as tmp:
+        short, _ = timed_run(flags, args.short, Path(tmp))
+        long, wait = timed_run(flags, args.long, Path(tmp))
+    return (args.long - args.short) * 8 / max(long - short, 1e-9), wait
+
+
+def paths_table(args: argparse.Namespace) -> None:
+    auto = resolve_precision("auto", "auto", torch.device("cpu")).describe()
+    print(f"\n| network | path | train_net img/s | speed-up | data wait |   (auto = {auto})")
+    print("|---|---|---:|---:|---:|")
+    for net in args.networks:
+        base = None
+        for label, flags in PATHS.items():
+            rate, wait = images_per_second([*NETWORKS[net], *flags], args)
+            base = base or rate
+            shown = "–" if wait is None else f"{wait:.0%}"
+            print(f"| {net} | {label} | {rate:.1f} | {rate / base:.2f}x | {shown} |", flush=True)
+
+
+def loader_table(args: argparse.Namespace) -> None:
+    rule = resolve_workers_threads(None, None)
+    print(f"\nGG-CNN2, defaults; the rule here: {rule[0]} worker(s), {rule[1]} thread(s)")
+    print("\n| --num-workers | --threads | train_net img/s | data wait |")
+    print("|---:|---:|---:|---:|")
+    combos = [(w, t) for w in args.workers for t in args.threads]
+    if rule not in combos:
+        combos.append(rule)
+    for w, t in combos:
+        rate, wait = images_per_second(
+            [*NETWORKS["ggcnn2"], "--num-workers", str(w), "--threads", str(t)], args
+        )
+        tag = " (rule)" if (w, t) == rule else ""
+        shown = "–" if wait is None else f"{wait:.0%}"
+        print(f"| {w}{tag} | {t} | {rate:.1f} | {shown} |", flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--tables", nargs="+", default=["paths", "loader"], choices=["paths", "loader"])
+    p.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
+    p.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--short", type=int, default=5, help="steps of the shorter run")
+    p.add_argument("--long", type=int, default=35, help="steps of the longer run")
+    args = p.parse_args()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"{cores} cores, torch {torch.__version__}; {args.long} minus {args.short} steps")
+    if "paths" in args.tables:
+        paths_table(args)
+    if "loader" in args.tables:
+        loader_table(args)
+
+
+if __name__ == "__main__":
+    main()
