@@ -290,3 +290,17 @@ def test_auto_precision_times_both_paths_and_takes_the_faster(monkeypatch):
     # Anything but auto/auto, or no network to time: the fixed rule, no timing.
     assert prec.choose_precision("bf16", "auto", cpu, model, (2, 1, 32, 32))[1] == ""
     assert prec.choose_precision("auto", "auto", cpu)[1] == ""
+
+
+def test_worker_and_thread_rule(recwarn):
+    from utils.cli import resolve_workers_threads
+
+    assert resolve_workers_threads(None, None, cores=1) == (0, 1)
+    assert resolve_workers_threads(None, None, cores=2) == (0, 2)
+    assert resolve_workers_threads(None, None, cores=8) == (2, 6)
+    assert resolve_workers_threads(None, None, cores=64) == (4, 60)
+    assert resolve_workers_threads(None, None, processes=4, cores=16) == (1, 3)  # per process
+    assert resolve_workers_threads(1, 3, cores=2) == (1, 3)  # given values stand
+    assert not recwarn.list
+    with pytest.warns(UserWarning, match="--num-workers 6 exceeds the 2 core"):
+        assert resolve_workers_threads(6, None, cores=2) == (2, 1)

@@ -44,16 +44,18 @@ def resolve_workers_threads(
     """``--num-workers`` and ``--threads`` for one of ``processes`` training processes on this
     machine: the values given, or the rule, on C = usable cores / processes (at least 1):
 
-    - workers: 0 on one core, else C // 2 capped at 4 (a worker draws an item in a few ms,
-      so one keeps a CPU step fed; more steal cores from the network);
-    - threads: C when C <= 2 (the lone worker sleeps most of a step), else C - workers.
+    - workers: 0 on up to 2 cores, else C // 4 between 1 and 4;
+    - threads: C - workers.
 
-    Measured with ``benchmarks/train_net_speed.py`` (loader table; benchmarks/README.md).
+    On 2 cores a worker process costs the network more than it saves: GG-CNN2 trains at 42
+    images/s with 0 workers (18% of the loop loading data in-process) and 37 with 1 (6%
+    waiting), measured with ``benchmarks/train_net_speed.py`` (benchmarks/README.md); a
+    cached synthetic item costs about 4 ms at 224 px (``benchmarks/loader_speed.py``).
     More workers than C is cut to C, with a warning.
     """
     per = max(1, (cores or usable_cores()) // max(1, processes))
     if num_workers is None:
-        num_workers = 0 if per == 1 else min(4, per // 2)
+        num_workers = 0 if per <= 2 else min(4, max(1, per // 4))
     elif num_workers > per:
         import warnings
 
@@ -63,7 +65,7 @@ def resolve_workers_threads(
         )
         num_workers = per
     if threads is None:
-        threads = per if per <= 2 else max(1, per - num_workers)
+        threads = max(1, per - num_workers)
     return num_workers, threads
 
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DIHEDRAL_VIEWS", "TTA_VIEWS", "DihedralTTA", "transform_image", "transform_maps"]
+__all__ = [
+    "DIHEDRAL_VIEWS", "TTA_VIEWS", "DihedralTTA", "transform_image", "transform_maps", "view_mean",
+]  # fmt: skip
 
 #: Number of views in the dihedral group of the square.
 DIHEDRAL_VIEWS = 8
@@ -56,11 +58,37 @@ def transform_maps(maps: Tensor, k: int, inverse: bool = False) -> Tensor:
     return transform_image(maps, k, inverse) * sign
 
 
+def view_mean(net: nn.Module, x: Tensor, views: tuple[int, ...] | list[int]) -> Tensor:
+    """The mean over ``views`` of ``net``'s maps of each view of ``x`` (N x C x H x W), mapped
+    back to ``x``'s frame: N x 4 x H x W float32. Views of the same shape (all of them for a
+    square input; the even and the odd quarter turns otherwise) go through ``net`` as one
+    batch, so a square input costs one forward pass of ``len(views)`` x N images."""
+    # A turned channels_last batch has neither layout's strides: restore it for fast convs.
+    layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else None
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for k in views:
+        _check_view(k)
+        groups.setdefault(tuple(transform_image(x[:0], k).shape), []).append(k)
+    total = None
+    n = len(x)
+    for ks in groups.values():
+        xs = torch.cat([transform_image(x, k) for k in ks])
+        if layout is not None:
+            xs = xs.contiguous(memory_format=layout)
+        out = net(xs).float()
+        for j, k in enumerate(ks):
+            maps = transform_maps(out[j * n : (j + 1) * n], k, inverse=True)
+            total = maps if total is None else total + maps
+    assert total is not None, "no views"
+    return total / len(views)
+
+
 class DihedralTTA(nn.Module):
     """Test-time augmentation: the mean of a network's maps over dihedral views of its input,
     each mapped back to the input's frame (cos 2a and sin 2a averaged as a vector, so angles
     near +-pi/2 don't cancel). The result is exactly equivariant to the views averaged over when
-    those form a group (``rot4``, ``d8``). Costs one forward pass per view."""
+    those form a group (``rot4``, ``d8``). A square input runs all views as one batch
+    (:func:`view_mean`)."""
 
     def __init__(self, net: nn.Module, views: tuple[int, ...] = TTA_VIEWS["d8"]) -> None:
         super().__init__()
@@ -75,13 +103,4 @@ class DihedralTTA(nn.Module):
         return self.net.input_channels
 
     def forward(self, x: Tensor) -> Tensor:
-        # A turned channels_last batch has neither layout's strides: restore it for fast convs.
-        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else None
-        total = None
-        for k in self.views:
-            xk = transform_image(x, k)
-            if layout is not None:
-                xk = xk.contiguous(memory_format=layout)
-            maps = transform_maps(self.net(xk).float(), k, inverse=True)
-            total = maps if total is None else total + maps
-        return total / len(self.views)
+        return view_mean(self.net, x, self.views)

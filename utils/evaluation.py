@@ -56,6 +56,54 @@ def evaluate_image(
     return evaluate_grasps(grasps, gt, iou_threshold, angle_threshold)
 
 
+def top_peaks(q: np.ndarray, threshold: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Each (H, W) map's single best grasp point in an (N, H, W) stack, vectorised: (N, 2)
+    (row, col) of the highest value (the first in raster order among ties) and a mask of the
+    maps that have one: the value above ``threshold``, finite, and the map not flat. What
+    ``detect_grasps(n_grasps=1)`` (``peak_local_max`` with ``num_peaks=1``) finds, without its
+    maximum filter (tests/test_post_process.py compares them)."""
+    flat = q.reshape(len(q), -1)
+    idx = np.argmax(flat, axis=1)
+    top = flat[np.arange(len(q)), idx]
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(top) & (top > threshold) & (flat.min(axis=1) != top)
+    return np.stack(np.unravel_index(idx, q.shape[1:]), axis=1), ok
+
+
+def evaluate_batch(
+    q: np.ndarray,
+    angle: np.ndarray,
+    width: np.ndarray | None,
+    gts: list[GraspRectangles | np.ndarray],
+    n_grasps: int = 1,
+    iou_threshold: float = 0.25,
+    angle_threshold: float = DEFAULT_ANGLE_THRESHOLD,
+    threshold: float = 0.2,
+    jaw_ratio: float = 0.5,
+    **detect_kwargs,
+) -> list[ImageResult]:
+    """:func:`evaluate_image` over a batch of decoded (N, H, W) maps, the same results: with
+    one grasp per image (the metric's default) the peaks come from :func:`top_peaks` in one
+    pass; more grasps go image by image through :func:`detect_grasps`."""
+    if n_grasps != 1 or detect_kwargs:
+        return [
+            evaluate_image(q[i], angle[i], gts[i], None if width is None else width[i],
+                           n_grasps, iou_threshold, angle_threshold, threshold=threshold,
+                           jaw_ratio=jaw_ratio, **detect_kwargs)
+            for i in range(len(q))
+        ]  # fmt: skip
+    points, ok = top_peaks(q, threshold)
+    out = []
+    for i, ((r, c), has) in enumerate(zip(points, ok, strict=True)):
+        grasps = []
+        if has:
+            length = float(width[i, r, c]) if width is not None else 60.0
+            grasps.append(Grasp((r, c), float(angle[i, r, c]), length, length * jaw_ratio,
+                                quality=float(q[i, r, c])))  # fmt: skip
+        out.append(evaluate_grasps(grasps, gts[i], iou_threshold, angle_threshold))
+    return out
+
+
 def calculate_iou_match(
     q: np.ndarray,
     angle: np.ndarray,

@@ -514,31 +514,31 @@ def fill_convex_polygons(
     """
     p = np.asarray(points, dtype=np.float64).reshape(-1, np.shape(points)[-2], 2)
     rows_n, cols_n = int(shape[0]), int(shape[1])
-    y, x = p[..., 0], p[..., 1]
+    # Edge-major (V x N) so each per-edge reduction runs over contiguous rows.
+    y, x = np.ascontiguousarray(p[..., 0].T), np.ascontiguousarray(p[..., 1].T)
+    y2, x2 = np.roll(y, -1, 0), np.roll(x, -1, 0)  # edge e: vertex e -> e + 1
     with np.errstate(invalid="ignore"):
-        area = 0.5 * np.abs((y * np.roll(x, -1, 1) - np.roll(y, -1, 1) * x).sum(1))
+        area = 0.5 * np.abs((y * x2 - y2 * x).sum(0))
         keep = np.isfinite(p).all((1, 2)) & (area >= min_area)
-    lo = np.ceil(np.where(keep, y.min(1), 0.0)).clip(0, rows_n)
-    hi = np.floor(np.where(keep, y.max(1), -1.0)).clip(-1, rows_n - 1)
+    lo = np.ceil(np.where(keep, y.min(0), 0.0)).clip(0, rows_n)
+    hi = np.floor(np.where(keep, y.max(0), -1.0)).clip(-1, rows_n - 1)
     n_rows = np.maximum(hi - lo + 1, 0).astype(np.intp)
     poly = np.repeat(np.arange(len(p)), n_rows)  # one entry per (polygon, row)
-    first = np.cumsum(n_rows) - n_rows
-    row = np.arange(poly.size) - np.repeat(first, n_rows) + lo.astype(np.intp)[poly]
-    yy = row.astype(np.float64)[:, None]
-    yi, xi = y[poly], x[poly]
-    yj, xj = np.roll(yi, -1, 1), np.roll(xi, -1, 1)  # edge i -> i + 1
+    row = np.arange(poly.size) - np.repeat(np.cumsum(n_rows) - n_rows, n_rows)
+    row += lo.astype(np.intp)[poly]
+    yy = row.astype(np.float64)
+    yi, xi, yj, xj = y[:, poly], x[:, poly], y2[:, poly], x2[:, poly]
     meets = (np.minimum(yi, yj) <= yy) & (yy <= np.maximum(yi, yj))
     flat = yi == yj
     with np.errstate(divide="ignore", invalid="ignore"):
         at = xi + (xj - xi) * (yy - yi) / (yj - yi)  # where the edge crosses the row
     slanted = meets & ~flat
+    left = np.where(slanted, at, np.inf).min(0)
+    right = np.where(slanted, at, -np.inf).max(0)
     level = meets & flat  # an edge along the row: both of its ends bound the interval
-    left = np.minimum(
-        np.where(slanted, at, np.inf).min(1), np.where(level, np.minimum(xi, xj), np.inf).min(1)
-    )
-    right = np.maximum(
-        np.where(slanted, at, -np.inf).max(1), np.where(level, np.maximum(xi, xj), -np.inf).max(1)
-    )
+    if level.any():
+        left = np.minimum(left, np.where(level, np.minimum(xi, xj), np.inf).min(0))
+        right = np.maximum(right, np.where(level, np.maximum(xi, xj), -np.inf).max(0))
     with np.errstate(invalid="ignore"):
         a = np.ceil(np.where(np.isfinite(left), left, 0.0)).clip(0, cols_n).astype(np.intp)
         b = np.floor(np.where(np.isfinite(right), right, -1.0)).clip(-1, cols_n - 1)

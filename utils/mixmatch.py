@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from models import grasp_map_loss
 from utils.checkpoint import unwrap
-from utils.dihedral import DIHEDRAL_VIEWS, transform_image, transform_maps
+from utils.dihedral import DIHEDRAL_VIEWS, transform_image, transform_maps, view_mean
 from utils.steps import StepContext, StepOutput
 
 
@@ -51,18 +51,10 @@ def guess_maps(net: nn.Module, x: Tensor, views: list[int]) -> Tensor:
     frame (``N x 4 x H x W``, float32). ``net`` runs in eval mode; its mode is restored."""
     was_training = net.training
     net.eval()
-    layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else None
-    total = None
     try:
-        for k in views:
-            xk = transform_image(x, k)
-            if layout is not None:
-                xk = xk.contiguous(memory_format=layout)
-            maps = transform_maps(net(xk).float(), k, inverse=True)
-            total = maps if total is None else total + maps
+        return view_mean(net, x, views)
     finally:
         net.train(was_training)
-    return total / len(views)
 
 
 def mixup(x: Tensor, y: Tensor, lam: float, perm: Tensor) -> tuple[Tensor, Tensor]:

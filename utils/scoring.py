@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from models import GRASP_MAP_NAMES, grasp_map_loss
 from utils.checkpoint import unwrap
 from utils.distributed import all_gather_object, reduce_sum
-from utils.evaluation import EvaluationResults, evaluate_image
+from utils.evaluation import EvaluationResults, evaluate_batch
 from utils.grasp import WIDTH_SCALE
 from utils.logger import RunLogger
 from utils.post_process import post_process_output
@@ -98,12 +98,10 @@ def evaluate(
         q, ang, wid = post_process_output(
             pred_cpu[:, 0], pred_cpu[:, 1], pred_cpu[:, 2], pred_cpu[:, 3], width_scale=width_scale
         )
-        image_results = []
-        for i in range(len(x)):
-            res = evaluate_image(
-                q[i], ang[i], batch["gt"][i], wid[i], n_grasps=n_grasps, iou_threshold=iou_threshold
-            )
-            image_results.append(res)
+        image_results = evaluate_batch(
+            q, ang, wid, list(batch["gt"]), n_grasps=n_grasps, iou_threshold=iou_threshold
+        )
+        for i, res in enumerate(image_results):
             results.add(sample_id(int(batch["index"][i])), res)
         t2 = time.perf_counter()
         # The first batch pays one-off costs (kernel selection, caches): time the others.
