@@ -262,6 +262,16 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_compile_arg(p: argparse.ArgumentParser) -> None:
+    """``--compile``, for the training scripts."""
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the training step's network (the first steps compile: tens of "
+        "seconds on a small CPU; benchmarks/train_speed.py --compile times both)",
+    )
+
+
 def add_output_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--description", default="", help="run name suffix")
@@ -335,6 +345,7 @@ RESUME_OVERRIDES = {
     "weight_decay": "applies to every parameter group from the next step",
     "num_workers": "data order does not depend on it",
     "device": "", "amp": "", "channels_last": "", "threads": "", "vis": "", "logdir": "",
+    "compile": "",
     "val_batches": "", "checkpoint_every": "", "save_every_epochs": "",
     "benchmark_images": "", "benchmark_path": "", "cache_dir": "", "description": "",
     "resume": "", "fork": "", "outdir": "",

@@ -63,6 +63,7 @@ def training_parser(description: str) -> argparse.ArgumentParser:
     cli.add_data_args(p)
     cli.add_optim_args(p)
     cli.add_runtime_args(p)
+    cli.add_compile_arg(p)
     cli.add_output_args(p)
     cli.add_run_args(p)
     return p
@@ -323,6 +324,8 @@ def _train_and_test(
         )
     # After the DDP wrap, which broadcast rank 0's weights: every rank averages the same start.
     ema = ModelEma(model, args.model_ema_decay) if args.model_ema else None
+    if args.compile:
+        model = torch.compile(model)  # shares the parameters; checkpoints unwrap it
     # A step's own trainable parameters (distillation's feature adapter) learn with the model.
     optimizer = build_optimizer(args, model, list(getattr(step, "parameters", list)()))
     n = epoch_length(data.train_loader, data.unlabelled_loader, args.batches_per_epoch)
