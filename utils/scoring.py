@@ -75,6 +75,7 @@ def evaluate(
     results = EvaluationResults()
     # Fixed keys on every rank (even one with an empty shard), so the sums pair up.
     sums = dict.fromkeys(("loss", *GRASP_MAP_NAMES, "_net_s", "_post_s", "_timed", "_seen"), 0.0)
+    dev_sums: dict[str, Tensor | float] = {}
     first: tuple[float, float, int] | None = None  # the warm-up batch's timings
     examples: list[dict[str, np.ndarray]] = []
     total = max_batches if max_batches is not None else getattr(loader, "__len__", lambda: None)()
@@ -89,11 +90,10 @@ def evaluate(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t1 = time.perf_counter()
-        if "y" in batch:
+        if "y" in batch:  # summed on the device, read once at the end
             total_loss, terms = grasp_map_loss(pred, batch["y"].to(device))
-            sums["loss"] += float(total_loss) * len(x)
-            for k, v in terms.items():
-                sums[k] += float(v) * len(x)
+            for k, v in {"loss": total_loss, **terms}.items():
+                dev_sums[k] = dev_sums.get(k, 0.0) + v.detach().float() * len(x)
         pred_cpu = pred.cpu()
         q, ang, wid = post_process_output(
             pred_cpu[:, 0], pred_cpu[:, 1], pred_cpu[:, 2], pred_cpu[:, 3], width_scale=width_scale
@@ -124,6 +124,10 @@ def evaluate(
                     "width": wid[i],
                 }
             )
+    if dev_sums:
+        keys = list(dev_sums)
+        for k, v in zip(keys, torch.stack([dev_sums[k] for k in keys]).cpu().tolist(), strict=True):
+            sums[k] += v
     merged = EvaluationResults()
     for part in all_gather_object(results):
         merged = merged.merge(part)
