@@ -17,9 +17,10 @@ the warp from the base level is an identity or an integer shift (Jacquard, Corne
 and quarter turns are exact pixel permutations. Zoom in [0.5, 1) uses one more level.
 
 Caching: decoding and inpainting a 1024 x 1024 TIFF costs tens of ms, so with ``cache_dir``
-every level is stored as ``.npy`` (see :class:`ArrayCache`); after the first epoch a sample is
-two small ``.npy`` reads, a warp and the target drawing (about 5 ms for Jacquard depth + RGB at
-300 px, of which ~3 ms is drawing the targets). Disk use at 300 px: 0.64 MB per Jacquard
+every level is stored as ``.npy`` (see :class:`ArrayCache`), and so are the parsed grasps
+(:meth:`GraspDataset.grasps`); after the first epoch a sample is a small ``.npy`` read per
+input, a warp and one vectorised target drawing (about 2.4 ms for an augmented Jacquard
+sample with depth + RGB at 224 px, ``benchmarks/loader_speed.py``). Disk use at 300 px: 0.64 MB per Jacquard
 sample (depth + RGB) without zoom augmentation, 1.9 MB with it (the extra sqrt(2) level).
 """
 
