@@ -13,7 +13,6 @@ the command line default to the ones the checkpoint was trained with.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from utils import cli
+from utils.atomic import atomic_write_json
 from utils.checkpoint import WEIGHTS, load_model
 from utils.data.build import SPLIT_FLAGS, dataset_from_args, dataset_root, split_from_args
 from utils.data.loader import make_loader
@@ -439,7 +439,7 @@ def infer_images(args: argparse.Namespace, predictor, trained: dict, dist) -> li
             "input_size": predictor.input_size, "intrinsics": camera and vars(camera),
             "grasps": [g.to_dict() for g in grasps], "timing_ms": vars(predictor.timing),
         }  # fmt: skip
-        out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+        atomic_write_json(out.with_suffix(".json"), record, indent=1)
         written.append(out)
         if args.vis:
             from utils.visualisation import draw_frame_grasps, save_png
@@ -509,9 +509,7 @@ def load_for_eval(path: str, args: argparse.Namespace, dist, precision):
 
 
 def write_json(path: str | Path, data: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1) + "\n")
+    atomic_write_json(path, data, indent=1)
 
 
 def main(args: argparse.Namespace):

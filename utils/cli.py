@@ -10,13 +10,13 @@ elsewhere: datasets and loaders in :mod:`utils.data.build`, optimisers and the s
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from models import list_networks
+from utils.atomic import atomic_write_json
 
 #: Where generated data and runs go by default: inside the repository.
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -416,4 +416,4 @@ def save_args(args: argparse.Namespace, path: Path) -> None:
     data = public_args(args)
     data["_command"] = " ".join([Path(sys.executable).name, *sys.argv])
     data["_world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_json(path, data, indent=2, sort_keys=True, default=str)

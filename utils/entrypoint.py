@@ -1,39 +1,111 @@
 """How a script's process ends: one line on stderr and an exit code, never a bare traceback
-for bad input.
+for bad input; and how a training run stops when asked to (SIGTERM, SIGINT).
 
-Exit codes: 0 success; 2 bad usage or input (a flag, file, dataset or checkpoint: the message
-names it), a diverged loss included for now; 130 interrupted (Ctrl-C).
+Exit codes (README, Reliability):
+
+- 0: success;
+- 1: a bug (an unexpected exception, with its traceback);
+- 2: bad usage or input: a flag, file, dataset or checkpoint (the message names it), or a
+  file that cannot be read or written;
+- 3: the loss diverged (non-finite on some rank);
+- 75: stopped by SIGTERM or SIGINT after writing a resumable ``last.pt`` (EX_TEMPFAIL: a job
+  scheduler may requeue the command with ``--resume``);
+- 130: interrupted with nothing new saved (a second signal, or one before training began).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+
+EXIT_OK, EXIT_BUG, EXIT_BAD_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
+EXIT_STOPPED_SAVED, EXIT_INTERRUPTED = 75, 130
+
+
+class Interrupted(Exception):
+    """A training run stopped on a signal after saving ``checkpoint`` (resumable exactly)."""
+
+    def __init__(self, signame: str, checkpoint: Path, where: str) -> None:
+        self.signame, self.checkpoint, self.where = signame, Path(checkpoint), where
+        super().__init__(
+            f"stopped by {signame} {where}: saved {self.checkpoint}; resume with "
+            f"python {Path(sys.argv[0]).name} --resume {self.checkpoint}"
+        )
+
+
+class StopRequest:
+    """SIGTERM / SIGINT asks the training loop to stop after the current step: the first
+    signal sets :attr:`signame`, which the loop polls (:meth:`requested`); a second one ends
+    the process at once (SIGINT as KeyboardInterrupt, SIGTERM by its default action)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signame: str | None = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signame is not None:  # the second signal: no more waiting
+            signal.signal(signum, signal.SIG_DFL)
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signum)
+            return
+        self.signame = signal.Signals(signum).name
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopRequest]:
+        """Handle the signals inside the block (main thread only; elsewhere a no-op)."""
+        self.signame = None
+        try:
+            old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        except ValueError:  # not the main thread: leave the defaults
+            yield self
+            return
+        try:
+            yield self
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    def requested(self) -> bool:
+        return self.signame is not None
+
+
+#: The process's one stop request, polled by :func:`utils.training.train_one_epoch`.
+STOP = StopRequest()
+
+
+def _is_main_rank() -> bool:
+    return os.environ.get("RANK", "0") == "0"
 
 
 def run_main(main: Callable[[Any], Any], parse_args: Callable[[], Any]) -> None:
-    """Run ``main(parse_args())``. Parsing is inside the handler too: flags that read files
-    (``--resume`` reads its checkpoint) fail as cleanly as any other bad flag.
-
-    ValueError (bad files and flags), OSError (paths that cannot be read or written) and
-    FloatingPointError (a diverging run) end in one line with exit code 2; anything else is a
-    bug and keeps its traceback.
-    """
+    """Run ``main(parse_args())`` and end with the exit codes above. Parsing is inside the
+    handler too: flags that read files (``--resume`` reads its checkpoint) fail as cleanly as
+    any other bad flag. Messages print once, on the main rank."""
+    code, text = EXIT_OK, ""
     try:
         main(parse_args())
-    except (ValueError, OSError, FloatingPointError) as e:
+    except Interrupted as e:
+        code, text = EXIT_STOPPED_SAVED, str(e)
+    except FloatingPointError as e:
+        code, text = EXIT_DIVERGED, f"error: {e}"
+    except (ValueError, OSError) as e:
         text = str(e).strip()
         if "Original Traceback" in text:
             # Raised in a DataLoader worker: torch wraps the worker's whole traceback; the
             # last line is our own message naming the file.
             text = text.splitlines()[-1].split(": ", 1)[-1]
-        print(f"error: {text}", file=sys.stderr)
-        sys.exit(2)
+        code, text = EXIT_BAD_INPUT, f"error: {text}"
     except KeyboardInterrupt:
-        print(
-            "interrupted: last.pt holds the last completed epoch (or --checkpoint-every step), "
-            "if there was one",
-            file=sys.stderr,
-        )
-        sys.exit(130)
+        code = EXIT_INTERRUPTED
+        text = "interrupted: nothing new saved (a run's last.pt, if any, is from before)"
+    if text and _is_main_rank():
+        print(text, file=sys.stderr, flush=True)
+    if code:
+        sys.exit(code)

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.atomic import atomic_open, atomic_write_text
+
 #: Pixels of gripper opening that map to 1.0 in the width target map. Encoding (datasets) and
 #: decoding (post-processing) both default to this one constant.
 WIDTH_SCALE: float = 150.0
@@ -260,14 +262,11 @@ class GraspRectangles:
     def load_from_cornell_file(cls, path: str | Path) -> GraspRectangles:
         """Read a Cornell ``pcdXXXXcpos.txt``: 4 lines ``x y`` per rectangle.
 
-        A rectangle with any NaN corner is dropped whole. A malformed line raises ValueError
-        naming the file and line number.
+        A rectangle with any NaN (or infinite) corner is dropped whole. A malformed line
+        raises ValueError naming the file and line number.
         """
         path = Path(path)
-        try:
-            lines = path.read_text().splitlines()
-        except OSError as e:
-            raise ValueError(f"{path}: cannot read Cornell grasp file ({e.strerror})") from None
+        lines = _read_text(path, "Cornell grasp file").splitlines()
         corners: list[tuple[float, float]] = []
         for lineno, line in enumerate(lines, start=1):
             if not line.strip():
@@ -287,7 +286,7 @@ class GraspRectangles:
                 f"{path}: expected 4 corner lines per rectangle, got {len(corners)} point lines"
             )
         pts = np.array(corners, dtype=np.float64).reshape(-1, 4, 2)
-        return cls(pts[~np.isnan(pts).any(axis=(1, 2))])
+        return cls(pts[np.isfinite(pts).all(axis=(1, 2))])
 
     @classmethod
     def from_jacquard_lines(
@@ -330,10 +329,7 @@ class GraspRectangles:
         matrices (``GraspRectangles.affine``) rather than ``scale``.
         """
         path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as e:
-            raise ValueError(f"{path}: cannot read Jacquard grasp file ({e.strerror})") from None
+        text = _read_text(path, "Jacquard grasp file")
         return cls.from_jacquard_lines(text.splitlines(), scale=scale, source=str(path))
 
     # --- writing -----------------------------------------------------------------------------
@@ -362,11 +358,12 @@ class GraspRectangles:
         return lines
 
     def save_cornell(self, path: str | Path) -> None:
-        Path(path).write_text("\n".join(self.to_cornell_lines()) + "\n")
+        atomic_write_text(path, "\n".join(self.to_cornell_lines()) + "\n")
 
     def save_jacquard(self, path: str | Path, scale: float = 1.0) -> None:
         # Real Jacquard files use CRLF line ends; write the same.
-        Path(path).write_bytes(("\r\n".join(self.to_jacquard_lines(scale)) + "\r\n").encode())
+        with atomic_open(path, "wb") as f:
+            f.write(("\r\n".join(self.to_jacquard_lines(scale)) + "\r\n").encode())
 
     # --- list behaviour ----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -475,6 +472,16 @@ class GraspRectangles:
         ang = np.where(on, self.angles.astype(np.float32)[pick], 0).astype(np.float32)
         wid = np.where(on, self.lengths.astype(np.float32)[pick], 0).astype(np.float32)
         return q, ang, wid
+
+
+def _read_text(path: Path, what: str) -> str:
+    """A grasp file's text; unreadable or not text: a ValueError naming the file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read {what} ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a {what}: byte {e.start} is not text (UTF-8)") from None
 
 
 def draw_one_at_a_time(
@@ -663,11 +670,19 @@ def iou_many(
     ok &= dist < r_self + r_other
     if not ok.any():
         return ious
+    # Zero-area (collinear or point) rectangles overlap nothing; the clipping below assumes
+    # a proper convex polygon.
+    area_self = _polygon_area(rectangle.points[None], np.array([4]))[0]
+    if not area_self > 1e-12:
+        return ious
+    ok &= _polygon_area(rectangles.points, np.full(n, 4)) > 1e-12
+    if not ok.any():
+        return ious
     others = rectangles.points[ok]
     mine = np.broadcast_to(rectangle.points, others.shape)
     inter = polygon_intersection_area(mine, others)
-    area_self = _polygon_area(rectangle.points[None], np.array([4]))[0]
     area_other = _polygon_area(others, np.full(len(others), 4))
     union = area_self + area_other - inter
     ious[ok] = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    return ious
+    # Rounding can leave a hair outside [0, 1]; degenerate corners (NaN) give 0.
+    return np.clip(np.nan_to_num(ious, nan=0.0), 0.0, 1.0)

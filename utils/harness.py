@@ -35,11 +35,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from models import count_parameters, get_network
 from utils import cli
+from utils.atomic import atomic_write_json, remove_leftovers
 from utils.checkpoint import load_checkpoint, load_weights, unwrap
 from utils.data.build import RunData, build_run_data
 from utils.data.loader import make_loader
 from utils.distributed import DistInfo, all_gather_object, barrier, cleanup, init_distributed
 from utils.ema import ModelEma
+from utils.entrypoint import STOP, Interrupted
 from utils.grasp import WIDTH_SCALE
 from utils.logger import RunLogger
 from utils.optim import build_optimizer, build_scheduler, set_weight_decay
@@ -285,29 +287,48 @@ def run_training(
     """
     dist, precision = setup_run(args)
     logger = RunLogger(None, enabled=False)
-    finished = False
-    try:
-        model = build_model(args, dist, precision)
-        precision = tune_precision(args, dist, precision, model)
-        data = make_data(args, dist)
-        resume = getattr(args, "_resume_ckpt", None)
-        fork = resume is not None and (resume["kind"] != "last" or args.fork)
-        run_dir = make_run_dir(args, dist, fork=fork)
-        logger = RunLogger(args.logdir or run_dir / "tensorboard", enabled=dist.is_main)
-        run = RunContext(
-            args, dist, precision, run_dir, logger, resume,
-            getattr(args, "_resume_changes", {}), fork,
-        )  # fmt: skip
-        if dist.is_main:
-            cli.save_args(
-                args, run_dir / ("args_resume.json" if resume and not fork else "args.json")
-            )
-        result = _train_and_test(run, model, data, make_step)
-        finished = True
-        return result
-    finally:
-        logger.close()
-        cleanup(finished)
+    finished, run_dir, new_dir = False, None, False
+    # SIGTERM / SIGINT: finish the step, save last.pt, exit 75 (utils/entrypoint.py).
+    with STOP.installed():
+        try:
+            model = build_model(args, dist, precision)
+            precision = tune_precision(args, dist, precision, model)
+            data = make_data(args, dist)
+            resume = getattr(args, "_resume_ckpt", None)
+            fork = resume is not None and (resume["kind"] != "last" or args.fork)
+            run_dir = make_run_dir(args, dist, fork=fork)
+            new_dir = resume is None or fork
+            if dist.is_main and not new_dir:
+                remove_leftovers(run_dir)  # temporary files of writes killed outright
+            logger = RunLogger(args.logdir or run_dir / "tensorboard", enabled=dist.is_main)
+            run = RunContext(
+                args, dist, precision, run_dir, logger, resume,
+                getattr(args, "_resume_changes", {}), fork,
+            )  # fmt: skip
+            if dist.is_main:
+                cli.save_args(
+                    args, run_dir / ("args_resume.json" if resume and not fork else "args.json")
+                )
+            result = _train_and_test(run, model, data, make_step)
+            finished = True
+            return result
+        except Interrupted:
+            finished = True  # every rank saved and stopped at the same step
+            raise
+        finally:
+            logger.close()
+            cleanup(finished)
+            if not finished and new_dir and dist.is_main and run_dir is not None:
+                _drop_empty_run(run_dir)
+
+
+def _drop_empty_run(run_dir: Path) -> None:
+    """A new run that failed before writing any checkpoint leaves no folder behind (it
+    would hold only args.json and an empty TensorBoard log)."""
+    import shutil
+
+    if run_dir.is_dir() and not any(run_dir.glob("*.pt")):
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _train_and_test(
@@ -316,7 +337,7 @@ def _train_and_test(
     args, dist, logger = run.args, run.dist, run.logger
     run.data = data
     if dist.is_main and data.labelled_ids is not None:
-        (run.run_dir / "labeled_subset.json").write_text(json.dumps(data.labelled_ids) + "\n")
+        atomic_write_json(run.run_dir / "labeled_subset.json", data.labelled_ids)
     step = make_step(run, model)
     if dist.distributed:
         model = DistributedDataParallel(
@@ -442,5 +463,5 @@ def score_test(
         test = report.pop("test", None) or {"summary": {}, "per_image": {}}
         test["summary"].update(out)
         test.update(report)
-        (run.run_dir / "test_results.json").write_text(json.dumps(test, indent=1) + "\n")
+        atomic_write_json(run.run_dir / "test_results.json", test, indent=1)
     return out

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from utils.checkpoint import atomic_torch_save, load_weights, make_checkpoint, unwrap
 from utils.distributed import DistInfo, all_gather_object, broadcast_buffers, reduce_sum
 from utils.ema import ModelEma
+from utils.entrypoint import STOP, Interrupted
 from utils.grasp import WIDTH_SCALE
 from utils.logger import RunLogger, format_epoch_summary
 from utils.precision import Precision
@@ -80,6 +81,8 @@ class TrainState:
     sums: dict[str, float] = field(default_factory=dict)
     #: Share of the last epoch's loop spent waiting for data (a timing: not checkpointed).
     data_wait: float | None = None
+    #: The loop stopped early on a signal (:data:`utils.entrypoint.STOP`), last.pt written.
+    stopped: bool = False
 
 
 @dataclass
@@ -340,11 +343,18 @@ def train_one_epoch(
             logger.scalars({"lr": trainer.optimizer.param_groups[0]["lr"]}, state.global_step)
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{current['loss']:.4f}")
+        mid_epoch = state.step_in_epoch < n_batches
+        if stop_agreed(device) and mid_epoch:  # (at an epoch's end, fit saves and stops)
+            read_sums()
+            if save_checkpoint is not None:
+                save_checkpoint()
+            state.stopped = True
+            return {}
         if (
             checkpoint_every
             and save_checkpoint is not None
             and state.global_step % checkpoint_every == 0
-            and state.step_in_epoch < n_batches
+            and mid_epoch
         ):
             read_sums()
             save_checkpoint()
@@ -353,6 +363,12 @@ def train_one_epoch(
     if state.step_in_epoch > start:
         state.data_wait = waited / max(time.perf_counter() - t_loop, 1e-9)
     return {k: v / seen for k, v in totals.items()}
+
+
+def stop_agreed(device: torch.device) -> bool:
+    """Whether a stop signal reached any rank (collective: every rank calls it at the same
+    step, so all of them stop together)."""
+    return bool(reduce_sum({"stop": float(STOP.requested())}, device)["stop"])
 
 
 def _finite(v: float) -> bool:
@@ -419,6 +435,11 @@ def fit(
             unlabelled_loader=unlabelled_loader, logger=logger,
             checkpoint_every=checkpoint_every, save_checkpoint=lambda: save("last.pt", "last"),
         )  # fmt: skip
+        if state.stopped:
+            raise Interrupted(
+                STOP.signame or "a signal", run_dir / "last.pt",
+                f"at epoch {epoch}, batch {state.step_in_epoch} of {n_batches}",
+            )  # fmt: skip
         metrics = {f"train_{k}": v for k, v in terms.items()}
         improved = False
         if val_loader is not None:
@@ -460,4 +481,8 @@ def fit(
             format_epoch_summary(epoch, epochs, shown, time.perf_counter() - t0)
             + (" | best" if improved else "")
         )
+        if epoch < epochs and stop_agreed(dist.device):
+            raise Interrupted(
+                STOP.signame or "a signal", run_dir / "last.pt", f"after epoch {epoch}"
+            )
     return metrics

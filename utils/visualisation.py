@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from utils.atomic import atomic_open
 from utils.grasp import Grasp, GraspRectangles
 
 #: Default colours (RGB): opening edges green, jaw edges red, grasp centres yellow.
@@ -174,9 +175,11 @@ def save_png(path: str | Path, image: np.ndarray, compression: int = 9) -> Path:
         raise ValueError(f"save_png: expected uint8, got {img.dtype}")
     if img.ndim == 3:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), img, [cv2.IMWRITE_PNG_COMPRESSION, int(compression)]):
-        raise OSError(f"{path}: cannot write PNG")
+    ok, png = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
+    if not ok:
+        raise OSError(f"{path}: cannot encode PNG")
+    with atomic_open(path, "wb") as f:
+        f.write(png.tobytes())
     return path
 
 

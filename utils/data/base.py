@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from utils.atomic import atomic_open, remove_leftovers
 from utils.grasp import WIDTH_SCALE, GraspRectangles, encode_grasp_maps
 from utils.image import (
     IMAGE_BORDER,
@@ -87,8 +88,8 @@ class ArrayCache:
     The key is the source's absolute path, size and mtime (ns) plus a tag describing the
     processing (kind, level shape, inpainting, :data:`CACHE_VERSION`), hashed into
     ``<root>/<2 hex>/<stem>.<hash>.npy``; an edited source file therefore misses. Writes go
-    to a unique temporary file renamed with ``os.replace`` (atomic on POSIX), so concurrent
-    DataLoader workers or runs never see half-written arrays. Unreadable entries are rebuilt.
+    through :func:`utils.atomic.atomic_open`, so concurrent DataLoader workers or runs never
+    see half-written arrays. Unreadable entries are rebuilt.
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -98,6 +99,10 @@ class ArrayCache:
         except OSError as e:
             raise ValueError(f"{self.root}: cannot create cache folder ({e.strerror})") from None
         self._warned = False
+        # Writes killed outright leave temporary files; an hour's margin spares live writers.
+        for sub in self.root.iterdir() if self.root.is_dir() else ():
+            if sub.is_dir():
+                remove_leftovers(sub, older_than_s=3600)
 
     def path(self, source: Path, tag: str) -> Path:
         st = source.stat()
@@ -112,15 +117,10 @@ class ArrayCache:
             return None  # missing or damaged: the caller rebuilds and overwrites it
 
     def save(self, source: Path, tag: str, arr: np.ndarray) -> None:
-        target = self.path(source, tag)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         try:
-            target.parent.mkdir(exist_ok=True)
-            with open(tmp, "wb") as f:
+            with atomic_open(self.path(source, tag), "wb") as f:
                 np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
-            os.replace(tmp, target)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
             if not self._warned:  # a full or read-only disk must not stop training
                 warnings.warn(
                     f"{self.root}: cannot write cache ({e}); continuing uncached", stacklevel=2

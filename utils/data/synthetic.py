@@ -55,6 +55,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from utils.atomic import atomic_write_json, fsync_dir
 from utils.data.synthetic_labels import (
     DEFAULT_GRIPPER,
     ROBOTIQ_2F85,
@@ -411,7 +412,8 @@ def generate_dataset(
             frame=list(shape),
             seconds=round(time.perf_counter() - t0, 2),
         )
-        (tmp / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+        # Written last and fsynced: a folder with its marker is complete.
+        atomic_write_json(tmp / MARKER, marker, indent=1)
         _install(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -434,6 +436,7 @@ def _install(tmp: Path, out: Path, overwrite: bool) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+    fsync_dir(out.parent)  # the rename survives a power cut
 
 
 def default_root(fmt: str, n_scenes: int, size: int, seed: int) -> Path:

@@ -1,0 +1,117 @@
+"""Signals, faults and exit codes: a stopped run saves and resumes exactly, a killed write
+leaves the previous file intact, and each way of ending has its own exit code."""
+
+from __future__ import annotations
+
+import errno
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, run_script, tiny_args
+
+from utils.atomic import atomic_write_json, remove_leftovers
+from utils.checkpoint import atomic_torch_save, load_checkpoint
+from utils.entrypoint import EXIT_DIVERGED, EXIT_STOPPED_SAVED
+
+LONG = ["--network", "ggcnn", "--epochs", "2", "--batches-per-epoch", "150", "--val-batches", "1"]
+
+
+def _start(workdir: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "train_net.py", *tiny_args(workdir, *LONG, *extra)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _wait_for_training(workdir: Path, proc: subprocess.Popen, timeout: float = 120) -> Path:
+    """The run folder, once the run has trained a little (its first step is in TensorBoard)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        runs = list((workdir / "runs").glob("*/args.json"))
+        if runs and any(runs[0].parent.glob("tensorboard/*")):
+            time.sleep(1.5)  # well inside epoch 1 (each epoch takes several seconds)
+            return runs[0].parent
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    raise AssertionError("the run did not start training")
+
+
+def _final_weights(run: Path) -> dict:
+    return load_checkpoint(run / "last.pt")["model"]
+
+
+def test_sigterm_saves_a_resumable_checkpoint_and_resumes_exactly(tmp_path):
+    proc = _start(tmp_path / "a")
+    run = _wait_for_training(tmp_path / "a", proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_STOPPED_SAVED, err[-2000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "stopped by SIGTERM" in lines[0], err[-2000:]
+    assert f"--resume {run / 'last.pt'}" in lines[0]
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["global_step"] > 0  # it trained, and saved where it stopped
+    assert not list(run.glob(".*.tmp"))
+
+    res = run_script("train_net.py", "--resume", str(run / "last.pt"), timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = run_script("train_net.py", *tiny_args(tmp_path / "b", *LONG), timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (plain,) = (tmp_path / "b" / "runs").glob("*")
+    resumed, uninterrupted = _final_weights(run), _final_weights(plain)
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
+
+
+def test_a_second_signal_ends_the_run_at_once(tmp_path):
+    proc = _start(tmp_path)
+    _wait_for_training(tmp_path, proc)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    # Either the second Ctrl-C came before the save (130, nothing new saved) or after (75).
+    assert proc.returncode in (130, EXIT_STOPPED_SAVED), err[-2000:]
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_diverged_loss_has_its_own_exit_code(tmp_path):
+    res = run_script("train_net.py", *tiny_args(tmp_path, "--network", "ggcnn", "--lr", "1e30"))
+    assert res.returncode == EXIT_DIVERGED, res.stderr[-2000:]
+    assert "non-finite loss" in res.stderr and "Traceback" not in res.stderr
+    assert not list((tmp_path / "runs").glob("*")), "a run that saved nothing leaves no folder"
+
+
+def test_killed_write_leaves_the_old_file_and_its_leftover_is_cleaned(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    atomic_torch_save({"epoch": 1}, path)
+    atomic_write_json(tmp_path / "results.json", {"ok": 1})
+
+    def full_disk(obj, f, *a, **k):
+        f.write(b"partial checkpoint bytes")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        atomic_torch_save({"epoch": 2}, path)
+    assert torch.load(path, weights_only=True)["epoch"] == 1  # the previous file, intact
+    assert not list(tmp_path.glob(".*.tmp"))  # and no half-written file
+
+    # SIGKILL mid-write cannot clean up: the next start removes what it left.
+    (tmp_path / ".last.pt.x1y2.tmp").write_bytes(b"half")
+    assert [p.name for p in remove_leftovers(tmp_path)] == [".last.pt.x1y2.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "results.json"]
+
+
+def test_resume_removes_leftovers_of_a_killed_save(tmp_path):
+    res = run_script("train_net.py", *tiny_args(tmp_path, "--network", "ggcnn", "--epochs", "1"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    (run,) = (tmp_path / "runs").glob("*")
+    leftover = run / ".last.pt.killed.tmp"
+    leftover.write_bytes(b"half a checkpoint")
+    res = run_script("train_net.py", "--resume", str(run / "last.pt"), "--epochs", "2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert not leftover.exists() and load_checkpoint(run / "last.pt")["epoch"] == 2
