@@ -115,3 +115,69 @@ def test_resume_removes_leftovers_of_a_killed_save(tmp_path):
     res = run_script("train_net.py", "--resume", str(run / "last.pt"), "--epochs", "2")
     assert res.returncode == 0, res.stderr[-2000:]
     assert not leftover.exists() and load_checkpoint(run / "last.pt")["epoch"] == 2
+
+
+# --- security ------------------------------------------------------------------------------------
+class _RunsCode:
+    """Unpickling this would run a shell command (what a malicious checkpoint does)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_crafted_pickle_checkpoint_is_refused_without_running_code(tmp_path):
+    marker, bad = tmp_path / "pwned", tmp_path / "evil.pt"
+    torch.save({"model": _RunsCode(marker), "network": {}}, bad)
+    for script in (["eval_net.py", "--network", str(bad), "--dataset", "benchmark",
+                    "--benchmark-images", "2"],
+                   ["train_net.py", "--resume", str(bad)]):  # fmt: skip
+        res = run_script(*script)
+        assert res.returncode == 2 and "not a readable checkpoint" in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr
+    assert not marker.exists()
+
+
+def test_scripts_run_with_network_sockets_disabled(tmp_path):
+    """No download at run time: with AF_INET/AF_INET6 sockets made to fail, a run trains,
+    is evaluated, and predicts on depth frames."""
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(
+        "import socket\n"
+        "_real = socket.socket\n"
+        "class _NoNet(_real):\n"
+        "    def __init__(self, family=-1, *a, **k):\n"
+        "        if family in (-1, socket.AF_INET, socket.AF_INET6):  # -1: the default, AF_INET\n"
+        "            raise OSError('network access attempted during a test run')\n"
+        "        super().__init__(family, *a, **k)\n"
+        "socket.socket = _NoNet\n"
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": str(guard)}
+
+    def run(*argv):
+        res = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True,
+                             env=env, timeout=300)  # fmt: skip
+        assert res.returncode == 0, res.stderr[-2000:]
+        return res
+
+    probe = subprocess.run([sys.executable, "-c", "import socket; socket.socket()"], env=env,
+                           capture_output=True, text=True)  # fmt: skip
+    assert probe.returncode != 0 and "network access attempted" in probe.stderr
+    run("train_net.py", *tiny_args(tmp_path, "--network", "ggcnn", "--epochs", "1"))
+    (best,) = (tmp_path / "runs").glob("*/best.pt")
+    run("eval_net.py", "--network", str(best), "--num-workers", "0", "--cache-dir",
+        str(tmp_path / "cache"), "--outdir", str(tmp_path / "eval"))  # fmt: skip
+    run("eval_net.py", "--network", str(REPO / "weights" / "ggcnn2_distilled.pt"), "--images",
+        str(tmp_path / "synthetic"), "--outdir", str(tmp_path / "pred"), "--num-workers", "0")  # fmt: skip
+
+
+def test_description_cannot_write_outside_outdir(tmp_path):
+    for bad in ("../escape", "a/b", ".."):
+        res = run_script("train_net.py", *tiny_args(tmp_path, "--description", bad))
+        assert res.returncode == 2 and "without path separators" in res.stderr, res.stderr
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "runs").exists()

@@ -30,6 +30,15 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (-h lists the flags)\n")
 
 
+def run_name(v: str) -> str:
+    """``--description``: part of a folder name under ``--outdir``, so it cannot leave it."""
+    if "/" in v or "\\" in v or v in (".", "..") or "\0" in v:
+        raise argparse.ArgumentTypeError(
+            f"expected a name without path separators (it names a folder in --outdir), got {v!r}"
+        )
+    return v
+
+
 def usable_cores() -> int:
     """CPU cores this process may run on (its affinity mask, so containers and taskset count)."""
     try:
@@ -274,7 +283,9 @@ def add_compile_arg(p: argparse.ArgumentParser) -> None:
 
 def add_output_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output")
-    g.add_argument("--description", default="", help="run name suffix")
+    g.add_argument(
+        "--description", type=run_name, default="", help="run name suffix (no path separators)"
+    )
     g.add_argument("--outdir", default=str(REPO_ROOT / "runs"), help="parent of run folders")
     g.add_argument(
         "--logdir", default=None, help="TensorBoard folder (default: <run folder>/tensorboard)"
