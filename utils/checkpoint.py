@@ -11,6 +11,8 @@ from its stored name and keyword arguments, with no need for the command line th
 
 from __future__ import annotations
 
+import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +78,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise ValueError(f"{path}: checkpoint file not found")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about old pickle protocols: noise here
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 -- any unpickling failure is a bad file
         text = str(e).strip()
         first = text.splitlines()[0].split(". ")[0] if text else type(e).__name__
+        if (
+            isinstance(e, (KeyError, EOFError, pickle.UnpicklingError))
+            and "Weights only" not in text
+        ):
+            first = "not a file written by torch.save"
         raise ValueError(f"{path}: not a readable checkpoint ({first})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "network" not in ckpt:
         raise ValueError(

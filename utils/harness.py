@@ -199,7 +199,13 @@ def make_run_dir(args: argparse.Namespace, dist: DistInfo, fork: bool = False) -
         while run_dir.exists():
             n += 1
             run_dir = base.with_name(f"{base.name}_{n}")
-        run_dir.mkdir(parents=True)
+        try:
+            run_dir.mkdir(parents=True)
+        except OSError as e:
+            raise ValueError(
+                f"--outdir {args.outdir}: cannot create the run folder {run_dir.name} there "
+                f"({e.strerror})"
+            ) from None
     if dist.distributed:
         names = [str(run_dir)]
         torch.distributed.broadcast_object_list(names, src=0)

@@ -15,12 +15,18 @@ Conventions (the same as :mod:`utils.grasp`):
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+# tifffile logs what is wrong with a damaged file before raising; the error we raise from it
+# names the file and the reason in one line, so its log line would only repeat it.
+logging.getLogger("tifffile").setLevel(logging.CRITICAL)
 
 #: Border mode for depth and RGB warps: mirror the image with the edge pixel repeated
 #: (``cba|abc``), as GG-CNN's skimage ``mode='symmetric'``. Mirrored content is plausible
@@ -203,8 +209,10 @@ def image_shape(path: str | Path) -> tuple[int, int]:
         if path.suffix.lower() in _TIFF_SUFFIXES:
             import tifffile
 
-            with tifffile.TiffFile(path) as tf:
-                shape = tf.pages[0].shape
+            with warnings.catch_warnings():  # a damaged file's warning: the error says it
+                warnings.simplefilter("ignore")
+                with tifffile.TiffFile(path) as tf:
+                    shape = tf.pages[0].shape
             return int(shape[0]), int(shape[1])
         from PIL import Image  # a dependency of imageio and scikit-image
 

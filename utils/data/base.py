@@ -254,12 +254,28 @@ class GraspDataset(Dataset):
                     pts = None
             if pts is None:
                 pts = self.load_grasps(idx).points
+                self._check_grasps_in_frame(idx, pts)
                 if cache is not None:
                     cache.save(source, "grasps", pts)
             if self._memo_bytes + pts.nbytes <= self.GRASP_MEMO_BYTES:
                 self._grasp_memo[idx] = pts
                 self._memo_bytes += pts.nbytes
         return GraspRectangles(pts.copy())
+
+    def _check_grasps_in_frame(self, idx: int, pts: np.ndarray) -> None:
+        """Grasps whose centres all lie outside the image mean an image of the wrong size."""
+        if not len(pts):
+            return
+        rows, cols = self.source_size(idx)
+        c = pts.mean(axis=1)
+        inside = (c[:, 0] >= -0.5) & (c[:, 0] < rows) & (c[:, 1] >= -0.5) & (c[:, 1] < cols)
+        if not inside.any():
+            s = self.samples[idx]
+            image = s.depth if self.use_depth else s.rgb
+            raise ValueError(
+                f"{image}: image is {rows}x{cols}, but every grasp of {s.grasps.name} lies "
+                "outside it (an image of the wrong size?)"
+            )
 
     # --- ids and geometry ----------------------------------------------------------------------
     def __len__(self) -> int:
