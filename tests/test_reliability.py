@@ -181,3 +181,22 @@ def test_description_cannot_write_outside_outdir(tmp_path):
         res = run_script("train_net.py", *tiny_args(tmp_path, "--description", bad))
         assert res.returncode == 2 and "without path separators" in res.stderr, res.stderr
     assert not (tmp_path / "escape").exists() and not (tmp_path / "runs").exists()
+
+
+def test_a_killed_torchrun_worker_ends_the_whole_job(tmp_path):
+    """One of two gloo workers killed mid-epoch (SIGKILL, no chance to clean up): the job
+    ends, non-zero, within a bounded time, instead of the other rank waiting forever."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "train_net.py", *tiny_args(tmp_path, *LONG)]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    _wait_for_training(tmp_path, proc)
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+    pids = [int(p) for p in workers.stdout.split()]
+    assert len(pids) == 2, workers
+    killed_at = time.monotonic()
+    subprocess.run(["kill", "-9", str(pids[-1])], check=True)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and time.monotonic() - killed_at < 60, err[-2000:]
+    assert "Signals.SIGKILL" in err or "exitcode" in err, err[-2000:]
