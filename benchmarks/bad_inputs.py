@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -259,6 +260,15 @@ def run_case(name: str, tmp: Path, timeout: int = 300) -> dict:
     }
 
 
+def shorten(message: str, tmp: str, limit: int = 160) -> str:
+    """The message with the case's temporary paths and object hashes abbreviated."""
+    msg = re.sub(r"/case\d+/set/[0-9a-f]{32}/0_[0-9a-f]{32}_", "/<obj>/0_<obj>_", message)
+    msg = re.sub(r"0_[0-9a-f]{32}", "0_<obj>", msg)
+    msg = re.sub(r"/case\d+", "", msg.replace(tmp, "<tmp>"))
+    msg = re.sub(r"\d{6}_\d{6}", "<stamp>", msg).replace("|", "/").replace("`", "'")
+    return msg if len(msg) <= limit else msg[: limit - 3] + "..."
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
@@ -273,11 +283,9 @@ def main() -> None:
             case_dir.mkdir()
             rows.append(run_case(name, case_dir))
             r = rows[-1]
-            msg = r["message"].replace(tmp, "<tmp>").replace("|", "\\|")
-            if len(msg) > 150:
-                msg = msg[:147] + "..."
-            print(f"| {name} | {r['script']} | {r['exit']} | {r['lines']} | "
-                  f"{'yes' if r['traceback'] else 'no'} | {msg} |", flush=True)  # fmt: skip
+            print(f"| {name} | `{r['script']}` | {r['exit']} | {r['lines']} | "
+                  f"{'yes' if r['traceback'] else 'no'} | `{shorten(r['message'], tmp)}` |",
+                  flush=True)  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
 
