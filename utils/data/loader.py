@@ -145,14 +145,6 @@ class SeededItems(Dataset):
         return self.dataset[key]
 
 
-def _one_thread_per_worker(worker_id: int) -> None:
-    """A worker uses one core: OpenCV would otherwise start a thread pool per worker (torch
-    already runs its workers single-threaded)."""
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
 def make_loader(
     dataset: Dataset,
     indices: Sequence[int],
@@ -191,6 +183,5 @@ def make_loader(
         # A fixed generator: creating an iterator then never draws from torch's global RNG.
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=num_workers > 0,
-        worker_init_fn=_one_thread_per_worker,
         pin_memory=torch.cuda.is_available(),
     )
