@@ -200,3 +200,21 @@ def test_a_killed_torchrun_worker_ends_the_whole_job(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0 and time.monotonic() - killed_at < 60, err[-2000:]
     assert "Signals.SIGKILL" in err or "exitcode" in err, err[-2000:]
+
+
+def test_sigterm_to_torchrun_saves_every_rank_at_the_same_step(tmp_path):
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node=2"]  # fmt: skip
+    proc = subprocess.Popen([*torchrun, "train_net.py", *tiny_args(tmp_path, *LONG)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    run = _wait_for_training(tmp_path, proc)
+    proc.send_signal(signal.SIGTERM)  # torchrun passes it to both workers
+    _, err = proc.communicate(timeout=120)
+    said = [line for line in err.splitlines() if "stopped by SIGTERM" in line]
+    assert len(said) == 1 and "torchrun --nproc_per_node=2 train_net.py --resume" in said[0], err
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["world_size"] == 2 and len(ckpt["rng"]) == 2 and ckpt["global_step"] > 0
+    res = subprocess.run([*torchrun, "train_net.py", "--resume", str(run / "last.pt")], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert f"resuming at epoch {ckpt['epoch'] + 1}" in res.stdout

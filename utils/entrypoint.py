@@ -32,9 +32,11 @@ class Interrupted(Exception):
 
     def __init__(self, signame: str, checkpoint: Path, where: str) -> None:
         self.signame, self.checkpoint, self.where = signame, Path(checkpoint), where
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        launcher = f"torchrun --nproc_per_node={world}" if world > 1 else "python"
         super().__init__(
             f"stopped by {signame} {where}: saved {self.checkpoint}; resume with "
-            f"python {Path(sys.argv[0]).name} --resume {self.checkpoint}"
+            f"{launcher} {Path(sys.argv[0]).name} --resume {self.checkpoint}"
         )
 
 
