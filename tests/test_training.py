@@ -67,7 +67,9 @@ def test_resolve_precision():
         resolve_precision("fast", "auto", cpu)
 
 
-@pytest.mark.parametrize(("name", "kwargs"), [("ggcnn2", {}), ("pspnet", {"backbone": "resnet18"})])
+@pytest.mark.parametrize(
+    ("name", "kwargs"), [("ggcnn", {}), ("ggcnn2", {}), ("pspnet", {"backbone": "resnet18"})]
+)
 def test_fast_paths_match_plain_fp32(name, kwargs):
     """channels_last changes only rounding; bf16 autocast stays within bf16 rounding."""
     cpu = torch.device("cpu")
