@@ -7,7 +7,8 @@ target drawing and the parsed-grasp cache.
 Prints a markdown table of median milliseconds per item, per dataset and augmentation:
 *first read* (decode, inpaint, fill the cache), *cached* (what every later epoch costs), and
 *cached, previous path* (the grasp file parsed on every read, one polygon fill per rectangle:
-``utils.grasp.draw_one_at_a_time``), with the ratios measured in the same run. One thread,
+``utils.grasp.draw_one_at_a_time``, the angle maps' cos and sin over every pixel), with the
+ratios measured in the same run. One thread,
 as in a DataLoader worker.
 """
 
@@ -21,11 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import utils.data.base as base  # noqa: E402
 from utils.data import JacquardDataset  # noqa: E402
 from utils.data.base import GraspDataset  # noqa: E402
 from utils.data.synthetic import DEFAULT_N_SCENES, ensure_synthetic_dataset  # noqa: E402
@@ -41,16 +44,26 @@ def median_ms(dataset: JacquardDataset, n: int) -> float:
     return 1000 * statistics.median(times)
 
 
+def encode_whole_maps(quality, angle, opening, width_scale):
+    """The previous target encoding: trigonometry over every pixel of the map."""
+    on = quality > 0
+    return np.stack([quality, np.cos(2 * angle) * on, np.sin(2 * angle) * on,
+                     np.clip(opening, 0.0, width_scale) / width_scale * on]).astype(np.float32)  # fmt: skip
+
+
 @contextlib.contextmanager
 def previous_path():
-    """Items made as before: grasps re-parsed on every read, one fill per rectangle."""
-    grasps, draw = GraspDataset.grasps, GraspRectangles.draw
+    """Items made as before: grasps re-parsed on every read, one fill per rectangle, the
+    angle maps encoded over every pixel."""
+    grasps, draw, encode = GraspDataset.grasps, GraspRectangles.draw, base.encode_grasp_maps
     GraspDataset.grasps = lambda self, idx: self.load_grasps(idx)  # type: ignore[method-assign]
     GraspRectangles.draw = draw_one_at_a_time  # type: ignore[method-assign]
+    base.encode_grasp_maps = lambda q, a, w, width_scale: encode_whole_maps(q, a, w, width_scale)
     try:
         yield
     finally:
         GraspDataset.grasps, GraspRectangles.draw = grasps, draw  # type: ignore[method-assign]
+        base.encode_grasp_maps = encode
 
 
 def main() -> None:

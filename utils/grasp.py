@@ -565,15 +565,20 @@ def encode_grasp_maps(
     0: off-grasp pixels carry no angle, so the (cos, sin) vector's length doubles as a
     confidence, and a network is not pushed towards an arbitrary angle on the background.
     """
-    on = quality > 0
-    return np.stack(
-        [
-            quality,
-            np.cos(2 * angle) * on,
-            np.sin(2 * angle) * on,
-            np.clip(opening, 0.0, width_scale) / width_scale * on,
-        ]
-    ).astype(np.float32)
+    quality = np.asarray(quality, dtype=np.float32)
+    out = np.zeros((4, *quality.shape), dtype=np.float32)
+    out[0] = quality
+    # Only the grasp pixels (a few percent of the map) need trigonometry.
+    on = np.flatnonzero(quality > 0)
+    a = 2 * np.asarray(angle, dtype=np.float32).ravel()[on]
+    w = np.asarray(opening, dtype=np.float32).ravel()[on]
+    for channel, values in (
+        (1, np.cos(a)),
+        (2, np.sin(a)),
+        (3, np.clip(w, 0.0, width_scale) / width_scale),
+    ):
+        out[channel].reshape(-1)[on] = values
+    return out
 
 
 # --- exact IoU of convex quadrilaterals --------------------------------------------------------

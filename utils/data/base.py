@@ -19,7 +19,7 @@ and quarter turns are exact pixel permutations. Zoom in [0.5, 1) uses one more l
 Caching: decoding and inpainting a 1024 x 1024 TIFF costs tens of ms, so with ``cache_dir``
 every level is stored as ``.npy`` (see :class:`ArrayCache`), and so are the parsed grasps
 (:meth:`GraspDataset.grasps`); after the first epoch a sample is a small ``.npy`` read per
-input, a warp and one vectorised target drawing (about 2.4 ms for an augmented Jacquard
+input, a warp and one vectorised target drawing (about 2.0 ms for an augmented Jacquard
 sample with depth + RGB at 224 px, ``benchmarks/loader_speed.py``). Disk use at 300 px: 0.64 MB per Jacquard
 sample (depth + RGB) without zoom augmentation, 1.9 MB with it (the extra sqrt(2) level).
 """
