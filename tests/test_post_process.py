@@ -124,14 +124,13 @@ def test_batched_evaluation_equals_image_by_image():
         for _ in range(n)
     ]  # fmt: skip
     batched = evaluate_batch(q, ang, wid, gts)
+    assert evaluate_batch(q[:0], ang[:0], wid[:0], []) == []
     for i in range(n):
-        if i == 5:
-            continue  # peak_local_max has no defined answer for NaN maps
         one = evaluate_image(q[i], ang[i], gts[i], wid[i])
         assert (one.success, one.best_iou) == (batched[i].success, batched[i].best_iou), i
         centres = [[tuple(map(float, g.center)) for g in r.grasps] for r in (one, batched[i])]
         assert centres[0] == centres[1], i
-    assert batched[1].grasps == [] and batched[2].grasps == [] and batched[5].grasps == []
+    assert batched[1].grasps == [] and batched[2].grasps == [] and batched[5].grasps
     assert tuple(batched[3].grasps[0].center) == (0, 5)
     assert tuple(batched[4].grasps[0].center) == (0, 0)
     assert sum(r.success for r in batched) > 0  # the comparison saw successes too

@@ -18,7 +18,9 @@ from utils.atomic import atomic_write_json, remove_leftovers
 from utils.checkpoint import atomic_torch_save, load_checkpoint
 from utils.entrypoint import EXIT_DIVERGED, EXIT_STOPPED_SAVED
 
-LONG = ["--network", "ggcnn", "--epochs", "2", "--batches-per-epoch", "150", "--val-batches", "1"]
+# --checkpoint-every: the first mid-epoch last.pt tells the test that training is under way.
+LONG = ["--network", "ggcnn", "--epochs", "2", "--batches-per-epoch", "150", "--val-batches", "1",
+        "--checkpoint-every", "5"]  # fmt: skip
 
 
 def _start(workdir: Path, *extra: str) -> subprocess.Popen:
@@ -29,12 +31,11 @@ def _start(workdir: Path, *extra: str) -> subprocess.Popen:
 
 
 def _wait_for_training(workdir: Path, proc: subprocess.Popen, timeout: float = 120) -> Path:
-    """The run folder, once the run has trained a little (its first step is in TensorBoard)."""
+    """The run folder, once the run has trained a little (its first mid-epoch last.pt)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        runs = list((workdir / "runs").glob("*/args.json"))
-        if runs and any(runs[0].parent.glob("tensorboard/*")):
-            time.sleep(1.5)  # well inside epoch 1 (each epoch takes several seconds)
+        runs = list((workdir / "runs").glob("*/last.pt"))
+        if runs:
             return runs[0].parent
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.1)
@@ -104,6 +105,15 @@ def test_killed_write_leaves_the_old_file_and_its_leftover_is_cleaned(tmp_path, 
     (tmp_path / ".last.pt.x1y2.tmp").write_bytes(b"half")
     assert [p.name for p in remove_leftovers(tmp_path)] == [".last.pt.x1y2.tmp"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "results.json"]
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    atomic_write_json(tmp_path / "a.json", {})
+    (tmp_path / "b.json").write_text("{}")
+    mode = lambda p: os.stat(p).st_mode & 0o777  # noqa: E731
+    assert mode(tmp_path / "a.json") == mode(tmp_path / "b.json")  # umask honoured, not 0600
 
 
 def test_resume_removes_leftovers_of_a_killed_save(tmp_path):

@@ -19,6 +19,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
 #: Temporary files of interrupted writes: ``.<target name>.<random>.tmp``.
 LEFTOVER_GLOB = ".*.tmp"
 
@@ -48,6 +57,7 @@ def atomic_open(path: str | Path, mode: str = "wb", **kwargs: Any) -> Iterator[I
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a plain open() honours the umask
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {}), **kwargs) as f:
             yield f
             f.flush()

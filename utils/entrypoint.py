@@ -19,6 +19,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,22 +43,30 @@ class Interrupted(Exception):
 
 class StopRequest:
     """SIGTERM / SIGINT asks the training loop to stop after the current step: the first
-    signal sets :attr:`signame`, which the loop polls (:meth:`requested`); a second one ends
-    the process at once (SIGINT as KeyboardInterrupt, SIGTERM by its default action)."""
+    signal sets :attr:`signame`, which the loop polls (:meth:`requested`); a second one, more
+    than :attr:`REPEAT_S` later, ends the process at once (SIGINT as KeyboardInterrupt,
+    SIGTERM by its default action)."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
+    #: Seconds after the first signal in which another counts as the same request: Ctrl-C
+    #: under torchrun reaches each worker twice (from the terminal and from torchrun).
+    REPEAT_S = 2.0
+
     def __init__(self) -> None:
         self.signame: str | None = None
+        self._at = 0.0
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.signame is not None:  # the second signal: no more waiting
+        if self.signame is not None and time.monotonic() - self._at < self.REPEAT_S:
+            return
+        if self.signame is not None:  # a second signal: no more waiting
             signal.signal(signum, signal.SIG_DFL)
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt
             os.kill(os.getpid(), signum)
             return
-        self.signame = signal.Signals(signum).name
+        self.signame, self._at = signal.Signals(signum).name, time.monotonic()
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[StopRequest]:

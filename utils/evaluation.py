@@ -62,7 +62,11 @@ def top_peaks(q: np.ndarray, threshold: float = 0.2) -> tuple[np.ndarray, np.nda
     maps that have one: the value above ``threshold``, finite, and the map not flat. What
     ``detect_grasps(n_grasps=1)`` (``peak_local_max`` with ``num_peaks=1``) finds, without its
     maximum filter (tests/test_post_process.py compares them)."""
+    if len(q) == 0:
+        return np.zeros((0, 2), dtype=np.intp), np.zeros(0, dtype=bool)
     flat = q.reshape(len(q), -1)
+    if np.isnan(flat).any():  # NaN pixels are never peaks (as for peak_local_max)
+        flat = np.where(np.isnan(flat), -np.inf, flat)
     idx = np.argmax(flat, axis=1)
     top = flat[np.arange(len(q)), idx]
     with np.errstate(invalid="ignore"):

@@ -49,7 +49,7 @@ from utils.precision import Precision, choose_precision, resolve_precision
 from utils.scoring import evaluate
 from utils.seeding import seed_everything
 from utils.steps import Step
-from utils.training import Trainer, TrainState, epoch_length, fit
+from utils.training import Trainer, TrainState, epoch_length, fit, stop_agreed
 
 #: Flags holding paths: equal on resume when they name the same file, however spelled.
 _PATH_FLAGS = ("dataset_path", "object_map", "cache_dir", "outdir", "logdir", "resume",
@@ -217,8 +217,10 @@ def make_run_dir(args: argparse.Namespace, dist: DistInfo, fork: bool = False) -
 def setup_run(args: argparse.Namespace) -> tuple[DistInfo, Precision]:
     """Device, distributed process group, threads, seeds and precision."""
     dist = init_distributed(args.device)
+    # Cores are shared by the processes of this machine (torchrun's LOCAL_WORLD_SIZE).
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))
     args.num_workers, args.threads = cli.resolve_workers_threads(
-        args.num_workers, args.threads, dist.world_size
+        args.num_workers, args.threads, local
     )
     torch.set_num_threads(args.threads)
     seed_everything(args.seed + dist.rank)
@@ -386,6 +388,8 @@ def _train_and_test(
             + (" into a new run folder (--fork)" if run.forked else "")
             + ("" if "rng" in run.resume else " (an older checkpoint: random states not saved)")
         )
+    if stop_agreed(dist.device):  # a signal during set-up: nothing trained, nothing to save
+        raise KeyboardInterrupt
     t0 = time.perf_counter()
     metrics = fit(
         trainer, data.train_loader, data.val_loader, epochs=args.epochs, run_dir=run.run_dir,

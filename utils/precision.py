@@ -91,10 +91,17 @@ def time_precision(
     random N x C x H x W input under ``precision``: forward, loss and backward when ``train``,
     else a forward pass without gradients. One warm-up step first."""
     import copy
+
+    # Its random input must not move the run's random stream (MixMatch draws from it).
+    with torch.random.fork_rng(devices=[]):
+        return _time_steps(copy.deepcopy(model), precision, shape, device, train, steps)
+
+
+def _time_steps(net, precision, shape, device, train, steps) -> float:
     import statistics
     import time
 
-    net = copy.deepcopy(model).to(device).train(train)
+    net = net.to(device).train(train)
     net = net.to(
         memory_format=torch.channels_last if precision.channels_last else torch.contiguous_format
     )

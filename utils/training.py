@@ -256,7 +256,10 @@ class _Sums:
         keys = list(self.dev)
         dev = [self.dev[k].detach().float().reshape(()) for k in keys]
         dev += [v.detach().float().reshape(()) for v in also.values() if isinstance(v, Tensor)]
-        vals = iter(torch.stack(dev).cpu().tolist() if dev else [])
+        # Plain-number terms were summed on the CPU, the loss on its device: gather them on
+        # one device (the first tensor's; the CPU scalars' copies are tiny), then one transfer.
+        where = next((t.device for t in dev if t.device.type != "cpu"), torch.device("cpu"))
+        vals = iter(torch.stack([t.to(where) for t in dev]).cpu().tolist() if dev else [])
         for k in keys:
             self.host[k] = self.host.get(k, 0.0) + next(vals)
         self.dev = {}
@@ -344,7 +347,9 @@ def train_one_epoch(
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{current['loss']:.4f}")
         mid_epoch = state.step_in_epoch < n_batches
-        if stop_agreed(device) and mid_epoch:  # (at an epoch's end, fit saves and stops)
+        # Under DDP the ranks agree through a collective: poll once per logging interval.
+        poll = not torch.distributed.is_initialized() or state.global_step % log_every == 0
+        if poll and mid_epoch and stop_agreed(device):  # (at an epoch's end, fit saves, stops)
             read_sums()
             if save_checkpoint is not None:
                 save_checkpoint()
