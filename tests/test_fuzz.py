@@ -60,28 +60,25 @@ def _mutate(data: bytes, edits: list[tuple[int, int]]) -> bytes:
 edits = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=6)
 
 
+#: (folder, file pattern, the name to write the mutant as, its loader) per real format.
+REAL_FORMATS = {
+    "jacquard": ("jacquard_samples", "*_grasps.txt", "mutated_grasps.txt",
+                 GraspRectangles.load_from_jacquard_file),
+    "cornell": ("cornell_samples", "pcd*cpos.txt", "pcd0000cpos.txt",
+                GraspRectangles.load_from_cornell_file),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", list(REAL_FORMATS))
 @FUZZ
 @given(edits=edits, cut=st.integers(0, 400))
-def test_mutated_real_jacquard_file_parses_or_fails_naming_it(shared_data, tmp_path, edits, cut):
-    source = sorted((shared_data / "jacquard_samples").rglob("*_grasps.txt"))[0].read_bytes()
-    path = tmp_path / "mutated_grasps.txt"
+def test_mutated_real_file_parses_or_fails_naming_it(fmt, shared_data, tmp_path, edits, cut):
+    folder, pattern, name, load = REAL_FORMATS[fmt]
+    source = sorted((shared_data / folder).rglob(pattern))[0].read_bytes()
+    path = tmp_path / name
     path.write_bytes(_mutate(source, edits)[: max(0, len(source) - cut)])
     try:
-        g = GraspRectangles.load_from_jacquard_file(path)
-    except ValueError as e:
-        assert str(e).startswith(str(path)), e
-        return
-    _valid(g)
-
-
-@FUZZ
-@given(edits=edits, cut=st.integers(0, 200))
-def test_mutated_real_cornell_file_parses_or_fails_naming_it(shared_data, tmp_path, edits, cut):
-    source = sorted((shared_data / "cornell_samples").rglob("pcd*cpos.txt"))[0].read_bytes()
-    path = tmp_path / "pcd0000cpos.txt"
-    path.write_bytes(_mutate(source, edits)[: max(0, len(source) - cut)])
-    try:
-        g = GraspRectangles.load_from_cornell_file(path)
+        g = load(path)
     except ValueError as e:
         assert str(e).startswith(str(path)), e
         return

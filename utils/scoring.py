@@ -26,6 +26,36 @@ from utils.post_process import post_process_output
 from utils.precision import Precision
 
 
+class DeviceSums:
+    """Loss sums kept on the device, added to ``start``; read (one host sync) only when asked:
+    the training loop's and evaluation's."""
+
+    def __init__(self, start: dict[str, float]) -> None:
+        self.host = dict(start)
+        self.dev: dict[str, Tensor] = {}
+
+    def add(self, values: dict[str, Tensor | float], n: int) -> None:
+        for k, v in values.items():
+            v = v.detach().float() if isinstance(v, Tensor) else torch.tensor(float(v))
+            self.dev[k] = self.dev[k] + v * n if k in self.dev else v * n
+
+    def read(self, also: dict[str, Tensor | float] | None = None) -> tuple[dict, dict]:
+        """(sums, ``also`` as floats), both copied to the host in one transfer."""
+        also = also or {}
+        keys = list(self.dev)
+        dev = [self.dev[k].detach().float().reshape(()) for k in keys]
+        dev += [v.detach().float().reshape(()) for v in also.values() if isinstance(v, Tensor)]
+        # Plain-number terms were summed on the CPU, the loss on its device: gather them on
+        # one device (the first tensor's; the CPU scalars' copies are tiny), then one transfer.
+        where = next((t.device for t in dev if t.device.type != "cpu"), torch.device("cpu"))
+        vals = iter(torch.stack([t.to(where) for t in dev]).cpu().tolist() if dev else [])
+        for k in keys:
+            self.host[k] = self.host.get(k, 0.0) + next(vals)
+        self.dev = {}
+        extra = {k: next(vals) if isinstance(v, Tensor) else float(v) for k, v in also.items()}
+        return dict(self.host), extra
+
+
 @dataclass
 class EvalOutput:
     """Rectangle-metric results, mean loss terms, timings (ms/image) and a few example maps."""
@@ -75,7 +105,7 @@ def evaluate(
     results = EvaluationResults()
     # Fixed keys on every rank (even one with an empty shard), so the sums pair up.
     sums = dict.fromkeys(("loss", *GRASP_MAP_NAMES, "_net_s", "_post_s", "_timed", "_seen"), 0.0)
-    dev_sums: dict[str, Tensor | float] = {}
+    loss_sums = DeviceSums({})
     first: tuple[float, float, int] | None = None  # the warm-up batch's timings
     examples: list[dict[str, np.ndarray]] = []
     total = max_batches if max_batches is not None else getattr(loader, "__len__", lambda: None)()
@@ -92,8 +122,7 @@ def evaluate(
         t1 = time.perf_counter()
         if "y" in batch:  # summed on the device, read once at the end
             total_loss, terms = grasp_map_loss(pred, batch["y"].to(device))
-            for k, v in {"loss": total_loss, **terms}.items():
-                dev_sums[k] = dev_sums.get(k, 0.0) + v.detach().float() * len(x)
+            loss_sums.add({"loss": total_loss, **terms}, len(x))
         pred_cpu = pred.cpu()
         q, ang, wid = post_process_output(
             pred_cpu[:, 0], pred_cpu[:, 1], pred_cpu[:, 2], pred_cpu[:, 3], width_scale=width_scale
@@ -124,10 +153,8 @@ def evaluate(
                     "width": wid[i],
                 }
             )
-    if dev_sums:
-        keys = list(dev_sums)
-        for k, v in zip(keys, torch.stack([dev_sums[k] for k in keys]).cpu().tolist(), strict=True):
-            sums[k] += v
+    for k, v in loss_sums.read()[0].items():
+        sums[k] += v
     merged = EvaluationResults()
     for part in all_gather_object(results):
         merged = merged.merge(part)

@@ -32,7 +32,7 @@ from utils.entrypoint import STOP, Interrupted
 from utils.grasp import WIDTH_SCALE
 from utils.logger import RunLogger, format_epoch_summary
 from utils.precision import Precision
-from utils.scoring import evaluate
+from utils.scoring import DeviceSums, evaluate
 from utils.seeding import rng_state, set_rng_state
 from utils.steps import Step, StepContext
 from utils.visualisation import example_panels
@@ -238,35 +238,6 @@ def epoch_length(
 
 
 # --- one epoch ---------------------------------------------------------------------------------
-class _Sums:
-    """Loss sums kept on the device; read (one host sync) only when asked."""
-
-    def __init__(self, start: dict[str, float]) -> None:
-        self.host = dict(start)
-        self.dev: dict[str, Tensor] = {}
-
-    def add(self, values: dict[str, Tensor | float], n: int) -> None:
-        for k, v in values.items():
-            v = v.detach().float() if isinstance(v, Tensor) else torch.tensor(float(v))
-            self.dev[k] = self.dev[k] + v * n if k in self.dev else v * n
-
-    def read(self, also: dict[str, Tensor | float] | None = None) -> tuple[dict, dict]:
-        """(sums, ``also`` as floats), both copied to the host in one transfer."""
-        also = also or {}
-        keys = list(self.dev)
-        dev = [self.dev[k].detach().float().reshape(()) for k in keys]
-        dev += [v.detach().float().reshape(()) for v in also.values() if isinstance(v, Tensor)]
-        # Plain-number terms were summed on the CPU, the loss on its device: gather them on
-        # one device (the first tensor's; the CPU scalars' copies are tiny), then one transfer.
-        where = next((t.device for t in dev if t.device.type != "cpu"), torch.device("cpu"))
-        vals = iter(torch.stack([t.to(where) for t in dev]).cpu().tolist() if dev else [])
-        for k in keys:
-            self.host[k] = self.host.get(k, 0.0) + next(vals)
-        self.dev = {}
-        extra = {k: next(vals) if isinstance(v, Tensor) else float(v) for k, v in also.items()}
-        return dict(self.host), extra
-
-
 def train_one_epoch(
     trainer: Trainer,
     loader: Iterable,
@@ -290,7 +261,7 @@ def train_one_epoch(
     model, precision = trainer.model, trainer.precision
     model.train()
     epoch, start = state.epoch, state.step_in_epoch
-    sums = _Sums(state.sums)
+    sums = DeviceSums(state.sums)
     batches: Iterator[Any] = epoch_batches(loader, epoch, n_batches, start)
     if unlabelled_loader is not None:
         batches = zip(

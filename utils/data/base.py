@@ -82,6 +82,10 @@ class Sample:
     mask: Path | None = None
 
 
+#: Cache folders already swept for leftovers by this process.
+_SWEPT: set[Path] = set()
+
+
 class ArrayCache:
     """Decoded arrays on disk as ``.npy``, keyed by the source file and processing parameters.
 
@@ -100,9 +104,12 @@ class ArrayCache:
             raise ValueError(f"{self.root}: cannot create cache folder ({e.strerror})") from None
         self._warned = False
         # Writes killed outright leave temporary files; an hour's margin spares live writers.
-        for sub in self.root.iterdir() if self.root.is_dir() else ():
-            if sub.is_dir():
-                remove_leftovers(sub, older_than_s=3600)
+        # Once per folder and process: a large cache is many files to list.
+        if self.root.resolve() not in _SWEPT:
+            _SWEPT.add(self.root.resolve())
+            for sub in self.root.iterdir():
+                if sub.is_dir():
+                    remove_leftovers(sub, older_than_s=3600)
 
     def path(self, source: Path, tag: str) -> Path:
         st = source.stat()
