@@ -100,6 +100,12 @@ def make_step(run: harness.RunContext, model: torch.nn.Module) -> DistillStep:
         run.dist.device,
     )  # fmt: skip
     check_teacher_split(args, ckpt.get("args", {}))
+    taught_norm = ckpt.get("args", {}).get("depth_norm", "mean")
+    if taught_norm != args.depth_norm:
+        raise ValueError(
+            f"--teacher {args.teacher}: trained with --depth-norm {taught_norm}, the student "
+            f"uses {args.depth_norm}: the teacher would see inputs it was not trained on"
+        )
     if run.precision.channels_last:
         teacher = teacher.to(memory_format=torch.channels_last)
     if args.feature_weight > 0 and run.dist.distributed:

@@ -178,6 +178,8 @@ def resolve_data_args(args: argparse.Namespace, trained: dict) -> argparse.Names
         if getattr(args, k) is None:
             # The training run's data flags; a different dataset is scored whole (--part all).
             setattr(args, k, None if (k == "dataset_path" and not same_data) else trained.get(k))
+    if args.depth_norm is None:  # a checkpoint from before --depth-norm
+        args.depth_norm = "mean"
     # Neither given nor stored (an older checkpoint): the flags' own defaults.
     for k, v in defaults.items():
         if getattr(args, k) is None:
@@ -536,6 +538,7 @@ def main(args: argparse.Namespace):
                 predictor = GraspPredictor(
                     model, args.input_size or trained.get("input_size", 224),
                     model.input_channels, args.crop, dist.device, precision, WIDTH_SCALE,
+                    depth_norm=trained.get("depth_norm", "mean"),
                 )  # fmt: skip
             one = argparse.Namespace(**{**vars(args), "network": path})
             result = infer_images(one, predictor, trained, dist)

@@ -39,7 +39,8 @@ def main(args: argparse.Namespace) -> dict:
     size = args.input_size or int(ckpt.get("args", {}).get("input_size", 224))
     info = export_onnx(
         model, args.onnx, size, args.opset,
-        metadata={"network": model.network_name, "source": Path(args.network).name},
+        metadata={"network": model.network_name, "source": Path(args.network).name,
+                  "depth_norm": ckpt.get("args", {}).get("depth_norm", "mean")},
     )  # fmt: skip
     sizes = "any height and width" if info["dynamic_size"] else f"{size} x {size} px only"
     print(

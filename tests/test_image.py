@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from utils.depth import normalise_depth
 from utils.grasp import GraspRectangles
 from utils.image import (
     compose_affine,
@@ -21,7 +22,6 @@ from utils.image import (
     load_depth,
     load_mask,
     load_rgb,
-    normalise_depth,
     normalise_rgb,
     resize_image,
     resize_transform,

@@ -17,9 +17,13 @@ from typing import Any
 
 from models import list_networks
 from utils.atomic import atomic_write_json
+from utils.depth import DEPTH_NORMS
 
 #: Where generated data and runs go by default: inside the repository.
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Training defaults of the depth input (README, Sim-to-real, measures them).
+DEFAULT_DEPTH_NORM = "mean"
+DEFAULT_DEPTH_AUG = False
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -120,6 +124,14 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--use-rgb", type=str2bool, default=False, help="use RGB input (1/0)")
     g.add_argument("--input-size", type=positive_int, default=224, help="square input, pixels")
     g.add_argument(
+        "--depth-norm",
+        default=DEFAULT_DEPTH_NORM,
+        choices=DEPTH_NORMS,
+        help="depth input: 'mean' subtracts the view's mean (GG-CNN), 'table' a plane fitted to "
+        "the table (the input is then minus the height above the table; utils/depth.py). "
+        f"Default {DEFAULT_DEPTH_NORM}; eval_net and predict take the checkpoint's",
+    )
+    g.add_argument(
         "--depth-type",
         default="perfect",
         choices=("perfect", "stereo"),
@@ -194,7 +206,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 DATA_FLAGS = (
     "dataset", "dataset_path", "use_depth", "use_rgb", "input_size", "depth_type", "split",
     "split_by", "val_split", "ds_rotate", "folds", "fold", "split_seed", "cornell_crop",
-    "object_map", "synthetic_scenes",
+    "object_map", "synthetic_scenes", "depth_norm",
 )  # fmt: skip
 
 
@@ -254,6 +266,13 @@ def add_optim_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ds-shuffle", type=str2bool, default=True, help="shuffle training batches")
     g.add_argument(
         "--augment", type=str2bool, default=True, help="random rotation and zoom in training"
+    )
+    g.add_argument(
+        "--depth-aug",
+        type=str2bool,
+        default=DEFAULT_DEPTH_AUG,
+        help="randomise the training depth: height scale, tilt, blur, noise, holes "
+        f"(utils/depth.py; with --augment only; default {int(DEFAULT_DEPTH_AUG)})",
     )
 
 

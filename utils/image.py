@@ -267,12 +267,6 @@ def inpaint_depth(depth: np.ndarray, method: str = "ns", radius: int = 1) -> np.
     return out
 
 
-def normalise_depth(depth: np.ndarray) -> np.ndarray:
-    """GG-CNN depth input: subtract the image mean, then clip to [-1, 1] (metres); float32."""
-    d = np.asarray(depth, dtype=np.float32)
-    return np.clip(d - d.mean(), -1.0, 1.0).astype(np.float32, copy=False)
-
-
 def normalise_rgb(rgb: np.ndarray) -> np.ndarray:
     """GG-CNN RGB input: uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1] minus the image mean.
 

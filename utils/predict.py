@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from utils.depth import normalise_depth
 from utils.grasp import WIDTH_SCALE, Grasp, GraspRectangle
 from utils.image import (
     IMAGE_BORDER,
@@ -45,7 +46,6 @@ from utils.image import (
     inpaint_depth,
     invalid_depth,
     invert_affine,
-    normalise_depth,
     normalise_rgb,
     resize_image,
     resize_transform,
@@ -250,7 +250,8 @@ class GraspPredictor:
     ``model``: a grasp network (eval mode is set here) or any callable from an N x C x S x S
     float32 tensor to N x 4 x S x S maps (:class:`utils.export.OnnxNetwork`, say).
     ``input_size``: S, pixels. ``crop``: see :func:`crop_region`. ``precision``: autocast
-    settings (:func:`utils.precision.resolve_precision`; None: fp32).
+    settings (:func:`utils.precision.resolve_precision`; None: fp32). ``depth_norm``: the
+    depth normalisation the network was trained with (:func:`utils.depth.normalise_depth`).
     """
 
     model: Any
@@ -260,6 +261,7 @@ class GraspPredictor:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     precision: Any = None
     width_scale: float = WIDTH_SCALE
+    depth_norm: str = "mean"
     timing: Timing = field(default_factory=Timing)
     #: View pixels inside the frame (and box), cached for one (frame shape, crop, size).
     _inside_key: tuple | None = field(default=None, init=False, repr=False)
@@ -297,6 +299,7 @@ class GraspPredictor:
         return cls(
             model, int(input_size or trained.get("input_size", 224)), model.input_channels,
             crop, dev, resolve_precision(amp, channels_last, dev),
+            depth_norm=trained.get("depth_norm", "mean"),
         )  # fmt: skip
 
     @classmethod
@@ -314,7 +317,8 @@ class GraspPredictor:
             raise ValueError(
                 f"--input-size {size}: {path} was exported for {net.input_size} px only"
             )
-        return cls(net, int(size), net.input_channels, crop)
+        return cls(net, int(size), net.input_channels, crop,
+                   depth_norm=net.metadata.get("depth_norm", "mean"))  # fmt: skip
 
     # -- stages ------------------------------------------------------------------------------
     def prepare(
@@ -329,7 +333,7 @@ class GraspPredictor:
         parts = []
         view, matrix = view_of(filled, center, side, self.input_size)
         if self.input_channels in (1, 4):
-            parts.append(normalise_depth(view)[None])
+            parts.append(normalise_depth(view, self.depth_norm)[None])
         if self.input_channels in (3, 4):
             if rgb is None:
                 raise ValueError("this network takes RGB too: pass rgb (H, W, 3 uint8)")

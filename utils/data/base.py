@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import uuid
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +40,7 @@ import torch
 from torch.utils.data import Dataset
 
 from utils.atomic import atomic_open, remove_leftovers
+from utils.depth import DEPTH_NORMS, normalise_depth, randomise_depth
 from utils.grasp import WIDTH_SCALE, GraspRectangles, encode_grasp_maps
 from utils.image import (
     IMAGE_BORDER,
@@ -54,7 +53,6 @@ from utils.image import (
     load_depth,
     load_mask,
     load_rgb,
-    normalise_depth,
     normalise_rgb,
     resize_image,
     resize_transform,
@@ -158,6 +156,9 @@ class GraspDataset(Dataset):
         width_scale: opening (pixels) that maps to 1.0 in the width target.
         cache_dir: folder for decoded arrays (:class:`ArrayCache`); None: no disk cache.
         include_mask: add the object mask (warped with nearest neighbour) when a sample has one.
+        depth_norm: ``"mean"`` or ``"table"`` (:func:`utils.depth.normalise_depth`).
+        depth_aug: randomise each training item's depth (:func:`utils.depth.randomise_depth`;
+            :meth:`item` only: :meth:`view` and evaluation stay deterministic).
 
     Random draws come from the generator given to :meth:`item` (the training loaders seed one
     per item, see :mod:`utils.data.loader`), or torch's global RNG for ``dataset[idx]``. Items are dicts; batch them with :func:`collate_grasp_batch`.
@@ -175,6 +176,8 @@ class GraspDataset(Dataset):
         width_scale: float = WIDTH_SCALE,
         cache_dir: str | Path | None = None,
         include_mask: bool = False,
+        depth_norm: str = "mean",
+        depth_aug: bool = False,
     ) -> None:
         if not use_depth and not use_rgb:
             raise ValueError("use_depth and use_rgb are both False: at least one input is needed")
@@ -187,6 +190,8 @@ class GraspDataset(Dataset):
             )
         if rotation not in ("quarter", "continuous"):
             raise ValueError(f"rotation must be 'quarter' or 'continuous', got {rotation!r}")
+        if depth_norm not in DEPTH_NORMS:
+            raise ValueError(f"depth_norm must be one of {DEPTH_NORMS}, got {depth_norm!r}")
         if not width_scale > 0:
             raise ValueError(f"width_scale must be > 0, got {width_scale}")
         self.output_size = int(output_size)
@@ -198,6 +203,8 @@ class GraspDataset(Dataset):
         self.rotation = rotation
         self.width_scale = float(width_scale)
         self.include_mask = bool(include_mask)
+        self.depth_norm = depth_norm
+        self.depth_aug = bool(depth_aug)
         self.cache = ArrayCache(cache_dir) if cache_dir is not None else None
         self.samples: list[Sample] = []
         self._shapes: dict[int, tuple[int, int]] = {}
@@ -451,15 +458,25 @@ class GraspDataset(Dataset):
             zoom = lo + (hi - lo) * float(torch.rand(1, dtype=torch.float64, generator=generator))
         return rot, zoom
 
-    def view(self, idx: int, rot: float = 0.0, zoom: float = 1.0) -> dict[str, Any]:
-        """The item of sample ``idx`` for a given rotation (radians, CCW) and zoom."""
+    def _depth_input(self, idx: int, matrix: np.ndarray, aug_seed: int | None = None) -> np.ndarray:
+        """The normalised (and with ``aug_seed``, randomised) depth channel, 1 x S x S."""
+        x = normalise_depth(self._warp(idx, "depth", matrix), self.depth_norm)
+        if aug_seed is not None:
+            x = randomise_depth(x, np.random.default_rng(aug_seed))
+        return x[None]
+
+    def view(
+        self, idx: int, rot: float = 0.0, zoom: float = 1.0, aug_seed: int | None = None
+    ) -> dict[str, Any]:
+        """The item of sample ``idx`` for a given rotation (radians, CCW) and zoom; with
+        ``aug_seed``, its depth randomised by that seed."""
         idx = self._check_index(idx)
         grasps = self.grasps(idx)
         matrix = self._matrix(idx, rot, zoom, grasps)
         s = self.output_size
         parts = []
         if self.use_depth:
-            parts.append(normalise_depth(self._warp(idx, "depth", matrix))[None])
+            parts.append(self._depth_input(idx, matrix, aug_seed))
         if self.use_rgb:
             parts.append(normalise_rgb(self._warp(idx, "rgb", matrix)))
         gt = grasps.affine(matrix)
@@ -485,7 +502,11 @@ class GraspDataset(Dataset):
 
     def item(self, idx: int, generator: torch.Generator | None = None) -> dict[str, Any]:
         """Like ``dataset[idx]``, with the augmentation drawn from ``generator``."""
-        return self.view(idx, *self._random_view(generator))
+        rot, zoom = self._random_view(generator)
+        seed = None
+        if self.depth_aug and self.use_depth:
+            seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        return self.view(idx, rot, zoom, seed)
 
     def unlabelled_view(self, idx: int, rot: float = 0.0, zoom: float = 1.0) -> dict[str, Any]:
         """The input of sample ``idx`` alone (``x``, ``index``, ``rot``, ``zoom``), made exactly
@@ -493,11 +514,15 @@ class GraspDataset(Dataset):
         crops fall back to the frame centre)."""
         idx = self._check_index(idx)
         matrix = crop_transform(
-            self.crop_center(idx, GraspRectangles()), self.crop_size(idx), self.output_size, rot, zoom
+            self.crop_center(idx, GraspRectangles()),
+            self.crop_size(idx),
+            self.output_size,
+            rot,
+            zoom,
         )
         parts = []
         if self.use_depth:
-            parts.append(normalise_depth(self._warp(idx, "depth", matrix))[None])
+            parts.append(self._depth_input(idx, matrix))
         if self.use_rgb:
             parts.append(normalise_rgb(self._warp(idx, "rgb", matrix)))
         return {

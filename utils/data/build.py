@@ -30,6 +30,9 @@ def _input_kwargs(args: argparse.Namespace, augment: bool) -> dict[str, Any]:
         "random_rotate": augment,
         "random_zoom": augment,
         "cache_dir": args.cache_dir or str(REPO_ROOT / "data" / "cache"),
+        # Checkpoints from before these flags: GG-CNN's normalisation, no randomisation.
+        "depth_norm": getattr(args, "depth_norm", "mean"),
+        "depth_aug": augment and getattr(args, "depth_aug", False),
     }
 
 

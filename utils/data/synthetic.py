@@ -5,9 +5,10 @@ Command line::
     python -m utils.data.synthetic --format jacquard --out data/synthetic/demo --n 600 --seed 0 \\
         --size 300 [--views 5]
 
-Each *object set* (1 to 3 random objects from fifteen shape families, see
-:mod:`utils.data.synthetic_render`) is seen in ``views`` views: the same objects re-posed on the
-table, with a new camera distance (0.5 to 1.6 m) and table tilt (0 to 12 degrees) per view, so
+Each *object set* (one object in 70% of the sets, else 2 or 3, from fifteen shape families,
+see :mod:`utils.data.synthetic_render`) is seen in ``views`` views: the same objects re-posed on
+the table, with a new camera distance (1.4 to 1.6 m) and table tilt (8 to 12 degrees) per view
+(real Jacquard: one object, 1.5 m, 10 degrees; ``benchmarks/domain_gap.py``), so
 object-wise splits are meaningful, like real Jacquard's ~5 views per object. ``n`` counts
 images (views), so a dataset has ceil(n / views) object sets. Object set i draws everything
 from ``numpy.random.default_rng([seed, i])``: sets are independent of order and of each other,
@@ -68,11 +69,12 @@ from utils.data.synthetic_render import (
     DISTANCE_RANGE,
     FAMILIES,
     FIT_SHARE,
-    MAX_TILT,
+    TILT_RANGE,
     Camera,
     PlacedObject,
     Shape,
     focal_length,
+    pick_family,
     place_objects,
     random_table_color,
     render_heights,
@@ -83,7 +85,9 @@ from utils.data.synthetic_render import (
 from utils.grasp import GraspRectangles
 
 #: Bump when the generator's output changes; a dataset with another version is regenerated.
-GENERATOR_VERSION = 2
+#: v3 matches real Jacquard's camera (1.4-1.6 m, 8-12 degrees of tilt), objects per view,
+#: share of thin frames, grasps per object and stereo holes (README, Sim-to-real).
+GENERATOR_VERSION = 3
 #: Marker file of a complete dataset (written last).
 MARKER = "synthetic_dataset.json"
 FORMATS = ("jacquard", "cornell")
@@ -93,7 +97,12 @@ DEFAULT_N_SCENES = 600
 #: Views (images) per object set.
 DEFAULT_VIEWS = 5
 #: Cap on grasps (before jaw sizes) per object and image, evenly thinned over angles and lines.
-MAX_GRASPS_PER_OBJECT = 60
+#: Real Jacquard views have 32 [10, 45] (median [10th, 90th percentile]) per object; v2's 60
+#: was reached by most objects.
+MAX_GRASPS_PER_OBJECT = 40
+#: Probabilities of 1, 2 and 3 objects in an object set: real Jacquard views show one object;
+#: a few sets keep neighbours (clutter to tell apart). v2: 1 to 3 uniformly.
+OBJECTS_PER_SET: tuple[float, ...] = (0.7, 0.2, 0.1)
 #: A view with no grasp at all is re-drawn (new camera and poses) up to this many times.
 _REDRAWS = 4
 _REPO = Path(__file__).resolve().parents[2]
@@ -149,19 +158,23 @@ def frame_shape(fmt: str, size: int) -> tuple[int, int]:
 def sample_objects(
     rng: np.random.Generator, n_objects: int | None = None, families: list[str] | None = None
 ) -> list[Shape]:
-    """1 to 3 random shapes (``n_objects`` if given), families uniform over ``families``."""
+    """1 to 3 random shapes (``n_objects`` if given: see :data:`OBJECTS_PER_SET`), families
+    drawn from ``families`` with :data:`FAMILY_WEIGHTS`."""
     fams = list(families) if families is not None else list(FAMILIES)
-    n = int(rng.integers(1, 4)) if n_objects is None else int(n_objects)
-    return [sample_shape(rng, fams[int(rng.integers(len(fams)))]) for _ in range(n)]
+    if n_objects is None:
+        n = 1 + int(rng.choice(len(OBJECTS_PER_SET), p=OBJECTS_PER_SET))
+    else:
+        n = int(n_objects)
+    return [sample_shape(rng, pick_family(rng, fams)) for _ in range(n)]
 
 
 def sample_camera(
     rng: np.random.Generator, shape: tuple[int, int], fit_radius: float = 0.0
 ) -> Camera:
-    """Random view: tilt in [0, MAX_TILT] with density rising linearly (MAX_TILT x sqrt(U): the
-    median is 8.5 degrees, near real Jacquard's constant ~10); distance uniform in
-    :data:`DISTANCE_RANGE`, but far enough that an object of ``fit_radius`` metres spans at
-    most :data:`FIT_SHARE` of the frame's short side (up to the range's far end)."""
+    """Random view: tilt uniform in :data:`TILT_RANGE` (real Jacquard: 10 degrees), towards a
+    uniform direction; distance uniform in :data:`DISTANCE_RANGE` (real Jacquard: 1.5 m), but
+    far enough that an object of ``fit_radius`` metres spans at most :data:`FIT_SHARE` of the
+    frame's short side (up to the range's far end)."""
     f = focal_length(shape[0])
     lo, hi = DISTANCE_RANGE
     lo = min(max(lo, 2 * fit_radius * f / (FIT_SHARE * min(shape))), hi)
@@ -169,7 +182,7 @@ def sample_camera(
         shape=(int(shape[0]), int(shape[1])),
         f=f,
         distance=float(rng.uniform(lo, hi)),
-        tilt=float(MAX_TILT * math.sqrt(rng.uniform(0.0, 1.0))),
+        tilt=float(rng.uniform(*TILT_RANGE)),
         tilt_dir=float(rng.uniform(-np.pi, np.pi)),
     )
 
@@ -440,8 +453,11 @@ def _install(tmp: Path, out: Path, overwrite: bool) -> None:
 
 
 def default_root(fmt: str, n_scenes: int, size: int, seed: int) -> Path:
-    """``<repo>/data/synthetic/<fmt>_n<n>_s<size>_seed<seed>``."""
-    return _REPO / "data" / "synthetic" / f"{fmt}_n{n_scenes}_s{size}_seed{seed}"
+    """``<repo>/data/synthetic/<fmt>_v<version>_n<n>_s<size>_seed<seed>``: the generator
+    version is in the name, so a new generator makes a new folder beside the old one (runs
+    of the old one can still be scored on it) instead of replacing it."""
+    name = f"{fmt}_v{GENERATOR_VERSION}_n{n_scenes}_s{size}_seed{seed}"
+    return _REPO / "data" / "synthetic" / name
 
 
 def ensure_synthetic_dataset(
