@@ -55,15 +55,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="a folder of images without grasp files, distilled from the teacher only",
     )
+    # The student sees the teacher's depth normalisation unless told otherwise.
+    parser.set_defaults(depth_norm=None)
     args = harness.parse_training_args(parser, argv)
     if not args.teacher:
         parser.error("--teacher is required: a checkpoint written by train_net.py")
+    if args.depth_norm is None:
+        args.depth_norm = teacher_depth_norm(args.teacher)
     for flag in ("task_weight", "kd_weight", "feature_weight"):
         if getattr(args, flag) < 0:
             parser.error(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
     if args.task_weight == args.kd_weight == 0:
         parser.error("--task-weight 0 --kd-weight 0: nothing to learn from")
     return args
+
+
+def teacher_depth_norm(path: str) -> str:
+    """The ``--depth-norm`` the teacher at ``path`` was trained with ("mean" before the flag)."""
+    from utils.checkpoint import load_checkpoint
+
+    return load_checkpoint(path).get("args", {}).get("depth_norm", "mean")
 
 
 def make_data(args: argparse.Namespace, dist) -> harness.RunData:

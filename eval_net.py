@@ -179,7 +179,7 @@ def resolve_data_args(args: argparse.Namespace, trained: dict) -> argparse.Names
             # The training run's data flags; a different dataset is scored whole (--part all).
             setattr(args, k, None if (k == "dataset_path" and not same_data) else trained.get(k))
     if args.depth_norm is None:  # a checkpoint from before --depth-norm
-        args.depth_norm = "mean"
+        args.depth_norm = cli.LEGACY_DEFAULTS["depth_norm"]
     # Neither given nor stored (an older checkpoint): the flags' own defaults.
     for k, v in defaults.items():
         if getattr(args, k) is None:

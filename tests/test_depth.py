@@ -106,6 +106,13 @@ def test_the_checkpoint_carries_its_normalisation_to_eval_and_predict(tmp_path):
     trained = torch.load(ckpt, map_location="cpu", weights_only=True)["args"]
     assert eval_net.resolve_data_args(ev, trained).depth_norm == "table"
     # A checkpoint from before the flag: GG-CNN's mean normalisation.
-    old = {k: v for k, v in trained.items() if k != "depth_norm"}
+    old = {k: v for k, v in trained.items() if k not in ("depth_norm", "depth_aug")}
     ev = eval_net.parse_args(["--network", ckpt, "--part", "test"])
     assert eval_net.resolve_data_args(ev, old).depth_norm == "mean"
+    # Resuming such a checkpoint keeps its normalisation (not today's default).
+    ck = torch.load(ckpt, map_location="cpu", weights_only=True)
+    ck["args"] = old
+    torch.save(ck, tmp_path / "old.pt")
+    resumed = train_net.parse_args(["--resume", str(tmp_path / "old.pt"), "--epochs", "2"])
+    assert resumed.depth_norm == "mean" and resumed.depth_aug is False
+    assert train_net.parse_args(tiny_args(tmp_path)).depth_norm == "table"  # today's default

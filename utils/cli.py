@@ -22,8 +22,10 @@ from utils.depth import DEPTH_NORMS
 #: Where generated data and runs go by default: inside the repository.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Training defaults of the depth input (README, Sim-to-real, measures them).
-DEFAULT_DEPTH_NORM = "mean"
+DEFAULT_DEPTH_NORM = "table"
 DEFAULT_DEPTH_AUG = False
+#: Values of flags added later, for checkpoints written before them (resume, eval, predict).
+LEGACY_DEFAULTS: dict[str, Any] = {"depth_norm": "mean", "depth_aug": False}
 
 
 class ArgumentParser(argparse.ArgumentParser):

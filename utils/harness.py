@@ -89,7 +89,8 @@ def parse_training_args(
     args = parser.parse_args(argv)
     if args.resume:
         ckpt = load_checkpoint(args.resume)
-        stored = ckpt.get("args", {})
+        # Flags added after the run was written: the behaviour it was trained with.
+        stored = {**cli.LEGACY_DEFAULTS, **ckpt.get("args", {})}
         fresh = vars(parser.parse_args([]))
         # Switches (store_true flags such as --vis and --fork) are this command's own: a
         # stored True could never be switched off again.

@@ -1,0 +1,198 @@
+"""The README's sim-to-real table: networks trained on synthetic data only, scored on real views.
+
+    python benchmarks/sim2real_table.py --seeds 3                    # train what is missing
+    python benchmarks/sim2real_table.py --seeds 3 --no-train         # print finished runs
+    python benchmarks/sim2real_table.py --networks ggcnn2 --recipes v3 v3-table --seeds 1
+
+Rows: (network, recipe) over seeds 0..N-1, with the results table's flags and epochs
+(``results_table.MODELS``). Recipes (:data:`RECIPES`): ``v2`` is the results table's own runs
+(``runs/results_table``, generator v2, never trained here); the others train on the built-in
+synthetic set of the current generator with extra flags. Every run's ``best.pt`` (picked on
+its validation part) is scored, without test-time augmentation, on the real Jacquard views
+of ``--jacquard-path`` (a development set: the generator's design looked at them), on the
+synthetic benchmark set of the current generator and on the v2 benchmark (when its folder
+exists), beside the mask-centroid rule. The paired column: the recipe's seed-averaged
+success on the real views minus the ``v2`` row's of the same network, with a 95% bootstrap
+interval over the views (it resamples views, not seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from results_table import (  # noqa: E402
+    JACQUARD_SAMPLES,
+    baseline,
+    mean_rate,
+    newest_run,
+    real_flags,
+    score,
+    train,
+)
+
+from utils.atomic import atomic_write_json  # noqa: E402
+from utils.data.benchmark import BENCHMARK_IMAGES  # noqa: E402
+from utils.data.synthetic import GENERATOR_VERSION  # noqa: E402
+from utils.stats import paired_bootstrap  # noqa: E402
+
+#: Network -> its name in ``results_table.MODELS``.
+NETWORKS = {"ggcnn2": "ggcnn2", "pspnet-r18": "pspnet-r18-ppm"}
+#: Recipe -> extra train_net flags (None: the results table's v2 runs, not trained here).
+RECIPES: dict[str, list[str] | None] = {
+    "v2": None,
+    "v3": ["--depth-norm", "mean", "--depth-aug", "0"],
+    "v3-table": ["--depth-norm", "table", "--depth-aug", "0"],
+    "v3-table-aug": ["--depth-norm", "table", "--depth-aug", "1"],
+}
+V2_BENCHMARK = REPO / "data" / "benchmark" / f"synthetic_v2_n{BENCHMARK_IMAGES}"
+CUR_BENCHMARK = REPO / "data" / "benchmark" / f"synthetic_v{GENERATOR_VERSION}_n{BENCHMARK_IMAGES}"
+
+
+def cached_score(run: Path, name: str, flags: list[str]) -> dict:
+    """``results_table.score`` of the run's chosen checkpoint, reusing ``<run>/<name>``'s
+    stored result when it scored the same checkpoint on the same data."""
+    ckpt = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
+    stored = run / name / "results.json"
+    try:
+        s = json.loads(stored.read_text())
+        if Path(s.get("checkpoint", "")).resolve() == ckpt.resolve() and s.get("images"):
+            per = s["per_image"]
+            s["failed"] = [i for i, ok in zip(per["ids"], per["successes"], strict=True) if not ok]
+            return s
+    except (OSError, json.JSONDecodeError, KeyError):
+        pass
+    return score(ckpt, name, flags)
+
+
+def folder_flags(root: Path) -> list[str]:
+    return ["--dataset", "jacquard", "--dataset-path", str(root), "--part", "all"]
+
+
+def find_run(net: str, recipe: str, seed: int, outdir: Path, results_dir: Path, train_ok: bool):
+    if RECIPES[recipe] is None:
+        return newest_run(results_dir, f"{NETWORKS[net]}_s{seed}")
+    desc = f"{recipe}_{net}_s{seed}"
+    run = newest_run(outdir, desc)
+    if run is None and train_ok:
+        run = train(NETWORKS[net], seed, outdir, RECIPES[recipe], desc=desc)
+    return run
+
+
+def row(run: Path, jacquard: Path | None) -> dict:
+    out = {"run": str(run)}
+    if jacquard is not None:
+        r = cached_score(run, "eval_jacquard_samples", real_flags(jacquard))
+        out["real"] = [r["correct"], r["images"]]
+        out["real_per_image"] = r["per_image"]
+        out["real_failed"] = r["failed"]
+    trained = json.loads((run / "test_results.json").read_text()).get("benchmark", {})
+    for key, version, root in (
+        ("bench_cur", GENERATOR_VERSION, CUR_BENCHMARK),
+        ("bench_v2", 2, V2_BENCHMARK),
+    ):
+        if trained.get("scored") == f"synthetic benchmark v{version} ({BENCHMARK_IMAGES} images)":
+            out[key] = [trained["summary"]["correct"], trained["summary"]["images"]]
+        elif root.is_dir():  # scored by the training run on another version's benchmark
+            r = cached_score(run, f"eval_{root.name}", folder_flags(root))
+            out[key] = [r["correct"], r["images"]]
+    return out
+
+
+def paired_real(a: list[dict], b: list[dict]) -> tuple[float, float, float]:
+    """Seed-averaged success on the real views, b minus a, with a bootstrap interval."""
+
+    def avg(rows):
+        ids = rows[0]["real_per_image"]["ids"]
+        if any(r["real_per_image"]["ids"] != ids for r in rows):
+            raise RuntimeError("runs scored different real views")
+        return ids, np.mean([r["real_per_image"]["successes"] for r in rows], axis=0)
+
+    ids_a, sa = avg(a)
+    ids_b, sb = avg(b)
+    if ids_a != ids_b:
+        raise RuntimeError("runs scored different real views")
+    return paired_bootstrap(sa, sb)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
+    p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--outdir", default=str(REPO / "runs" / "sim2real"))
+    p.add_argument("--results-dir", default=str(REPO / "runs" / "results_table"),
+                   help="where the results table's (v2) runs are")  # fmt: skip
+    p.add_argument("--no-train", action="store_true", help="print finished runs only")
+    p.add_argument("--jacquard-path", default=str(JACQUARD_SAMPLES))
+    p.add_argument("--json", default=None)
+    args = p.parse_args()
+    t0 = time.perf_counter()
+    jacquard = Path(args.jacquard_path) if Path(args.jacquard_path).is_dir() else None
+    outdir, results_dir = Path(args.outdir), Path(args.results_dir)
+    table: dict[str, dict[str, list[dict]]] = {}
+    for net in args.networks:
+        for recipe in args.recipes:
+            rows = []
+            for seed in range(args.seeds):
+                run = find_run(net, recipe, seed, outdir, results_dir, not args.no_train)
+                if run is None:
+                    print(f"{recipe} {net} seed {seed}: no finished run, left out")
+                    continue
+                rows.append({"seed": seed, **row(run, jacquard)})
+                if args.json:
+                    atomic_write_json(args.json, table | {net: table.get(net, {}) | {recipe: rows}})
+            table.setdefault(net, {})[recipe] = rows
+
+    cur = f"synthetic benchmark v{GENERATOR_VERSION}"
+    print(f"\n| network | training data, recipe | real Jacquard dev views, no TTA: mean ± std | "
+          f"per seed | real: minus v2 [95% CI] | {cur} | synthetic benchmark v2 | seeds |")  # fmt: skip
+    print("|---|---|---:|---|---:|---:|---:|---:|")
+    if jacquard is not None:
+        from utils.data import JacquardDataset
+
+        base = baseline(ds := JacquardDataset(jacquard, output_size=224), list(range(len(ds))))
+        print(f"| mask-centroid rule | – | {100 * base.success_rate:.1f}% | "
+              f"{sum(base.successes)}/{len(base)} | – | – | – | – |")  # fmt: skip
+    for net, recipes in table.items():
+        for recipe, rows in recipes.items():
+            if not rows:
+                continue
+            real = [r["real"] for r in rows if "real" in r]
+            v2 = recipes.get("v2") or []
+            diff = "–"
+            if recipe != "v2" and real and len(v2) == len(rows):
+                d, lo, hi = paired_real(v2, rows)
+                diff = f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+            cells = [
+                mean_rate(real)[0] if real else "–",
+                ", ".join(f"{k}/{n}" for k, n in real) or "–",
+                diff,
+                *(mean_rate([r[k] for r in rows])[0] if all(k in r for r in rows) else "–"
+                  for k in ("bench_cur", "bench_v2")),
+            ]  # fmt: skip
+            print(f"| {net} | {recipe} | " + " | ".join(cells) + f" | {len(rows)} |")
+    if jacquard is not None:
+        print("\nreal views missed (<view>_<object>) per run:")
+        for net, recipes in table.items():
+            for recipe, rows in recipes.items():
+                for r in rows:
+                    print(
+                        f"- {net} {recipe} seed {r['seed']}: {', '.join(r['real_failed']) or 'none'}"
+                    )
+    print(f"\nwhole table: {(time.perf_counter() - t0) / 60:.1f} min")
+    if args.json:
+        atomic_write_json(args.json, table)
+
+
+if __name__ == "__main__":
+    main()
