@@ -11,7 +11,8 @@ synthetic set of the current generator with extra flags. Every run's ``best.pt``
 its validation part) is scored, without test-time augmentation, on the real Jacquard views
 of ``--jacquard-path`` (a development set: the generator's design looked at them), on the
 synthetic benchmark set of the current generator and on the v2 benchmark (when its folder
-exists), beside the mask-centroid rule. The paired column: the recipe's seed-averaged
+exists; ``--v2-benchmark``: for the current generator's runs too), beside the mask-centroid
+rule. The paired column: the recipe's seed-averaged
 success on the real views minus the ``v2`` row's of the same network, with a 95% bootstrap
 interval over the views (it resamples views, not seeds).
 """
@@ -88,7 +89,7 @@ def find_run(net: str, recipe: str, seed: int, outdir: Path, results_dir: Path, 
     return run
 
 
-def row(run: Path, jacquard: Path | None) -> dict:
+def row(run: Path, jacquard: Path | None, v2_benchmark: bool = False) -> dict:
     out = {"run": str(run)}
     if jacquard is not None:
         r = cached_score(run, "eval_jacquard_samples", real_flags(jacquard))
@@ -102,7 +103,7 @@ def row(run: Path, jacquard: Path | None) -> dict:
     ):
         if trained.get("scored") == f"synthetic benchmark v{version} ({BENCHMARK_IMAGES} images)":
             out[key] = [trained["summary"]["correct"], trained["summary"]["images"]]
-        elif root.is_dir():  # scored by the training run on another version's benchmark
+        elif root.is_dir() and (key == "bench_cur" or v2_benchmark):  # another version's
             r = cached_score(run, f"eval_{root.name}", folder_flags(root))
             out[key] = [r["correct"], r["images"]]
     return out
@@ -135,6 +136,11 @@ def main() -> None:
     p.add_argument("--no-train", action="store_true", help="print finished runs only")
     p.add_argument("--jacquard-path", default=str(JACQUARD_SAMPLES))
     p.add_argument("--json", default=None)
+    p.add_argument(
+        "--v2-benchmark",
+        action="store_true",
+        help="also score runs of the current generator on the v2 benchmark (2,000 more images)",
+    )
     args = p.parse_args()
     t0 = time.perf_counter()
     jacquard = Path(args.jacquard_path) if Path(args.jacquard_path).is_dir() else None
@@ -148,7 +154,7 @@ def main() -> None:
                 if run is None:
                     print(f"{recipe} {net} seed {seed}: no finished run, left out")
                     continue
-                rows.append({"seed": seed, **row(run, jacquard)})
+                rows.append({"seed": seed, **row(run, jacquard, args.v2_benchmark)})
                 if args.json:
                     atomic_write_json(args.json, table | {net: table.get(net, {}) | {recipe: rows}})
             table.setdefault(net, {})[recipe] = rows
