@@ -30,6 +30,7 @@ from utils.data.build import (
     unlabelled_dataset_from_path,
     unlabelled_loader,
 )
+from utils.depth import trained_depth_norm
 from utils.distillation import DistillStep, load_teacher
 from utils.entrypoint import run_main
 
@@ -74,7 +75,7 @@ def teacher_depth_norm(path: str) -> str:
     """The ``--depth-norm`` the teacher at ``path`` was trained with ("mean" before the flag)."""
     from utils.checkpoint import load_checkpoint
 
-    return load_checkpoint(path).get("args", {}).get("depth_norm", "mean")
+    return trained_depth_norm(load_checkpoint(path).get("args", {}))
 
 
 def make_data(args: argparse.Namespace, dist) -> harness.RunData:
@@ -111,7 +112,7 @@ def make_step(run: harness.RunContext, model: torch.nn.Module) -> DistillStep:
         run.dist.device,
     )  # fmt: skip
     check_teacher_split(args, ckpt.get("args", {}))
-    taught_norm = ckpt.get("args", {}).get("depth_norm", "mean")
+    taught_norm = trained_depth_norm(ckpt.get("args", {}))
     if taught_norm != args.depth_norm:
         raise ValueError(
             f"--teacher {args.teacher}: trained with --depth-norm {taught_norm}, the student "

@@ -25,6 +25,7 @@ from utils.atomic import atomic_write_json
 from utils.checkpoint import WEIGHTS, load_model
 from utils.data.build import SPLIT_FLAGS, dataset_from_args, dataset_root, split_from_args
 from utils.data.loader import make_loader
+from utils.depth import trained_depth_norm
 from utils.dihedral import TTA_VIEWS, DihedralTTA
 from utils.distributed import cleanup, init_distributed
 from utils.entrypoint import run_main
@@ -538,7 +539,7 @@ def main(args: argparse.Namespace):
                 predictor = GraspPredictor(
                     model, args.input_size or trained.get("input_size", 224),
                     model.input_channels, args.crop, dist.device, precision, WIDTH_SCALE,
-                    depth_norm=trained.get("depth_norm", "mean"),
+                    depth_norm=trained_depth_norm(trained),
                 )  # fmt: skip
             one = argparse.Namespace(**{**vars(args), "network": path})
             result = infer_images(one, predictor, trained, dist)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from utils import cli
 from utils.checkpoint import WEIGHTS, load_model
+from utils.depth import trained_depth_norm
 from utils.entrypoint import run_main
 from utils.export import DEFAULT_OPSET, export_onnx
 
@@ -40,7 +41,7 @@ def main(args: argparse.Namespace) -> dict:
     info = export_onnx(
         model, args.onnx, size, args.opset,
         metadata={"network": model.network_name, "source": Path(args.network).name,
-                  "depth_norm": ckpt.get("args", {}).get("depth_norm", "mean")},
+                  "depth_norm": trained_depth_norm(ckpt.get("args", {}))},
     )  # fmt: skip
     sizes = "any height and width" if info["dynamic_size"] else f"{size} x {size} px only"
     print(

@@ -114,16 +114,18 @@ def score(checkpoint: Path, name: str, flags: list[str]) -> dict:
     return summary
 
 
-def real_result(run: Path, jacquard: Path) -> dict:
-    """The run's chosen checkpoint on the real views: its stored eval_net result when there
-    is one (``<run>/eval_jacquard_samples/results.json``), else scored now."""
+def cached_score(run: Path, name: str, flags: list[str]) -> dict:
+    """:func:`score` of the run's chosen checkpoint with ``flags`` (their ``--dataset-path``,
+    if any, is the data), reusing ``<run>/<name>/results.json`` when it scored the same
+    checkpoint on the same folder without test-time augmentation."""
     ckpt = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
-    stored = run / "eval_jacquard_samples" / "results.json"
+    root = flags[flags.index("--dataset-path") + 1] if "--dataset-path" in flags else None
+    stored = run / name / "results.json"
     try:
         summary = json.loads(stored.read_text())
         if (
             summary.get("images")
-            and summary.get("dataset_root") == str(jacquard.resolve())
+            and (root is None or summary.get("dataset_root") == str(Path(root).resolve()))
             and Path(summary.get("checkpoint", "")).resolve() == ckpt.resolve()
             and summary.get("tta", "none") == "none"
         ):
@@ -134,7 +136,12 @@ def real_result(run: Path, jacquard: Path) -> dict:
             return summary
     except (OSError, json.JSONDecodeError, KeyError):
         pass  # none stored, or a broken file: score again
-    return score(ckpt, "eval_jacquard_samples", real_flags(jacquard))
+    return score(ckpt, name, flags)
+
+
+def real_result(run: Path, jacquard: Path) -> dict:
+    """The run's chosen checkpoint on the real views (stored result reused)."""
+    return cached_score(run, "eval_jacquard_samples", real_flags(jacquard))
 
 
 def real_flags(jacquard: Path) -> list[str]:

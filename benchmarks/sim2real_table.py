@@ -34,10 +34,11 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from results_table import (  # noqa: E402
     JACQUARD_SAMPLES,
     baseline,
+    cached_score,
     mean_rate,
     newest_run,
-    real_flags,
-    score,
+    paired,
+    real_result,
     train,
 )
 
@@ -59,22 +60,6 @@ V2_BENCHMARK = REPO / "data" / "benchmark" / f"synthetic_v2_n{BENCHMARK_IMAGES}"
 CUR_BENCHMARK = REPO / "data" / "benchmark" / f"synthetic_v{GENERATOR_VERSION}_n{BENCHMARK_IMAGES}"
 
 
-def cached_score(run: Path, name: str, flags: list[str]) -> dict:
-    """``results_table.score`` of the run's chosen checkpoint, reusing ``<run>/<name>``'s
-    stored result when it scored the same checkpoint on the same data."""
-    ckpt = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
-    stored = run / name / "results.json"
-    try:
-        s = json.loads(stored.read_text())
-        if Path(s.get("checkpoint", "")).resolve() == ckpt.resolve() and s.get("images"):
-            per = s["per_image"]
-            s["failed"] = [i for i, ok in zip(per["ids"], per["successes"], strict=True) if not ok]
-            return s
-    except (OSError, json.JSONDecodeError, KeyError):
-        pass
-    return score(ckpt, name, flags)
-
-
 def folder_flags(root: Path) -> list[str]:
     return ["--dataset", "jacquard", "--dataset-path", str(root), "--part", "all"]
 
@@ -92,7 +77,7 @@ def find_run(net: str, recipe: str, seed: int, outdir: Path, results_dir: Path, 
 def row(run: Path, jacquard: Path | None, v2_benchmark: bool = False) -> dict:
     out = {"run": str(run)}
     if jacquard is not None:
-        r = cached_score(run, "eval_jacquard_samples", real_flags(jacquard))
+        r = real_result(run, jacquard)
         out["real"] = [r["correct"], r["images"]]
         out["real_per_image"] = r["per_image"]
         out["real_failed"] = r["failed"]
@@ -123,6 +108,42 @@ def paired_real(a: list[dict], b: list[dict]) -> tuple[float, float, float]:
     if ids_a != ids_b:
         raise RuntimeError("runs scored different real views")
     return paired_bootstrap(sa, sb)
+
+
+def scored_on(rows: list[dict]) -> set[str]:
+    return {
+        json.loads((Path(r["run"]) / "test_results.json").read_text())["benchmark"]["scored"]
+        for r in rows
+    }
+
+
+def print_benchmark_pairs(table: dict[str, dict[str, list[dict]]]) -> None:
+    """Each recipe against the first one listed of its network, paired by seed on the
+    benchmark images both were scored on (``results_table.paired``); recipes scored on
+    another benchmark (another generator) are not paired."""
+    lines = []
+    for net, recipes in table.items():
+        names = [k for k, v in recipes.items() if v]
+        if not names:
+            continue
+        first = recipes[names[0]]
+        for name in names[1:]:
+            rows = recipes[name]
+            seeds = sorted({r["seed"] for r in rows} & {r["seed"] for r in first})
+            a = [Path(r["run"]) for r in first if r["seed"] in seeds]
+            b = [Path(r["run"]) for r in rows if r["seed"] in seeds]
+            if not seeds or len(scored_on(first) | scored_on(rows)) != 1:
+                continue
+            t = paired(a, b)
+            per_seed = ", ".join(f"+{x['b_only']}/-{x['a_only']} (p = {x['p']:.2g})"
+                                 for x in t["per_seed"])  # fmt: skip
+            lines.append(
+                f"- {net} {name} - {names[0]}: {100 * t['diff']:+.1f} [{100 * t['ci95'][0]:+.1f}, "
+                f"{100 * t['ci95'][1]:+.1f}] points; McNemar per seed {per_seed}"
+            )
+    if lines:
+        print("\nbenchmark, paired by seed against the first recipe (bootstrap over images):")
+        print("\n".join(lines))
 
 
 def main() -> None:
@@ -187,6 +208,7 @@ def main() -> None:
                   for k in ("bench_cur", "bench_v2")),
             ]  # fmt: skip
             print(f"| {net} | {recipe} | " + " | ".join(cells) + f" | {len(rows)} |")
+    print_benchmark_pairs(table)
     if jacquard is not None:
         print("\nreal views missed (<view>_<object>) per run:")
         for net, recipes in table.items():

@@ -17,7 +17,7 @@ from typing import Any
 
 from models import list_networks
 from utils.atomic import atomic_write_json
-from utils.depth import DEPTH_NORMS
+from utils.depth import DEPTH_NORMS, LEGACY_DEPTH_NORM
 
 #: Where generated data and runs go by default: inside the repository.
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DEPTH_NORM = "table"
 DEFAULT_DEPTH_AUG = False
 #: Values of flags added later, for checkpoints written before them (resume, eval, predict).
-LEGACY_DEFAULTS: dict[str, Any] = {"depth_norm": "mean", "depth_aug": False}
+LEGACY_DEFAULTS: dict[str, Any] = {"depth_norm": LEGACY_DEPTH_NORM, "depth_aug": False}
 
 
 class ArgumentParser(argparse.ArgumentParser):

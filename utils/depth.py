@@ -20,42 +20,110 @@ pixel noise (sigma up to 3 mm) on 50%; 1 to 4 holes, filled as inpainting fills 
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
 DEPTH_NORMS = ("mean", "table")
+#: The normalisation of checkpoints written before ``--depth-norm`` existed (GG-CNN's).
+LEGACY_DEPTH_NORM = "mean"
 #: Pixels this far above the fitted plane (m) are objects, left out of the refit.
 OBJECT_MARGIN = 0.004
 #: Pixels this far below the plane (m) are outliers (holes, the table's far edge).
 BELOW_MARGIN = 0.05
 
 
-def fit_table_plane(depth: np.ndarray, step: int = 4, iterations: int = 3) -> np.ndarray:
-    """Depth (m) of the table plane under every pixel, float32 (H, W), fitted to ``depth``.
+@dataclass
+class TablePlane:
+    """A plane seen by a pinhole camera: ``1 / z = p0 + p1 x' + p2 y'`` with normalised image
+    coordinates x' = (col - cx) / f, y' = (row - cy) / f (principal point at the centre)."""
 
-    Least squares of 1 / depth on (1, row, col) over every ``step``-th pixel of a grid, then
-    refits without the pixels more than :data:`OBJECT_MARGIN` above the plane or
-    :data:`BELOW_MARGIN` below it. Falls back to the median depth when fewer than 3 pixels
-    are left or the fit is degenerate."""
+    p: np.ndarray
+    f: float
+    shape: tuple[int, int]
+
+    @property
+    def distance(self) -> float:
+        """Distance along the optical axis to the plane, metres."""
+        return float(1.0 / self.p[0])
+
+    @property
+    def tilt(self) -> float:
+        """Angle between the plane's normal and the optical axis, radians."""
+        return float(math.acos(min(1.0, abs(self.p[0]) / float(np.linalg.norm(self.p)))))
+
+    def inverse_depth(self) -> np.ndarray:
+        """1 / z of the plane under every pixel, float64 (H, W)."""
+        xp, yp = _normalised_coords(self.shape, self.f)
+        return self.p[0] + self.p[1] * xp + self.p[2] * yp
+
+    def depth(self) -> np.ndarray:
+        """z-depth (m) of the plane under every pixel, float64 (H, W)."""
+        return 1.0 / self.inverse_depth()
+
+
+def _normalised_coords(shape: tuple[int, int], f: float) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = shape
+    yp = ((np.arange(rows) - (rows - 1) / 2.0) / f)[:, None]
+    xp = ((np.arange(cols) - (cols - 1) / 2.0) / f)[None, :]
+    return np.broadcast_to(xp, shape), np.broadcast_to(yp, shape)
+
+
+def fit_table(
+    depth: np.ndarray,
+    table: np.ndarray | None = None,
+    f: float | None = None,
+    step: int = 4,
+    iterations: int = 3,
+) -> TablePlane:
+    """The table plane of a depth image (m): least squares of 1 / depth on (1, x', y') over
+    every ``step``-th pixel of a grid (of the ``table`` pixels when a mask is given), refitted
+    without the pixels more than :data:`OBJECT_MARGIN` above the last plane (objects) or
+    :data:`BELOW_MARGIN` below it. ``f``: focal length in pixels (default: the synthetic
+    camera's, :func:`utils.data.synthetic_render.focal_length`; it changes the plane's
+    distance and tilt, never its depth). Raises ValueError with fewer than 3 pixels."""
+    from utils.data.synthetic_render import focal_length
+
     d = np.asarray(depth, dtype=np.float64)
-    h, w = d.shape
-    rr, cc = np.mgrid[0:h:step, 0:w:step]
-    z = d[rr, cc].ravel()
-    a = np.stack([np.ones(z.size), rr.ravel() / h, cc.ravel() / w], axis=1)
-    keep = np.isfinite(z) & (z > 0)
-    p = None
+    f = focal_length(d.shape[0]) if f is None else float(f)
+    xp, yp = _normalised_coords(d.shape, f)
+    grid = (slice(None, None, step), slice(None, None, step))
+    z = d[grid].ravel()
+    a = np.stack([np.ones(z.size), xp[grid].ravel(), yp[grid].ravel()], axis=1)
+    valid = np.isfinite(z) & (z > 0)
+    if table is not None:
+        valid &= np.asarray(table, dtype=bool)[grid].ravel()
+    keep, p = valid, None
     for _ in range(iterations):
         if keep.sum() < 3:
             break
         p = np.linalg.lstsq(a[keep], 1.0 / z[keep], rcond=None)[0]
         plane = 1.0 / (a @ p)
-        keep = np.isfinite(z) & (z > 0) & (z >= plane - OBJECT_MARGIN) & (z <= plane + BELOW_MARGIN)
+        keep = valid & (z >= plane - OBJECT_MARGIN) & (z <= plane + BELOW_MARGIN)
     if p is None:
-        return np.full(d.shape, np.nanmedian(np.where(d > 0, d, np.nan)), np.float32)
-    inv = p[0] + p[1] * (np.arange(h)[:, None] / h) + p[2] * (np.arange(w)[None, :] / w)
-    if not np.all(inv > 0):  # a plane through the camera: not a table
-        return np.full(d.shape, float(np.median(z[np.isfinite(z)])), np.float32)
+        raise ValueError("fit_table: fewer than 3 table pixels")
+    return TablePlane(p=p, f=f, shape=d.shape)
+
+
+def fit_table_plane(depth: np.ndarray, step: int = 4, iterations: int = 3) -> np.ndarray:
+    """Depth (m) of the table plane under every pixel, float32 (H, W) (:func:`fit_table`);
+    the median depth when there is no plane to fit or it passes through the camera."""
+    d = np.asarray(depth, dtype=np.float32)
+    try:
+        inv = fit_table(d, step=step, iterations=iterations).inverse_depth()
+    except ValueError:
+        inv = None
+    if inv is None or not np.all(inv > 0):
+        ok = np.isfinite(d) & (d > 0)
+        return np.full(d.shape, float(np.median(d[ok])) if ok.any() else 0.0, np.float32)
     return (1.0 / inv).astype(np.float32)
+
+
+def trained_depth_norm(trained: dict) -> str:
+    """The depth normalisation recorded in a checkpoint's (or export's) arguments."""
+    return trained.get("depth_norm", LEGACY_DEPTH_NORM)
 
 
 def normalise_depth(depth: np.ndarray, mode: str = "mean") -> np.ndarray:

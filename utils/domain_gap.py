@@ -11,7 +11,8 @@ Pixel sizes in metres use ``z / f`` at the table's distance under the object.
 
 The table is the plane fitted to the perfect depth outside the (dilated) mask: a plane
 ``n . X = d`` seen by a pinhole camera has ``1 / z`` linear in the normalised image
-coordinates, ``1 / z = p0 + p1 x' + p2 y'``, so the fit is linear least squares; the distance
+coordinates, ``1 / z = p0 + p1 x' + p2 y'``, so the fit is linear least squares
+(:func:`utils.depth.fit_table`, shared with the ``table`` input normalisation); the distance
 along the optical axis is ``1 / p0`` and the tilt the angle between ``(p1, p2, p0)`` and the
 optical axis. Heights above the table are ``(z_table - z) / cos(tilt)``, the generator's own
 relation.
@@ -48,11 +49,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from utils.data.synthetic_render import focal_length
+from utils.depth import fit_table
 from utils.grasp import GraspRectangles
 from utils.image import load_depth, load_mask
 
-#: Field of view of the rows axis (radians), as :data:`utils.data.synthetic_render.HFOV`.
-HFOV = math.radians(30.0)
 #: Mask components smaller than this share of the largest one are ignored (specks).
 MIN_COMPONENT_SHARE = 0.02
 
@@ -87,63 +88,6 @@ GRASP_STATS: tuple[tuple[str, str, str], ...] = (
     ("along_axis", "position along axis / half length", ""),
     ("angle", "angle to long axis", "deg"),
 )
-
-
-def focal_length(rows: int) -> float:
-    """Focal length (px) of a frame with ``rows`` rows under :data:`HFOV`."""
-    return rows / (2.0 * math.tan(HFOV / 2.0))
-
-
-@dataclass
-class TablePlane:
-    """``1 / z = p0 + p1 x' + p2 y'`` with x' = (col - cx) / f, y' = (row - cy) / f."""
-
-    p: np.ndarray
-    f: float
-    shape: tuple[int, int]
-
-    @property
-    def distance(self) -> float:
-        """Distance along the optical axis to the plane, metres."""
-        return float(1.0 / self.p[0])
-
-    @property
-    def tilt(self) -> float:
-        """Angle between the plane's normal and the optical axis, radians."""
-        return float(math.acos(min(1.0, abs(self.p[0]) / float(np.linalg.norm(self.p)))))
-
-    def depth(self) -> np.ndarray:
-        """z-depth (m) of the plane under every pixel, float64 (H, W)."""
-        xp, yp = _normalised_coords(self.shape, self.f)
-        return 1.0 / (self.p[0] + self.p[1] * xp + self.p[2] * yp)
-
-
-def _normalised_coords(shape: tuple[int, int], f: float) -> tuple[np.ndarray, np.ndarray]:
-    rows, cols = shape
-    yp = ((np.arange(rows) - (rows - 1) / 2.0) / f)[:, None]
-    xp = ((np.arange(cols) - (cols - 1) / 2.0) / f)[None, :]
-    return np.broadcast_to(xp, shape), np.broadcast_to(yp, shape)
-
-
-def fit_table(depth: np.ndarray, table: np.ndarray, f: float | None = None) -> TablePlane:
-    """Least-squares plane through the depth (m) of the ``table`` pixels (bool mask); at most
-    ~20,000 evenly spaced pixels are used, with one refit without the worst 5% residuals."""
-    shape = depth.shape
-    f = focal_length(shape[0]) if f is None else f
-    ok = table & np.isfinite(depth) & (depth > 0)
-    idx = np.flatnonzero(ok)
-    if len(idx) < 3:
-        raise ValueError("fit_table: fewer than 3 table pixels")
-    idx = idx[:: max(1, len(idx) // 20000)]
-    xp, yp = _normalised_coords(shape, f)
-    a = np.stack([np.ones(len(idx)), xp.ravel()[idx], yp.ravel()[idx]], axis=1)
-    b = 1.0 / depth.ravel()[idx].astype(np.float64)
-    p = np.linalg.lstsq(a, b, rcond=None)[0]
-    res = np.abs(a @ p - b)
-    keep = res <= np.quantile(res, 0.95)
-    if keep.sum() >= 3:
-        p = np.linalg.lstsq(a[keep], b[keep], rcond=None)[0]
-    return TablePlane(p=p, f=f, shape=shape)
 
 
 @dataclass
@@ -270,16 +214,12 @@ def view_statistics(
         r = np.clip(np.round(centres[:, 0]).astype(int), 0, shape[0] - 1)
         c = np.clip(np.round(centres[:, 1]).astype(int), 0, shape[1] - 1)
         owner = labels[r, c]
-        if (owner == 0).any():  # off the mask: the nearest object
-            _, near = cv2.distanceTransformWithLabels(
-                (labels == 0).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
-            )
-            seeds = np.flatnonzero(labels.ravel() > 0)
-            seed_of_label = np.zeros(int(near.max()) + 1, np.int64)
-            obj_rc = np.nonzero(labels > 0)
-            seed_of_label[near[obj_rc]] = seeds
+        if (owner == 0).any():  # off the mask: the object of the nearest object pixel
+            from scipy.ndimage import distance_transform_edt
+
+            _, (nr, nc) = distance_transform_edt(labels == 0, return_indices=True)
             off = owner == 0
-            owner[off] = labels.ravel()[seed_of_label[near[r[off], c[off]]]]
+            owner[off] = labels[nr[r[off], c[off]], nc[r[off], c[off]]]
         ang = grasps.angles
         opening_dir = np.stack([-np.sin(ang), np.cos(ang)], axis=1)
         scale = np.array([objects[o - 1][1] for o in owner])

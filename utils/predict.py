@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from utils.depth import normalise_depth
+from utils.depth import normalise_depth, trained_depth_norm
 from utils.grasp import WIDTH_SCALE, Grasp, GraspRectangle
 from utils.image import (
     IMAGE_BORDER,
@@ -299,7 +299,7 @@ class GraspPredictor:
         return cls(
             model, int(input_size or trained.get("input_size", 224)), model.input_channels,
             crop, dev, resolve_precision(amp, channels_last, dev),
-            depth_norm=trained.get("depth_norm", "mean"),
+            depth_norm=trained_depth_norm(trained),
         )  # fmt: skip
 
     @classmethod
@@ -318,7 +318,7 @@ class GraspPredictor:
                 f"--input-size {size}: {path} was exported for {net.input_size} px only"
             )
         return cls(net, int(size), net.input_channels, crop,
-                   depth_norm=net.metadata.get("depth_norm", "mean"))  # fmt: skip
+                   depth_norm=trained_depth_norm(net.metadata))  # fmt: skip
 
     # -- stages ------------------------------------------------------------------------------
     def prepare(

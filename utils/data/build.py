@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
-from utils.cli import REPO_ROOT
+from utils.cli import LEGACY_DEFAULTS, REPO_ROOT
 from utils.data.loader import make_loader
 from utils.distributed import DistInfo, barrier
 
@@ -31,8 +31,8 @@ def _input_kwargs(args: argparse.Namespace, augment: bool) -> dict[str, Any]:
         "random_zoom": augment,
         "cache_dir": args.cache_dir or str(REPO_ROOT / "data" / "cache"),
         # Checkpoints from before these flags: GG-CNN's normalisation, no randomisation.
-        "depth_norm": getattr(args, "depth_norm", "mean"),
-        "depth_aug": augment and getattr(args, "depth_aug", False),
+        "depth_norm": getattr(args, "depth_norm", LEGACY_DEFAULTS["depth_norm"]),
+        "depth_aug": augment and getattr(args, "depth_aug", LEGACY_DEFAULTS["depth_aug"]),
     }
 
 
