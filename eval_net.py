@@ -398,7 +398,11 @@ def measured(args: argparse.Namespace, ckpt: dict, dataset) -> dict:
         "last": f"last.pt: epoch {ckpt.get('epoch')}",
         "snapshot": f"epoch {ckpt.get('epoch')} snapshot",
     }.get(kind, kind)
-    name = benchmark_name(len(dataset)) if args.dataset == "benchmark" else args.dataset
+    name = (
+        benchmark_name(len(dataset), getattr(dataset, "root", None))
+        if args.dataset == "benchmark"
+        else args.dataset
+    )
     return {
         "checkpoint": str(Path(args.network).resolve()),
         "checkpoint_kind": kind_text,

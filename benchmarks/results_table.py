@@ -64,14 +64,18 @@ DEFAULT_MODELS = ["ggcnn", "ggcnn2", "pspnet-r18-ppm", "pspnet-r18-lgp"]
 JACQUARD_SAMPLES = REPO.parent / "shared" / "data" / "jacquard_samples"
 
 
-def newest_run(outdir: Path, name: str) -> Path | None:
+def newest_run(outdir: Path, name: str, finished: bool = True) -> Path | None:
     """The newest finished run ``<yymmdd>_<hhmmss>_<name>`` in ``outdir`` (exact name: no
-    other run whose name merely ends the same way)."""
+    other run whose name merely ends the same way); ``finished=False``: the newest one that
+    stopped before its end (a ``last.pt``, no ``test_results.json``)."""
     stamp = re.compile(r"\d{6}_\d{6}_" + re.escape(name))
     runs = sorted(
         p for p in outdir.glob(f"*_{name}")
-        if stamp.fullmatch(p.name) and (p / "test_results.json").is_file()
+        if stamp.fullmatch(p.name)
+        and ((p / "test_results.json").is_file() if finished else (p / "last.pt").is_file())
     )  # fmt: skip
+    if not finished and runs and (runs[-1] / "test_results.json").is_file():
+        return None
     return runs[-1] if runs else None
 
 
@@ -83,10 +87,15 @@ def train(
     (train_net, distill or mixmatch_train: same parse_args/main) into ``<outdir>/<stamp>_<desc>``
     (default desc ``<name>_s<seed>``); returns the run folder."""
     desc = desc or f"{name}_s{seed}"
-    args = script.parse_args(
-        [*MODELS[name], "--seed", str(seed), "--description", desc, "--outdir", str(outdir),
-         "--benchmark-images", str(BENCHMARK_IMAGES), *extra]
-    )  # fmt: skip
+    stopped = newest_run(outdir, desc, finished=False)
+    if stopped is not None:  # a table stopped mid-run (a session's end): go on exactly
+        print(f"{desc}: resuming {stopped}")
+        args = script.parse_args(["--resume", str(stopped / "last.pt")])
+    else:
+        args = script.parse_args(
+            [*MODELS[name], "--seed", str(seed), "--description", desc, "--outdir", str(outdir),
+             "--benchmark-images", str(BENCHMARK_IMAGES), *extra]
+        )  # fmt: skip
     t0 = time.perf_counter()
     script.main(args)
     run = newest_run(outdir, desc)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 
 from utils.data.benchmark import BENCHMARK_SEED, benchmark_name, benchmark_root, ensure_benchmark
 from utils.data.jacquard import JacquardDataset
-from utils.data.synthetic import GENERATOR_VERSION, main, object_set_id
+from utils.data.synthetic import GENERATOR_VERSION, MARKER, main, object_set_id
 
 
 def digest(root: Path) -> str:
@@ -31,6 +32,12 @@ def test_benchmark_is_identical_across_generations_and_a_prefix_of_the_full_set(
     assert {s.object_id for s in JacquardDataset(c).samples} <= {s.object_id for s in first}
     assert f"synthetic_v{GENERATOR_VERSION}_n2000" in str(benchmark_root())
     assert benchmark_name(2000) == f"synthetic benchmark v{GENERATOR_VERSION} (2000 images)"
+    # A set of an older generator is named by its own version, and scored as it is.
+    marker = json.loads((c / MARKER).read_text())
+    (c / MARKER).write_text(json.dumps({**marker, "version": GENERATOR_VERSION - 1}))
+    assert ensure_benchmark(5, c) == c
+    old = f"synthetic benchmark v{GENERATOR_VERSION - 1} (first 5 of 2000 images)"
+    assert benchmark_name(5, c) == old
 
 
 def test_benchmark_objects_are_never_training_objects(tmp_path):

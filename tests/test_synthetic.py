@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from pathlib import Path
@@ -190,6 +191,13 @@ def test_ensure_generates_once_then_reuses(tmp_path, capsys):
     # Other parameters: regenerated in place.
     ensure_synthetic_dataset(root, n_scenes=3, size=64, seed=1, views=2)
     assert syn.read_marker(root)["n_scenes"] == 3
+    # An older generator's set in a named folder is used as it is (an old run's data).
+    marker = syn.read_marker(root)
+    (root / MARKER).write_text(json.dumps({**marker, "version": syn.GENERATOR_VERSION - 1}))
+    marker_time = (root / MARKER).stat().st_mtime_ns
+    assert ensure_synthetic_dataset(root, n_scenes=3, size=64, seed=1, views=2) == root
+    assert f"v{syn.GENERATOR_VERSION - 1} (this code writes" in capsys.readouterr().out
+    assert (root / MARKER).stat().st_mtime_ns == marker_time
     # A folder that is not a synthetic dataset is never replaced.
     other = tmp_path / "mine"
     other.mkdir()

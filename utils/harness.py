@@ -443,7 +443,7 @@ def score_test(
             bench, list(range(len(bench))), args.batch_size, shuffle=False, seed=0,
             num_workers=args.num_workers, rank=dist.rank, world_size=dist.world_size,
         )  # fmt: skip
-        parts.append(("benchmark", loader, bench, benchmark_name(len(bench))))
+        parts.append(("benchmark", loader, bench, benchmark_name(len(bench), bench.root)))
     for name, loader, dataset, label in parts:
         if loader is None:
             continue

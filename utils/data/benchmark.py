@@ -58,11 +58,16 @@ def is_benchmark_folder(root: str | Path) -> bool:
     return marker is not None and marker.get("seed") == BENCHMARK_SEED
 
 
-def benchmark_name(n_images: int) -> str:
-    """How tables and JSON name the set: ``synthetic benchmark v2 (2000 images)``."""
+def benchmark_name(n_images: int, root: str | Path | None = None) -> str:
+    """How tables and JSON name the set: ``synthetic benchmark v2 (2000 images)``; the
+    version is that of the set in ``root`` (an older generator's folder may be scored), else
+    the current generator's."""
+    from utils.data.synthetic import read_marker
+
+    version = (read_marker(root) or {}).get("version") if root is not None else None
     size = (
         f"{n_images} images"
         if n_images == BENCHMARK_IMAGES
         else f"first {n_images} of {BENCHMARK_IMAGES} images"
     )
-    return f"synthetic benchmark v{GENERATOR_VERSION} ({size})"
+    return f"synthetic benchmark v{version or GENERATOR_VERSION} ({size})"

@@ -472,7 +472,9 @@ def ensure_synthetic_dataset(
     """The synthetic dataset folder, generated on first use and reused afterwards.
 
     ``root`` None: :func:`default_root`. A folder whose marker matches the parameters is
-    reused; one holding a synthetic dataset with other parameters is regenerated; an existing
+    reused, and so is a named ``root`` whose set differs only in the generator version (an
+    older run's data; the default folders carry the version in their name); one holding a
+    synthetic dataset with other parameters is regenerated; an existing
     non-empty folder without a marker is left alone (ValueError), as it may be someone's data;
     with ``replace=False`` (evaluation, the benchmark set) a set of other parameters is too.
     The default of 600 images (120 object sets of 5 views, ~250 objects) takes about 18 s on
@@ -481,10 +483,19 @@ def ensure_synthetic_dataset(
     object-wise split) for a meaningful held-out part. Pass more for longer runs (1,000 images
     take ~30 s).
     """
-    root = Path(root) if root is not None else default_root(fmt, n_scenes, size, seed)
+    named = root is not None
+    root = Path(root) if named else default_root(fmt, n_scenes, size, seed)
     params = _params(fmt, n_scenes, seed, size, views, DEFAULT_GRIPPER)
     marker = read_marker(root)
     if _marker_matches(marker, params):
+        return root
+    if named and marker and _marker_matches(marker, {**params, "version": marker.get("version")}):
+        # A folder the user names is their data: an older generator's set is what an old run
+        # trained on, so reproducing that run must not regenerate it under the new version.
+        print(
+            f"{root}: synthetic generator v{marker.get('version')} (this code writes "
+            f"v{GENERATOR_VERSION}); used as it is (remove the folder to regenerate it)"
+        )
         return root
     if root.exists() and marker is None and any(root.iterdir()):
         raise ValueError(
