@@ -3,6 +3,7 @@
     python benchmarks/train_speed.py                   # all networks, 224 px, this CPU
     python benchmarks/train_speed.py --models ggcnn2 --compile
     python benchmarks/train_speed.py --size 300 --batch-size 16 --device cuda
+    python benchmarks/train_speed.py --models ggcnn ggcnn2 --previous-layers
 
 Prints a markdown table per network: images/s for one optimiser step (forward, backward,
 AdamW) and inference ms/image for plain eager NCHW fp32 (the baseline), fp32 + channels_last,
@@ -11,12 +12,15 @@ path (its first-call cost printed); the speed-up against the baseline measured i
 run; the training FLOPs per image and the fraction of this machine's measured matrix-product
 rate (2048 x 2048, same dtype) the step reaches. ``auto`` marks what ``--amp auto
 --channels-last auto`` picks here. Timings are medians of ``--repeats`` steps after a warm-up
-step, on random inputs.
+step, on random inputs. ``--previous-layers``: the GG-CNNs' paths also with the layers they
+had before 2026-12-01 (four separate one-channel heads; GG-CNN's transposed convolutions in
+fp32 under bf16 autocast), kept here as the reference (:func:`previous_layers`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -26,6 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import models.ggcnn  # noqa: E402
+import models.ggcnn2  # noqa: E402
 from models import count_parameters, get_network  # noqa: E402
 from utils.precision import Precision, resolve_precision  # noqa: E402
 from utils.training import backward_and_step  # noqa: E402
@@ -149,6 +155,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--compile", action="store_true", help="also time torch.compile of auto")
+    p.add_argument("--previous-layers", action="store_true",
+                   help="also time the GG-CNNs with their previous layers (the reference)")  # fmt: skip
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -175,15 +183,19 @@ def main() -> None:
         )
         print("|---|---:|---:|---:|---:|---:|")
         base_tr = base_inf = None
-        timed = list(paths(device).items())
+        timed = [(label, prec, False) for label, prec in paths(device).items()]
         if args.compile:
-            timed.append(("auto + torch.compile", auto))
-        for label, prec in timed:
+            timed.append(("auto + torch.compile", auto, False))
+        if args.previous_layers and net in ("ggcnn", "ggcnn2"):
+            timed += [(f"{label}, previous layers", prec, True)
+                      for label, prec in paths(device).items()]  # fmt: skip
+        for label, prec, previous in timed:
             torch.manual_seed(0)
             model = get_network(net, **kw)
-            tr, first = time_train(model, prec, device, args.batch_size, args.size, args.repeats,
-                                   compile_="compile" in label)  # fmt: skip
-            inf = time_infer(model, prec, device, args.batch_size, args.size, args.repeats)
+            with previous_layers() if previous else contextlib.nullcontext():
+                tr, first = time_train(model, prec, device, args.batch_size, args.size,
+                                       args.repeats, compile_="compile" in label)  # fmt: skip
+                inf = time_infer(model, prec, device, args.batch_size, args.size, args.repeats)
             base_tr, base_inf = base_tr or tr, base_inf or inf
             share = tr * flops / 1e9 / rate.get(prec.dtype, rate[None])
             tag = (
@@ -198,6 +210,30 @@ def main() -> None:
                 f"{base_inf / inf:.2f}x |",
                 flush=True,
             )
+
+
+@contextlib.contextmanager
+def previous_layers():
+    """The GG-CNNs as they were: each head its own convolution over the full-resolution
+    features, and GG-CNN's transposed convolutions left in fp32 under CPU bf16 autocast."""
+
+    def separate_heads(h, heads):
+        return torch.cat([m(h) for m in heads], dim=1)
+
+    def fp32_transposed(self, x, output_size=None):
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return torch.nn.ConvTranspose2d.forward(self, x.float(), output_size)
+        return torch.nn.ConvTranspose2d.forward(self, x, output_size)
+
+    layer = models.ggcnn.ConvTranspose2dBf16OnCpu
+    saved = (models.ggcnn.grasp_heads, models.ggcnn2.grasp_heads, layer.forward)
+    models.ggcnn.grasp_heads = models.ggcnn2.grasp_heads = separate_heads
+    layer.forward = fp32_transposed
+    try:
+        yield
+    finally:
+        models.ggcnn.grasp_heads, models.ggcnn2.grasp_heads, layer.forward = saved
 
 
 def describe_dtype(dtype: torch.dtype | None) -> str:

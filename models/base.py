@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -24,6 +25,7 @@ __all__ = [
     "check_input_channels",
     "count_parameters",
     "grasp_map_loss",
+    "grasp_heads",
     "match_spatial_size",
 ]
 
@@ -150,3 +152,15 @@ def check_input_channels(input_channels: int) -> int:
     if input_channels < 1:
         raise ValueError(f"input_channels must be >= 1, got {input_channels}")
     return input_channels
+
+
+def grasp_heads(h: Tensor, heads: tuple[nn.Conv2d, ...]) -> Tensor:
+    """The one-channel output heads (quality, cos, sin, width; same kernel) applied to the
+    full-resolution features ``h`` as ONE convolution with their weights stacked: one pass
+    over ``h`` instead of four, which at full resolution was most of a GG-CNN step (1.5x
+    faster training, ``benchmarks/train_speed.py``). The same maps (each output channel is
+    its head's own convolution) and the same parameters and state_dict keys."""
+    weight = torch.cat([m.weight for m in heads])
+    bias = torch.cat([m.bias for m in heads])
+    m = heads[0]
+    return F.conv2d(h, weight, bias, m.stride, m.padding, m.dilation)

@@ -10,11 +10,10 @@ released code (``features.N``, ``pos_output`` ...).
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import GraspNet, check_input_channels, match_spatial_size
+from .base import GraspNet, check_input_channels, grasp_heads, match_spatial_size
 from .registry import register_network
 
 __all__ = ["GGCNN2"]
@@ -79,9 +78,8 @@ class GGCNN2(GraspNet):
         """``N x C x H x W`` -> ``N x 4 x H x W`` (quality, cos, sin, width); no aux head."""
         self._check_input(x)
         h = self.features(x)
-        maps = torch.cat(
-            [self.pos_output(h), self.cos_output(h), self.sin_output(h), self.width_output(h)],
-            dim=1,
+        maps = grasp_heads(
+            h, (self.pos_output, self.cos_output, self.sin_output, self.width_output)
         )
         # The two floor-ing max pools decode 4*floor(H/4) rows (0-3 short for H % 4 != 0);
         # pad the missing bottom/right pixels rather than stretching (see match_spatial_size).

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from torch import nn
 
 from models import (
     GRASP_MAP_NAMES,
@@ -15,6 +16,8 @@ from models import (
     grasp_map_loss,
     list_networks,
 )
+from models.base import grasp_heads
+from models.ggcnn import conv_transpose_as_conv
 from models.resnet import resnet18
 
 
@@ -212,3 +215,34 @@ def test_bf16_autocast_channels_last(name: str, kwargs: dict) -> None:
     assert out["loss"].dtype == torch.float32 and torch.isfinite(out["loss"])
     out["loss"].backward()
     assert _head_grads_nonzero(model)
+
+
+@pytest.mark.parametrize(
+    ("cin", "cout", "k", "s", "p", "op"),
+    [(8, 8, 3, 2, 1, 1), (8, 16, 5, 2, 2, 1), (16, 32, 9, 3, 3, 1), (3, 5, 7, 3, 0, 2),
+     (2, 2, 2, 3, 1, 2), (2, 3, 4, 2, 1, 0), (2, 2, 3, 1, 1, 0)],
+)  # fmt: skip
+def test_transposed_conv_as_conv_is_exact(cin, cout, k, s, p, op):
+    """The sub-pixel form GG-CNN's decoder takes under CPU bf16 autocast equals the
+    transposed convolution, values and gradients (float64), with and without a bias,
+    output_padding beyond the last tap included."""
+    torch.manual_seed(0)
+    for bias in (True, False):
+        m = nn.ConvTranspose2d(cin, cout, k, s, p, op, bias=bias).double()
+        x = torch.randn(2, cin, 11, 14, dtype=torch.float64, requires_grad=True)
+        ref, got = m(x), conv_transpose_as_conv(x, m)
+        assert got.shape == ref.shape
+        torch.testing.assert_close(got, ref)
+        g = torch.randn_like(ref)
+        grads_ref = torch.autograd.grad(ref, [x, m.weight], g)
+        grads_got = torch.autograd.grad(got, [x, m.weight], g)
+        for a, b in zip(grads_got, grads_ref, strict=True):
+            torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("name", ["ggcnn", "ggcnn2"])
+def test_fused_heads_are_the_four_heads(name: str) -> None:
+    model = get_network(name).double().eval()
+    heads = (model.pos_output, model.cos_output, model.sin_output, model.width_output)
+    h = torch.randn(2, heads[0].in_channels, 20, 23, dtype=torch.float64)
+    torch.testing.assert_close(grasp_heads(h, heads), torch.cat([m(h) for m in heads], dim=1))
