@@ -157,9 +157,10 @@ def check_input_channels(input_channels: int) -> int:
 def grasp_heads(h: Tensor, heads: tuple[nn.Conv2d, ...]) -> Tensor:
     """The one-channel output heads (quality, cos, sin, width; same kernel) applied to the
     full-resolution features ``h`` as ONE convolution with their weights stacked: one pass
-    over ``h`` instead of four, which at full resolution was most of a GG-CNN step (1.5x
-    faster training, ``benchmarks/train_speed.py``). The same maps (each output channel is
-    its head's own convolution) and the same parameters and state_dict keys."""
+    over ``h`` instead of four (plain fp32 training 2.1x faster for GG-CNN, 1.4x for GG-CNN2;
+    no change beyond noise with channels_last: ``benchmarks/train_speed.py
+    --previous-layers``). The same maps (each output channel is its head's own convolution)
+    and the same parameters and state_dict keys."""
     weight = torch.cat([m.weight for m in heads])
     bias = torch.cat([m.bias for m in heads])
     m = heads[0]
