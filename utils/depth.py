@@ -57,7 +57,7 @@ class TablePlane:
     def inverse_depth(self) -> np.ndarray:
         """1 / z of the plane under every pixel, float64 (H, W)."""
         xp, yp = _normalised_coords(self.shape, self.f)
-        return self.p[0] + self.p[1] * xp + self.p[2] * yp
+        return (self.p[0] + self.p[1] * xp) + self.p[2] * yp  # one H x W operation
 
     def depth(self) -> np.ndarray:
         """z-depth (m) of the plane under every pixel, float64 (H, W)."""
@@ -65,10 +65,11 @@ class TablePlane:
 
 
 def _normalised_coords(shape: tuple[int, int], f: float) -> tuple[np.ndarray, np.ndarray]:
+    """x' as a 1 x W row and y' as an H x 1 column (they broadcast to H x W)."""
     rows, cols = shape
     yp = ((np.arange(rows) - (rows - 1) / 2.0) / f)[:, None]
     xp = ((np.arange(cols) - (cols - 1) / 2.0) / f)[None, :]
-    return np.broadcast_to(xp, shape), np.broadcast_to(yp, shape)
+    return xp, yp
 
 
 def fit_table(
@@ -86,21 +87,30 @@ def fit_table(
     distance and tilt, never its depth). Raises ValueError with fewer than 3 pixels."""
     from utils.data.synthetic_render import focal_length
 
-    d = np.asarray(depth, dtype=np.float64)
+    d = np.asarray(depth)
     f = focal_length(d.shape[0]) if f is None else float(f)
-    xp, yp = _normalised_coords(d.shape, f)
+    # Only the grid is fitted: subsample before converting (a training item fits one per read).
     grid = (slice(None, None, step), slice(None, None, step))
-    z = d[grid].ravel()
-    a = np.stack([np.ones(z.size), xp[grid].ravel(), yp[grid].ravel()], axis=1)
+    z = d[grid].astype(np.float64).ravel()
+    yp = (np.arange(0, d.shape[0], step) - (d.shape[0] - 1) / 2.0) / f
+    xp = (np.arange(0, d.shape[1], step) - (d.shape[1] - 1) / 2.0) / f
+    a = np.stack([np.ones(z.size), np.tile(xp, yp.size), np.repeat(yp, xp.size)])  # 3 x n
     valid = np.isfinite(z) & (z > 0)
     if table is not None:
         valid &= np.asarray(table, dtype=bool)[grid].ravel()
     keep, p = valid, None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_z = 1.0 / z
     for _ in range(iterations):
         if keep.sum() < 3:
             break
-        p = np.linalg.lstsq(a[keep], 1.0 / z[keep], rcond=None)[0]
-        plane = 1.0 / (a @ p)
+        ak = a[:, keep]
+        try:  # the 3 x 3 normal equations: well conditioned for (1, x', y'), 3x faster
+            p = np.linalg.solve(ak @ ak.T, ak @ inv_z[keep])
+        except np.linalg.LinAlgError:  # degenerate pixels (all on one line)
+            p = np.linalg.lstsq(ak.T, inv_z[keep], rcond=None)[0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            plane = 1.0 / (p @ a)
         keep = valid & (z >= plane - OBJECT_MARGIN) & (z <= plane + BELOW_MARGIN)
     if p is None:
         raise ValueError("fit_table: fewer than 3 table pixels")
@@ -115,7 +125,8 @@ def fit_table_plane(depth: np.ndarray, step: int = 4, iterations: int = 3) -> np
         inv = fit_table(d, step=step, iterations=iterations).inverse_depth()
     except ValueError:
         inv = None
-    if inv is None or not np.all(inv > 0):
+    # 1 / z is linear in the pixel coordinates: positive everywhere iff at the four corners.
+    if inv is None or not np.all(inv[[0, 0, -1, -1], [0, -1, 0, -1]] > 0):
         ok = np.isfinite(d) & (d > 0)
         return np.full(d.shape, float(np.median(d[ok])) if ok.any() else 0.0, np.float32)
     return (1.0 / inv).astype(np.float32)
