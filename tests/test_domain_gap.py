@@ -17,6 +17,7 @@ from utils.domain_gap import (
     fit_table,
     folder_statistics,
     ks_distance,
+    mask_chords,
     thin_share,
     view_statistics,
 )
@@ -120,6 +121,11 @@ def test_grasp_statistics_of_known_grasps():
     # At the centroid the part is the box's 5 cm width (within the distance transform's
     # rounding and a pixel), in millimetres at the table's scale.
     assert g["thickness"][0] == pytest.approx(50.0 * px * mm_per_px / 1000, abs=2 * mm_per_px)
+    # Opening over the chord along the opening: 7 cm over the 5 cm width (across), over the
+    # 20 cm length (along), within a pixel of the chord.
+    chords = np.array([b, b, a]) * px
+    ratio = 0.07 * px / chords
+    assert g["opening_chord"] == pytest.approx(ratio, rel=1.5 / chords.min())
 
 
 def test_two_objects_own_their_grasps_and_jaw_rows_are_counted():
@@ -147,6 +153,14 @@ def test_two_objects_own_their_grasps_and_jaw_rows_are_counted():
     # The off-mask grasp is measured against the second box (its centroid is ~0.6 of its
     # half length away, not ~1.4 m of the first box).
     assert s.grasp["to_centroid"][-1] < 1.0
+
+
+def test_mask_chords_of_a_bar():
+    mask = np.zeros((40, 60), bool)
+    mask[10:14, 5:35] = True  # a bar: 30 px along the columns, 4 px along the rows
+    centres = np.array([[12.0, 20.0], [12.0, 20.0], [30.0, 30.0], [11.0, 5.0]])
+    dirs = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    assert list(mask_chords(mask, centres, dirs)) == [30.0, 4.0, 0.0, 30.0]
 
 
 def test_ks_distance():

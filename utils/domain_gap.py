@@ -26,6 +26,9 @@ jaw size, as the loaders and the metric see them):
 - ``opening`` and ``jaw`` in millimetres;
 - ``thickness at centre``: twice the mask's distance transform at the grasp centre (the local
   width of the part the grasp holds), mm; 0 off the mask;
+- ``opening / chord``: the opening over the chord of the mask through the centre along the
+  opening direction (the unbroken run of mask pixels holding the centre; grasps whose centre
+  is off the mask are left out): how far beyond the part the labels open;
 - ``centre to centroid``: distance to the object's centroid over its half length (0 at the
   centroid, 1 at an end of the long axis);
 - ``position along axis``: |projection on the major axis| over the half length (0 middle,
@@ -83,6 +86,7 @@ GRASP_STATS: tuple[tuple[str, str, str], ...] = (
     ("opening", "opening", "mm"),
     ("jaw", "jaw size", "mm"),
     ("thickness", "thickness at centre", "mm"),
+    ("opening_chord", "opening / mask chord along the opening", ""),
     ("on_mask", "centre on the mask", "%"),
     ("to_centroid", "centre to centroid / half length", ""),
     ("along_axis", "position along axis / half length", ""),
@@ -230,6 +234,8 @@ def view_statistics(
         g["opening"] = grasps.lengths * scale
         g["jaw"] = grasps.widths * scale
         g["thickness"] = 2.0 * dist[r, c] * scale
+        chord = mask_chords(mask, centres, opening_dir)
+        g["opening_chord"] = grasps.lengths[chord > 0] / chord[chord > 0]
         g["on_mask"] = 100.0 * mask[r, c].astype(np.float64)
         g["to_centroid"] = np.hypot(rel[:, 0], rel[:, 1]) / half
         g["along_axis"] = np.abs((rel * major).sum(1)) / half
@@ -263,6 +269,23 @@ class FolderStatistics:
 
     def array(self, key: str) -> np.ndarray:
         return np.asarray(self.values.get(key, []), dtype=np.float64)
+
+
+def mask_chords(mask: np.ndarray, centres: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """Length (px) of the unbroken run of mask pixels through each centre ((row, col) px)
+    along its unit direction ((d_row, d_col)), sampled every pixel (nearest pixel) both ways;
+    0 where the centre is off the mask."""
+    h, w = mask.shape
+    t = np.arange(int(np.hypot(h, w)) + 1, dtype=np.float64)
+    run = np.zeros(len(centres))
+    for sign in (1.0, -1.0):
+        rr = np.round(centres[:, :1] + sign * t * directions[:, :1]).astype(np.intp)
+        cc = np.round(centres[:, 1:] + sign * t * directions[:, 1:]).astype(np.intp)
+        inside = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+        inside[inside] = mask[rr[inside], cc[inside]]
+        # Steps before the first pixel off the mask (all of them if none is).
+        run += np.where(inside.all(1), len(t), np.argmin(inside, axis=1))
+    return np.maximum(run - 1, 0.0)  # the centre pixel was counted in both directions
 
 
 def jacquard_views(root: str | Path) -> Iterator[tuple[str, Path, Path, Path, Path | None]]:
