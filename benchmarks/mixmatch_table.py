@@ -37,6 +37,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from results_table import (  # noqa: E402
     JACQUARD_SAMPLES,
     MODELS,
+    V2_BENCHMARK,
+    V2_TRAINING_SET,
     benchmark_successes,
     mean_rate,
     newest_run,
@@ -57,11 +59,8 @@ REAL_UNLABELLED = REPO.parent / "shared" / "data" / "jacquard_unlabelled"
 #: normalisation (the defaults have since moved to v3 and table normalisation). The v2
 #: folders are used as they are (``ensure_synthetic_dataset`` never regenerates a named folder
 #: for a newer generator).
-V2_DATA = [
-    "--dataset-path", str(REPO / "data" / "synthetic" / "jacquard_n600_s300_seed0"),
-    "--benchmark-path", str(REPO / "data" / "benchmark" / f"synthetic_v2_n{BENCHMARK_IMAGES}"),
-    "--depth-norm", "mean",
-]  # fmt: skip
+V2_DATA = ["--dataset-path", str(V2_TRAINING_SET), "--benchmark-path", str(V2_BENCHMARK),
+           "--depth-norm", "mean"]  # fmt: skip
 
 
 def run_name(method: str, net: str, fraction: float, seed: int, tag: str = "") -> str:

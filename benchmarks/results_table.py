@@ -62,6 +62,10 @@ MODELS: dict[str, list[str]] = {
 }  # fmt: skip
 DEFAULT_MODELS = ["ggcnn", "ggcnn2", "pspnet-r18-ppm", "pspnet-r18-lgp"]
 JACQUARD_SAMPLES = REPO.parent / "shared" / "data" / "jacquard_samples"
+#: The generator v2 training set and benchmark this table's runs used (named folders are used
+#: as they are, so later tables can train and score on the same data).
+V2_TRAINING_SET = REPO / "data" / "synthetic" / "jacquard_n600_s300_seed0"
+V2_BENCHMARK = REPO / "data" / "benchmark" / f"synthetic_v2_n{BENCHMARK_IMAGES}"
 
 
 def newest_run(outdir: Path, name: str, finished: bool = True) -> Path | None:

@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from results_table import (  # noqa: E402
     JACQUARD_SAMPLES,
+    V2_BENCHMARK,
     baseline,
     cached_score,
     mean_rate,
@@ -56,7 +57,6 @@ RECIPES: dict[str, list[str] | None] = {
     "v3-table": ["--depth-norm", "table", "--depth-aug", "0"],
     "v3-table-aug": ["--depth-norm", "table", "--depth-aug", "1"],
 }
-V2_BENCHMARK = REPO / "data" / "benchmark" / f"synthetic_v2_n{BENCHMARK_IMAGES}"
 CUR_BENCHMARK = REPO / "data" / "benchmark" / f"synthetic_v{GENERATOR_VERSION}_n{BENCHMARK_IMAGES}"
 
 

@@ -92,8 +92,8 @@ def fit_table(
     # Only the grid is fitted: subsample before converting (a training item fits one per read).
     grid = (slice(None, None, step), slice(None, None, step))
     z = d[grid].astype(np.float64).ravel()
-    yp = (np.arange(0, d.shape[0], step) - (d.shape[0] - 1) / 2.0) / f
-    xp = (np.arange(0, d.shape[1], step) - (d.shape[1] - 1) / 2.0) / f
+    xp, yp = _normalised_coords(d.shape, f)
+    xp, yp = xp[0, ::step], yp[::step, 0]
     a = np.stack([np.ones(z.size), np.tile(xp, yp.size), np.repeat(yp, xp.size)])  # 3 x n
     valid = np.isfinite(z) & (z > 0)
     if table is not None:

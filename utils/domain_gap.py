@@ -276,7 +276,11 @@ def mask_chords(mask: np.ndarray, centres: np.ndarray, directions: np.ndarray) -
     along its unit direction ((d_row, d_col)), sampled every pixel (nearest pixel) both ways;
     0 where the centre is off the mask."""
     h, w = mask.shape
-    t = np.arange(int(np.hypot(h, w)) + 1, dtype=np.float64)
+    rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
+    if not len(rows):
+        return np.zeros(len(centres))
+    # No run is longer than the mask's bounding box diagonal: walk that far, not the frame's.
+    t = np.arange(int(np.hypot(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)) + 2, dtype=float)
     run = np.zeros(len(centres))
     for sign in (1.0, -1.0):
         rr = np.round(centres[:, :1] + sign * t * directions[:, :1]).astype(np.intp)
