@@ -278,14 +278,18 @@ def test_auto_precision_times_both_paths_and_takes_the_faster(monkeypatch):
     cpu = torch.device("cpu")
     model = get_network("ggcnn")
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    seconds = prec.time_precision(model, resolve_precision("off", "on", cpu), (2, 1, 32, 32), cpu)
-    assert seconds > 0 and all(p.grad is None for p in model.parameters())
+    paths = [resolve_precision("off", "on", cpu), resolve_precision("off", "off", cpu)]
+    seconds = prec.time_precisions(model, paths, (2, 1, 32, 32), cpu, rounds=2)
+    assert len(seconds) == 2 and min(seconds) > 0
+    assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # a copy ran
 
     monkeypatch.setattr(prec, "cpu_has_fast_bf16", lambda: True)
     for bf16_s, fp32_s, expect in ((0.1, 0.3, torch.bfloat16), (0.3, 0.1, None)):
         monkeypatch.setattr(
-            prec, "time_precision", lambda m, p, *a, b=bf16_s, f=fp32_s, **k: b if p.dtype else f
+            prec,
+            "time_precisions",
+            lambda m, ps, *a, b=bf16_s, f=fp32_s, **k: [b if p.dtype else f for p in ps],
         )
         chosen, line = prec.choose_precision("auto", "auto", cpu, model, (2, 1, 32, 32))
         assert chosen.dtype == expect and chosen.channels_last and "timed" in line

@@ -79,37 +79,49 @@ def resolve_precision(amp: str, channels_last: str, device: torch.device) -> Pre
     return Precision(device.type, dtype, scaler, cl)
 
 
-def time_precision(
+def time_precisions(
     model: torch.nn.Module,
-    precision: Precision,
+    precisions: list[Precision],
     shape: tuple[int, int, int, int],
     device: torch.device,
     train: bool = True,
-    steps: int = 3,
-) -> float:
-    """Median seconds of one step of a copy of ``model`` (``model`` itself is untouched) on a
-    random N x C x H x W input under ``precision``: forward, loss and backward when ``train``,
-    else a forward pass without gradients. One warm-up step first."""
+    rounds: int = 3,
+) -> list[float]:
+    """Seconds of one step of a copy of ``model`` (``model`` itself is untouched) on a random
+    N x C x H x W input under each of ``precisions``: forward, loss and backward when
+    ``train``, else a forward pass without gradients.
+
+    One warm-up step each, then ``rounds`` rounds in which the precisions take turns
+    (A B A B ...), so that a change in the machine's load during the timing hits them alike;
+    each gets the fastest of its steps, as other processes only ever add time. (Timing one
+    after the other picked the slower path on a loaded machine.)"""
     import copy
+    import time
 
     # Its random input must not move the run's random stream (MixMatch draws from it).
     with torch.random.fork_rng(devices=[]):
-        return _time_steps(copy.deepcopy(model), precision, shape, device, train, steps)
+        steps = [_one_step(copy.deepcopy(model), p, shape, device, train) for p in precisions]
+        for step in steps:
+            step()
+        best = [float("inf")] * len(steps)
+        for _ in range(rounds):
+            for i, step in enumerate(steps):
+                t0 = time.perf_counter()
+                step()
+                best[i] = min(best[i], time.perf_counter() - t0)
+    return best
 
 
-def _time_steps(net, precision, shape, device, train, steps) -> float:
-    import statistics
-    import time
-
+def _one_step(net, precision: Precision, shape, device: torch.device, train: bool):
+    """A closure running one step of ``net`` under ``precision`` (synchronised on CUDA)."""
     net = net.to(device).train(train)
     net = net.to(
         memory_format=torch.channels_last if precision.channels_last else torch.contiguous_format
     )
     x = precision.to_input(torch.randn(shape), device)
     y = torch.rand(shape[0], 4, shape[2], shape[3], device=device)
-    times = []
-    for i in range(steps + 1):
-        t0 = time.perf_counter()
+
+    def step() -> None:
         if train:
             with precision.autocast():
                 loss = net.compute_loss(x, y)["loss"]
@@ -119,9 +131,8 @@ def _time_steps(net, precision, shape, device, train, steps) -> float:
                 net(x)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        if i:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+
+    return step
 
 
 def choose_precision(
@@ -134,8 +145,8 @@ def choose_precision(
 ) -> tuple[Precision, str]:
     """:func:`resolve_precision`, except that ``--amp auto --channels-last auto`` on a CPU with
     bf16 units times bf16 + channels_last against fp32 + channels_last on ``model`` at input
-    ``shape`` (a few steps on a copy: about 1 s for GG-CNN2, 10 s for PSPNet-ResNet50) and
-    takes the faster: bf16 is 3.7x faster for GG-CNN2 on such a CPU but slower than
+    ``shape`` (a few steps on a copy, taking turns: about 1 s for GG-CNN2, 10 s for
+    PSPNet-ResNet50; :func:`time_precisions`) and takes the faster: bf16 is 3.7x faster for GG-CNN2 on such a CPU but slower than
     channels_last fp32 for GG-CNN (benchmarks/train_speed.py). Returns the precision and a
     line saying how it was chosen ("" when no timing was needed)."""
     fixed = resolve_precision(amp, channels_last, device)
@@ -145,7 +156,7 @@ def choose_precision(
     ):  # fmt: skip
         return fixed, ""
     candidates = [fixed, resolve_precision("off", "on", device)]
-    seconds = [time_precision(model, p, shape, device, train) for p in candidates]
+    seconds = time_precisions(model, candidates, shape, device, train)
     best = candidates[seconds.index(min(seconds))]
     timed = ", ".join(
         f"{p.describe()} {1000 * s:.0f} ms" for p, s in zip(candidates, seconds, strict=True)
