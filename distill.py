@@ -3,8 +3,10 @@
     python distill.py --teacher runs/<pspnet-r50 run>/best.pt --network pspnet --backbone resnet18
     python distill.py --teacher runs/<run>/best.pt --network ggcnn2 --kd-weight 2
     python distill.py --teacher T.pt --network ggcnn2 --unlabeled-path ../shared/data/jacquard_unlabelled
+    python distill.py --teacher A.pt B.pt C.pt --network ggcnn2    # an ensemble as the teacher
 
-The teacher is rebuilt from its checkpoint, frozen and run without gradients; the student is
+The teacher is rebuilt from its checkpoint, frozen and run without gradients (several
+checkpoints: their mean maps, :class:`models.MapEnsemble`); the student is
 any registered network, trained with every data, output, checkpoint, resume, EMA and torchrun
 option of ``train_net.py`` through the shared harness (:mod:`utils.harness`). The loss is
 ``--task-weight`` x (student against the labels) + ``--kd-weight`` x (student against the
@@ -20,6 +22,7 @@ import argparse
 
 import torch
 
+from models import MapEnsemble
 from utils import cli, harness
 from utils.checkpoint import WEIGHTS
 from utils.data.build import (
@@ -39,7 +42,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = harness.training_parser(__doc__.split("\n")[0])
     g = parser.add_argument_group("distillation")
     # Not argparse-required: on --resume it comes from the run's stored arguments.
-    g.add_argument("--teacher", default=None, help="teacher checkpoint written by train_net.py")
+    g.add_argument(
+        "--teacher",
+        nargs="+",
+        default=None,
+        help="teacher checkpoint written by train_net.py; several: the mean of their maps",
+    )
     g.add_argument(
         "--teacher-weights", default="auto", choices=WEIGHTS, help="teacher's model or EMA weights"
     )
@@ -61,8 +69,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = harness.parse_training_args(parser, argv)
     if not args.teacher:
         parser.error("--teacher is required: a checkpoint written by train_net.py")
+    if isinstance(args.teacher, str):  # resuming a run from before several teachers
+        args.teacher = [args.teacher]
     if args.depth_norm is None:
-        args.depth_norm = teacher_depth_norm(args.teacher)
+        args.depth_norm = teacher_depth_norm(args.teacher[0])
+    if args.feature_weight > 0 and len(args.teacher) > 1:
+        parser.error("--feature-weight needs a single --teacher (one network's features)")
     for flag in ("task_weight", "kd_weight", "feature_weight"):
         if getattr(args, flag) < 0:
             parser.error(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
@@ -87,9 +99,9 @@ def make_data(args: argparse.Namespace, dist) -> harness.RunData:
     return data
 
 
-def check_teacher_split(args: argparse.Namespace, taught: dict) -> None:
-    """A teacher trained on the student's dataset must have used the same split: trained on
-    another, it has seen labels of the student's test part."""
+def check_teacher_split(args: argparse.Namespace, path: str, taught: dict) -> None:
+    """The teacher at ``path``, if trained on the student's dataset, must have used the same
+    split: trained on another, it has seen labels of the student's test part."""
     root = dataset_root(args.dataset, args.dataset_path, args.synthetic_scenes)
     theirs = dataset_root(taught.get("dataset"), taught.get("dataset_path"),
                           taught.get("synthetic_scenes"))  # fmt: skip
@@ -99,7 +111,7 @@ def check_teacher_split(args: argparse.Namespace, taught: dict) -> None:
     for k in SPLIT_FLAGS:
         if taught.get(k, defaults[k]) != getattr(args, k):
             raise ValueError(
-                f"--teacher {args.teacher}: trained on this dataset with --{k.replace('_', '-')} "
+                f"--teacher {path}: trained on this dataset with --{k.replace('_', '-')} "
                 f"{taught.get(k, defaults[k])}, the student uses {getattr(args, k)}: the teacher "
                 "may have seen the student's test images"
             )
@@ -107,17 +119,21 @@ def check_teacher_split(args: argparse.Namespace, taught: dict) -> None:
 
 def make_step(run: harness.RunContext, model: torch.nn.Module) -> DistillStep:
     args = run.args
-    teacher, ckpt = load_teacher(
-        args.teacher, args.teacher_weights, cli.input_channels(args), args.input_size,
-        run.dist.device,
-    )  # fmt: skip
-    check_teacher_split(args, ckpt.get("args", {}))
-    taught_norm = trained_depth_norm(ckpt.get("args", {}))
-    if taught_norm != args.depth_norm:
-        raise ValueError(
-            f"--teacher {args.teacher}: trained with --depth-norm {taught_norm}, the student "
-            f"uses {args.depth_norm}: the teacher would see inputs it was not trained on"
-        )
+    teachers = []
+    for path in args.teacher:
+        teacher, ckpt = load_teacher(
+            path, args.teacher_weights, cli.input_channels(args), args.input_size,
+            run.dist.device,
+        )  # fmt: skip
+        check_teacher_split(args, path, ckpt.get("args", {}))
+        taught_norm = trained_depth_norm(ckpt.get("args", {}))
+        if taught_norm != args.depth_norm:
+            raise ValueError(
+                f"--teacher {path}: trained with --depth-norm {taught_norm}, the student "
+                f"uses {args.depth_norm}: the teacher would see inputs it was not trained on"
+            )
+        teachers.append(teacher)
+    teacher = teachers[0] if len(teachers) == 1 else MapEnsemble(teachers)
     if run.precision.channels_last:
         teacher = teacher.to(memory_format=torch.channels_last)
     if args.feature_weight > 0 and run.dist.distributed:

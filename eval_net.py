@@ -4,6 +4,7 @@
     python eval_net.py --network best.pt --dataset jacquard --dataset-path <path> \
         --iou-eval --jacquard-output --vis
     python eval_net.py --network best.pt --tta d8     # averaged over the 8 dihedral views
+    python eval_net.py --ensemble --network A.pt B.pt C.pt   # their mean maps, as one model
     python eval_net.py --network best.pt --images <folder of depth .tiff>  # no labels
 
 The network is rebuilt from the arguments stored in the checkpoint; data flags not given on
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models import MapEnsemble
 from utils import cli
 from utils.atomic import atomic_write_json
 from utils.checkpoint import WEIGHTS, load_model
@@ -65,6 +67,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--iou-eval",
         action="store_true",
         help="score with the rectangle metric (always on when labels exist; kept for GG-CNN)",
+    )
+    g.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="score the --network checkpoints as one model, the mean of their maps (cos 2θ "
+        "and sin 2θ as a vector), instead of each on its own",
     )
     g.add_argument("--n-grasps", type=cli.positive_int, default=1, help="top grasps per image")
     g.add_argument("--iou-threshold", type=float, default=0.25)
@@ -112,6 +120,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--network {path}: checkpoint file not found")
     if args.images and len(args.network) > 1:
         p.error("--images runs one checkpoint; give a single --network")
+    if args.ensemble and len(args.network) < 2:
+        p.error("--ensemble averages two or more checkpoints; give them all after --network")
     from utils.predict import CameraIntrinsics, parse_crop
 
     given = [f for f, v in (("--crop", args.crop), ("--intrinsics", args.intrinsics),
@@ -294,7 +304,11 @@ def print_table(rows: list[tuple[str, str]]) -> None:
     print("| " + " | ".join(v for _, v in rows) + " |")
 
 
-def evaluate_dataset(args: argparse.Namespace, model, ckpt: dict, dist, precision) -> dict:
+def evaluate_dataset(
+    args: argparse.Namespace, model, ckpt: dict, dist, precision, members: list[dict] | None = None
+) -> dict:
+    """Score ``model`` (checkpoint ``ckpt``; an ensemble's other checkpoints in ``members``,
+    each checked for training objects among the scored images too) on the flags' dataset."""
     args = resolve_data_args(args, ckpt.get("args", {}))
     channels = cli.input_channels(args)
     if channels != model.input_channels:
@@ -309,7 +323,8 @@ def evaluate_dataset(args: argparse.Namespace, model, ckpt: dict, dist, precisio
         indices = split_from_args(args, dataset)[args.part]
     if not indices:
         raise ValueError(f"--part {args.part}: no images in that part of the dataset")
-    check_no_training_objects(args, ckpt.get("args", {}), dataset, indices)
+    for trained in [ckpt, *(members or [])]:
+        check_no_training_objects(args, trained.get("args", {}), dataset, indices)
     loader = make_loader(
         dataset,
         indices,
@@ -365,7 +380,9 @@ def evaluate_dataset(args: argparse.Namespace, model, ckpt: dict, dist, precisio
     summary["per_image"] = {"ids": out.results.ids, "successes": out.results.successes}
     if dist.is_main:
         print(
-            f"{ckpt['network']['name']} ({summary['checkpoint_kind']}, {summary['weights']}) on "
+            f"{ckpt['network']['name']}"
+            + (f" ensemble of {1 + len(members)}" if members else "")
+            + f" ({summary['checkpoint_kind']}, {summary['weights']}) on "
             f"{summary['dataset']} ({args.part} part, {summary['split']}; {args.input_size}px, "
             f"{dist.device}, {precision.describe()}"
             + ("" if args.tta == "none" else f", {args.tta} test-time augmentation")
@@ -515,6 +532,25 @@ def load_for_eval(path: str, args: argparse.Namespace, dist, precision):
     return model, ckpt
 
 
+def load_ensemble(args: argparse.Namespace, dist, precision) -> tuple[MapEnsemble, list[dict]]:
+    """The ``--network`` checkpoints as one model (:class:`models.MapEnsemble`) and their
+    checkpoints; refuses members trained on other inputs than the first."""
+    loaded = [load_for_eval(path, args, dist, precision) for path in args.network]
+    first = loaded[0][1].get("args", {})
+    for path, (_, ckpt) in zip(args.network[1:], loaded[1:], strict=True):
+        theirs = ckpt.get("args", {})
+        for flag, a, b in [
+            *((k, theirs.get(k), first.get(k)) for k in ("use_depth", "use_rgb", "input_size")),
+            ("depth_norm", trained_depth_norm(theirs), trained_depth_norm(first)),
+        ]:
+            if a != b:
+                raise ValueError(
+                    f"--ensemble: {path} was trained with --{flag.replace('_', '-')} {a}, "
+                    f"{args.network[0]} with {b}: an ensemble's members must see the same input"
+                )
+    return MapEnsemble([m for m, _ in loaded]), [c for _, c in loaded]
+
+
 def write_json(path: str | Path, data: dict) -> None:
     atomic_write_json(path, data, indent=1)
 
@@ -547,6 +583,15 @@ def main(args: argparse.Namespace):
                 )  # fmt: skip
             one = argparse.Namespace(**{**vars(args), "network": path})
             result = infer_images(one, predictor, trained, dist)
+            finished = True
+            return result
+        if args.ensemble:
+            model, ckpts = load_ensemble(args, dist, precision)
+            one = argparse.Namespace(**{**vars(args), "network": args.network[0]})
+            result = evaluate_dataset(one, model, ckpts[0], dist, precision, ckpts[1:])
+            result["ensemble"] = [str(Path(p).resolve()) for p in args.network]
+            if args.results_json and dist.is_main:
+                write_json(args.results_json, result)
             finished = True
             return result
         summaries = []

@@ -107,8 +107,10 @@ def teacher_run(pair: Pair, outdir: Path, alone_dir: Path, train: bool) -> Path 
 
 
 def taught_by(run: Path) -> Path:
-    """The teacher run folder a distilled run was trained from (its stored ``--teacher``)."""
-    return Path(json.loads((run / "args.json").read_text())["teacher"]).parent
+    """The teacher run folder a distilled run was trained from (its stored ``--teacher``: one
+    path, a list of one since several teachers are allowed)."""
+    teacher = json.loads((run / "args.json").read_text())["teacher"]
+    return Path(teacher if isinstance(teacher, str) else teacher[0]).parent
 
 
 def train_distilled(pair: Pair, teacher: Path, seed: int, outdir: Path, extra: list[str]) -> Path:

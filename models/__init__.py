@@ -8,11 +8,13 @@ maps at the input size, channels quality, cos 2θ, sin 2θ, width (raw/linear ou
 >>> rebuilt = get_network(net.network_name, **net.network_kwargs)  # e.g. from a checkpoint
 
 Registered: ``ggcnn`` (RSS 2018), ``ggcnn2`` (IJRR 2019), ``pspnet`` (dilated ResNet + pyramid
-pooling). ``grasp_map_loss`` (sum of per-map MSEs) is shared with distillation/MixMatch code.
+pooling). ``grasp_map_loss`` (sum of per-map MSEs) is shared with distillation/MixMatch code; ``MapEnsemble`` averages the maps of several
+trained networks.
 """
 
 from . import ggcnn, ggcnn2, pspnet  # noqa: F401 -- imported to register the networks
 from .base import GRASP_MAP_NAMES, GraspNet, count_parameters, grasp_map_loss
+from .ensemble import MapEnsemble
 from .ggcnn import GGCNN
 from .ggcnn2 import GGCNN2
 from .pspnet import PSPNet
@@ -23,6 +25,7 @@ __all__ = [
     "GGCNN2",
     "GRASP_MAP_NAMES",
     "GraspNet",
+    "MapEnsemble",
     "PSPNet",
     "count_parameters",
     "get_network",

@@ -64,7 +64,7 @@ def test_distillation_lowers_the_loss_and_leaves_the_teacher_alone(workdir, teac
     assert all(torch.equal(before[k], load_checkpoint(teacher)["model"][k]) for k in before)
     (run,) = (workdir / "runs").glob("*_kd")
     last = load_checkpoint(run / "last.pt")
-    assert last["network"]["name"] == "ggcnn" and last["args"]["teacher"] == str(teacher)
+    assert last["network"]["name"] == "ggcnn" and last["args"]["teacher"] == [str(teacher)]
     assert {"train_kd", "train_task", "train_kd_quality", "train_kd_cos"} <= set(last["metrics"])
     losses = [float(line.split("train_loss ")[1].split(" ")[0])
               for line in out.splitlines() if line.startswith("epoch ")]  # fmt: skip
@@ -185,3 +185,60 @@ def test_teacher_of_another_split_and_leaking_unlabelled_images_are_refused(work
     with pytest.raises(ValueError, match="objects of the run's validation or test part"):
         run_distill(workdir, teacher, "--epochs", "1",
                     "--unlabeled-path", str(workdir / "synthetic"))  # fmt: skip
+
+
+def test_an_ensemble_teacher_is_the_mean_of_its_members(workdir, teacher):
+    from models import MapEnsemble
+
+    torch.manual_seed(0)
+    nets = [get_network("ggcnn2").eval() for _ in range(2)]
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(MapEnsemble(nets)(x), (nets[0](x) + nets[1](x)) / 2)
+        # The same network twice is that network: the step's loss is unchanged.
+        student = get_network("ggcnn")
+        ctx = StepContext(torch.device("cpu"), resolve_precision("off", "off", torch.device("cpu")))
+        batch = {"x": x, "y": torch.rand(2, 4, 32, 32)}
+        one = DistillStep(nets[0], student)(student, batch, ctx).loss
+        two = DistillStep(MapEnsemble([nets[0], nets[0]]), student)(student, batch, ctx).loss
+    assert torch.equal(one, two)
+    with pytest.raises(ValueError, match="different input channels"):
+        MapEnsemble([nets[0], get_network("ggcnn", input_channels=4)])
+    # Through distill.py: several --teacher checkpoints, stored as the list.
+    args = distill.parse_args(tiny_args(
+        workdir, "--teacher", str(teacher), str(teacher), "--network", "ggcnn", "--epochs", "1",
+        "--batches-per-epoch", "2", "--description", "kd_two",
+    ))  # fmt: skip
+    quiet(distill.main, args)
+    (run,) = (workdir / "runs").glob("*_kd_two")
+    last = load_checkpoint(run / "last.pt")
+    assert last["args"]["teacher"] == [str(teacher)] * 2 and "train_kd" in last["metrics"]
+    res = run_script("distill.py", *tiny_args(
+        workdir, "--teacher", str(teacher), str(teacher), "--network", "pspnet",
+        "--feature-weight", "1",
+    ))  # fmt: skip
+    assert res.returncode == 2 and "--feature-weight needs a single --teacher" in res.stderr
+
+
+def test_eval_ensemble_scores_the_mean_maps_as_one_model(workdir, teacher, tmp_path):
+    common = ["--num-workers", "0", "--cache-dir", str(workdir / "cache")]
+    alone = eval_net.main(eval_net.parse_args(
+        ["--network", str(teacher), *common, "--outdir", str(tmp_path / "a")]
+    ))  # fmt: skip
+    both = eval_net.main(eval_net.parse_args(
+        ["--ensemble", "--network", str(teacher), str(teacher), *common,
+         "--outdir", str(tmp_path / "b")]
+    ))  # fmt: skip
+    assert both["ensemble"] == [str(teacher.resolve())] * 2
+    assert both["per_image"] == alone["per_image"]
+    assert both["mean_best_iou"] == pytest.approx(alone["mean_best_iou"])
+    # Members trained on other inputs, or a lone member: one-line errors.
+    other = load_checkpoint(teacher)
+    other["args"] = {**other["args"], "input_size": 32}
+    torch.save(other, tmp_path / "other.pt")
+    res = run_script("eval_net.py", "--ensemble", "--network", str(teacher),
+                     str(tmp_path / "other.pt"), *common)  # fmt: skip
+    assert res.returncode == 2 and "--input-size 32" in res.stderr, res.stderr[-1500:]
+    assert len(res.stderr.strip().splitlines()) == 1
+    res = run_script("eval_net.py", "--ensemble", "--network", str(teacher), *common)
+    assert res.returncode == 2 and "two or more checkpoints" in res.stderr

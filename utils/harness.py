@@ -71,9 +71,18 @@ def training_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def _resolved(v: Any) -> Any:
+    """A path flag's value (one path or a list of them) as absolute paths."""
+    if isinstance(v, str):
+        return str(Path(v).expanduser().resolve())
+    if isinstance(v, list) and all(isinstance(x, str) for x in v):
+        return [str(Path(x).expanduser().resolve()) for x in v]
+    return v
+
+
 def _same(key: str, a: Any, b: Any) -> bool:
-    if key in _PATH_FLAGS and isinstance(a, str) and isinstance(b, str):
-        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    if key in _PATH_FLAGS:
+        return _resolved(a) == _resolved(b)
     return a == b
 
 
@@ -146,9 +155,8 @@ def parse_training_args(
     cli.check_args(args, parser)
     # Absolute paths: args.json says exactly which files a run used, from any folder.
     for k in _PATH_FLAGS:
-        v = getattr(args, k, None)
-        if isinstance(v, str) and k != "resume":
-            setattr(args, k, str(Path(v).expanduser().resolve()))
+        if k != "resume" and getattr(args, k, None) is not None:
+            setattr(args, k, _resolved(getattr(args, k)))
     return args
 
 
