@@ -3,11 +3,15 @@
     python benchmarks/sim2real_table.py --seeds 3                    # train what is missing
     python benchmarks/sim2real_table.py --seeds 3 --no-train         # print finished runs
     python benchmarks/sim2real_table.py --networks ggcnn2 --recipes v3 v3-table --seeds 1
+    python benchmarks/sim2real_table.py --networks ggcnn2 --recipes v3-table v3-table-kd3 --ensembles
 
 Rows: (network, recipe) over seeds 0..N-1, with the results table's flags and epochs
 (``results_table.MODELS``). Recipes (:data:`RECIPES`): ``v2`` is the results table's own runs
 (``runs/results_table``, generator v2, never trained here); the others train on the built-in
-synthetic set of the current generator with extra flags. Every run's ``best.pt`` (picked on
+synthetic set of the current generator with extra flags; ``v3-table-kd3`` runs are students
+(``distill.py``) of the ensemble of the network's three ``v3-table`` runs, which it trains
+first if missing. ``--ensembles``: each row's runs also scored as one model (the mean of
+their maps). Every run's ``best.pt`` (picked on
 its validation part) is scored, without test-time augmentation, on the real Jacquard views
 of ``--jacquard-path`` (a development set: the generator's design looked at them), on the
 synthetic benchmark set of the current generator and on the v2 benchmark (when its folder
@@ -43,11 +47,15 @@ from results_table import (  # noqa: E402
     train,
 )
 
+import distill  # noqa: E402
+import eval_net  # noqa: E402
 from utils.atomic import atomic_write_json  # noqa: E402
 from utils.data.benchmark import BENCHMARK_IMAGES  # noqa: E402
-from utils.data.synthetic import GENERATOR_VERSION  # noqa: E402
+from utils.data.synthetic import GENERATOR_VERSION, ensure_synthetic_dataset  # noqa: E402
 from utils.stats import paired_bootstrap  # noqa: E402
 
+#: Unlabelled synthetic scenes for the distilled recipe (seed 1: no object of the training set).
+EXTRA_SCENES = REPO / "data" / "synthetic" / "jacquard_v3_n1400_s300_seed1"
 #: Network -> its name in ``results_table.MODELS``.
 NETWORKS = {"ggcnn2": "ggcnn2", "pspnet-r18": "pspnet-r18-ppm"}
 #: Recipe -> extra train_net flags (None: the results table's v2 runs, not trained here).
@@ -62,7 +70,16 @@ RECIPES: dict[str, list[str] | None] = {
         ["--depth-norm", "table", "--depth-aug", "0"]
         + ["--synthetic-scenes", "2000", "--batches-per-epoch", "61"]
     ),
+    # distill.py: the network taught by the ensemble of its v3-table runs (seeds 0-2, the
+    # mean of their maps) on the labelled training part and on 1,400 more synthetic scenes
+    # without labels (another seed: other objects), for the same optimiser steps.
+    "v3-table-kd3": (
+        ["--depth-norm", "table", "--depth-aug", "0", "--batches-per-epoch", "61"]
+        + ["--unlabeled-path", str(EXTRA_SCENES)]
+    ),
 }
+#: Students of an ensemble: recipe -> (the teachers' recipe, how many of its seeds teach).
+TEACHERS: dict[str, tuple[str, int]] = {"v3-table-kd3": ("v3-table", 3)}
 CUR_BENCHMARK = REPO / "data" / "benchmark" / f"synthetic_v{GENERATOR_VERSION}_n{BENCHMARK_IMAGES}"
 
 
@@ -75,9 +92,15 @@ def find_run(net: str, recipe: str, seed: int, outdir: Path, results_dir: Path, 
         return newest_run(results_dir, f"{NETWORKS[net]}_s{seed}")
     desc = f"{recipe}_{net}_s{seed}"
     run = newest_run(outdir, desc)
-    if run is None and train_ok:
-        run = train(NETWORKS[net], seed, outdir, RECIPES[recipe], desc=desc)
-    return run
+    if run is not None or not train_ok:
+        return run
+    if recipe not in TEACHERS:
+        return train(NETWORKS[net], seed, outdir, RECIPES[recipe], desc=desc)
+    taught_by, n = TEACHERS[recipe]
+    teachers = [find_run(net, taught_by, s, outdir, results_dir, train_ok) for s in range(n)]
+    ensure_synthetic_dataset(EXTRA_SCENES, n_scenes=1400, seed=1)
+    flags = [*RECIPES[recipe], "--teacher", *(str(t / "best.pt") for t in teachers)]
+    return train(NETWORKS[net], seed, outdir, flags, script=distill, desc=desc)
 
 
 def row(run: Path, jacquard: Path | None, v2_benchmark: bool = False) -> dict:
@@ -98,6 +121,51 @@ def row(run: Path, jacquard: Path | None, v2_benchmark: bool = False) -> dict:
             r = cached_score(run, f"eval_{root.name}", folder_flags(root))
             out[key] = [r["correct"], r["images"]]
     return out
+
+
+def ensemble_score(runs: list[Path], flags: list[str], out: Path) -> dict:
+    """``eval_net.py --ensemble`` of the runs' ``best.pt`` (one model: the mean of their maps)
+    with ``flags``, results in ``out/results.json``, reused when made from the same
+    checkpoints."""
+    ckpts = [str((r / "best.pt").resolve()) for r in runs]
+    stored = out / "results.json"
+    try:
+        summary = json.loads(stored.read_text())
+        if summary.get("ensemble") == ckpts and summary.get("images"):
+            return summary
+    except (OSError, json.JSONDecodeError):
+        pass  # none stored, or a broken file: score again
+    args = eval_net.parse_args(
+        ["--ensemble", "--network", *ckpts, *flags, "--batch-size", "8", "--num-workers", "0",
+         "--outdir", str(out), "--results-json", str(stored)]
+    )  # fmt: skip
+    return eval_net.main(args)
+
+
+def print_ensembles(table: dict, jacquard: Path | None, outdir: Path) -> None:
+    """Each row's runs as one model (the mean of their maps), on the real views and the
+    current benchmark."""
+    print(f"\n| network | recipe | ensemble of the seeds' runs: real dev views [95% CI] | "
+          f"synthetic benchmark v{GENERATOR_VERSION} [95% CI] | runs |")  # fmt: skip
+    print("|---|---|---:|---:|---:|")
+    for net, recipes in table.items():
+        for recipe, rows in recipes.items():
+            if len(rows) < 2:
+                continue
+            runs = [Path(r["run"]) for r in rows]
+            where = outdir / "ensembles" / f"{recipe}_{net}_{len(runs)}"
+            cells = []
+            for root in (jacquard, CUR_BENCHMARK):
+                if root is None or not root.is_dir():
+                    cells.append("–")
+                    continue
+                r = ensemble_score(runs, folder_flags(root), where / root.name)
+                lo, hi = r["success_ci95"]
+                cells.append(
+                    f"{100 * r['success_rate']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] "
+                    f"({r['correct']}/{r['images']})"
+                )
+            print(f"| {net} | {recipe} | " + " | ".join(cells) + f" | {len(runs)} |")
 
 
 def paired_real(a: list[dict], b: list[dict]) -> tuple[float, float, float]:
@@ -164,6 +232,12 @@ def main() -> None:
     p.add_argument("--jacquard-path", default=str(JACQUARD_SAMPLES))
     p.add_argument("--json", default=None)
     p.add_argument(
+        "--ensembles",
+        action="store_true",
+        help="also score each row's runs as one model, the mean of their maps (eval_net.py "
+        "--ensemble), on the real views and the current benchmark",
+    )
+    p.add_argument(
         "--v2-benchmark",
         action="store_true",
         help="also score runs of the current generator on the v2 benchmark (2,000 more images)",
@@ -215,6 +289,8 @@ def main() -> None:
             ]  # fmt: skip
             print(f"| {net} | {recipe} | " + " | ".join(cells) + f" | {len(rows)} |")
     print_benchmark_pairs(table)
+    if args.ensembles:
+        print_ensembles(table, jacquard, outdir)
     if jacquard is not None:
         print("\nreal views missed (<view>_<object>) per run:")
         for net, recipes in table.items():
