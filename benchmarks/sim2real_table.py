@@ -10,7 +10,7 @@ Rows: (network, recipe) over seeds 0..N-1, with the results table's flags and ep
 (``runs/results_table``, generator v2, never trained here); the others train on the built-in
 synthetic set of the current generator with extra flags; ``v3-table-kd3`` runs are students
 (``distill.py``) of the ensemble of the network's three ``v3-table`` runs, which it trains
-first if missing. ``--ensembles``: each row's runs also scored as one model (the mean of
+first if missing (``v3-table-kd3-ggcnn2``: of GG-CNN2's). ``--ensembles``: each row's runs also scored as one model (the mean of
 their maps). Every run's ``best.pt`` (picked on
 its validation part) is scored, without test-time augmentation, on the real Jacquard views
 of ``--jacquard-path`` (a development set: the generator's design looked at them), on the
@@ -78,8 +78,14 @@ RECIPES: dict[str, list[str] | None] = {
         + ["--unlabeled-path", str(EXTRA_SCENES)]
     ),
 }
-#: Students of an ensemble: recipe -> (the teachers' recipe, how many of its seeds teach).
-TEACHERS: dict[str, tuple[str, int]] = {"v3-table-kd3": ("v3-table", 3)}
+# The same, taught by GG-CNN2's three v3-table runs whatever the student.
+RECIPES["v3-table-kd3-ggcnn2"] = RECIPES["v3-table-kd3"]
+#: Students of an ensemble: recipe -> (the teachers' network, None: the student's own; their
+#: recipe; how many of its seeds teach).
+TEACHERS: dict[str, tuple[str | None, str, int]] = {
+    "v3-table-kd3": (None, "v3-table", 3),
+    "v3-table-kd3-ggcnn2": ("ggcnn2", "v3-table", 3),
+}
 CUR_BENCHMARK = REPO / "data" / "benchmark" / f"synthetic_v{GENERATOR_VERSION}_n{BENCHMARK_IMAGES}"
 
 
@@ -96,8 +102,10 @@ def find_run(net: str, recipe: str, seed: int, outdir: Path, results_dir: Path, 
         return run
     if recipe not in TEACHERS:
         return train(NETWORKS[net], seed, outdir, RECIPES[recipe], desc=desc)
-    taught_by, n = TEACHERS[recipe]
-    teachers = [find_run(net, taught_by, s, outdir, results_dir, train_ok) for s in range(n)]
+    teacher_net, taught_by, n = TEACHERS[recipe]
+    teachers = [
+        find_run(teacher_net or net, taught_by, s, outdir, results_dir, train_ok) for s in range(n)
+    ]
     ensure_synthetic_dataset(EXTRA_SCENES, n_scenes=1400, seed=1)
     flags = [*RECIPES[recipe], "--teacher", *(str(t / "best.pt") for t in teachers)]
     return train(NETWORKS[net], seed, outdir, flags, script=distill, desc=desc)
