@@ -199,6 +199,23 @@ def scored_on(rows: list[dict]) -> set[str]:
     }
 
 
+def print_real_pairs(table: dict[str, dict[str, list[dict]]]) -> None:
+    """Each recipe against the first one listed of its network on the real views: the
+    seed-averaged success per view, paired (bootstrap over the views)."""
+    lines = []
+    for net, recipes in table.items():
+        names = [k for k, v in recipes.items() if v and all("real" in r for r in v)]
+        for name in names[1:]:
+            d, lo, hi = paired_real(recipes[names[0]], recipes[name])
+            lines.append(
+                f"- {net} {name} - {names[0]}: {100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] "
+                f"points ({len(recipes[names[0]])} and {len(recipes[name])} seeds)"
+            )
+    if lines:
+        print("\nreal dev views, paired against the first recipe (bootstrap over the views):")
+        print("\n".join(lines))
+
+
 def print_benchmark_pairs(table: dict[str, dict[str, list[dict]]]) -> None:
     """Each recipe against the first one listed of its network, paired by seed on the
     benchmark images both were scored on (``results_table.paired``); recipes scored on
@@ -296,6 +313,7 @@ def main() -> None:
                   for k in ("bench_cur", "bench_v2")),
             ]  # fmt: skip
             print(f"| {net} | {recipe} | " + " | ".join(cells) + f" | {len(rows)} |")
+    print_real_pairs(table)
     print_benchmark_pairs(table)
     if args.ensembles:
         print_ensembles(table, jacquard, outdir)
