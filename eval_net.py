@@ -585,20 +585,17 @@ def main(args: argparse.Namespace):
             result = infer_images(one, predictor, trained, dist)
             finished = True
             return result
-        if args.ensemble:
+        summaries = []
+        if args.ensemble:  # one model, scored once
             model, ckpts = load_ensemble(args, dist, precision)
             one = argparse.Namespace(**{**vars(args), "network": args.network[0]})
-            result = evaluate_dataset(one, model, ckpts[0], dist, precision, ckpts[1:])
-            result["ensemble"] = [str(Path(p).resolve()) for p in args.network]
-            if args.results_json and dist.is_main:
-                write_json(args.results_json, result)
-            finished = True
-            return result
-        summaries = []
-        for path in args.network:
-            one = argparse.Namespace(**{**vars(args), "network": path})
-            model, ckpt = load_for_eval(path, one, dist, precision)
-            summaries.append(evaluate_dataset(one, model, ckpt, dist, precision))
+            summaries.append(evaluate_dataset(one, model, ckpts[0], dist, precision, ckpts[1:]))
+            summaries[0]["ensemble"] = [str(Path(p).resolve()) for p in args.network]
+        else:
+            for path in args.network:
+                one = argparse.Namespace(**{**vars(args), "network": path})
+                model, ckpt = load_for_eval(path, one, dist, precision)
+                summaries.append(evaluate_dataset(one, model, ckpt, dist, precision))
         if len(summaries) == 1:
             result = summaries[0]
         else:

@@ -109,14 +109,14 @@ def train(
     return run
 
 
-def score(checkpoint: Path, name: str, flags: list[str]) -> dict:
-    """eval_net on ``checkpoint`` with ``flags``, results under ``<run>/<name>``; adds
-    ``failed``: the ids of the images it got wrong."""
-    out = checkpoint.parent / name
+def score(checkpoints: list[Path], out: Path, flags: list[str]) -> dict:
+    """eval_net on ``checkpoints`` (several: as one model, ``--ensemble``) with ``flags``,
+    results in ``out``; adds ``failed``: the ids of the images it got wrong."""
+    ensemble = ["--ensemble"] if len(checkpoints) > 1 else []
     args = eval_net.parse_args(
         [
-            "--network", str(checkpoint), *flags, "--batch-size", "8", "--num-workers", "0",
-            "--outdir", str(out), "--results-json", str(out / "results.json"),
+            *ensemble, "--network", *map(str, checkpoints), *flags, "--batch-size", "8",
+            "--num-workers", "0", "--outdir", str(out), "--results-json", str(out / "results.json"),
         ]
     )  # fmt: skip
     summary = eval_net.main(args)
@@ -127,19 +127,24 @@ def score(checkpoint: Path, name: str, flags: list[str]) -> dict:
     return summary
 
 
-def cached_score(run: Path, name: str, flags: list[str]) -> dict:
-    """:func:`score` of the run's chosen checkpoint with ``flags`` (their ``--dataset-path``,
-    if any, is the data), reusing ``<run>/<name>/results.json`` when it scored the same
-    checkpoint on the same folder without test-time augmentation."""
-    ckpt = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
+def cached_score(
+    runs: Path | list[Path], name: str, flags: list[str], out: Path | None = None
+) -> dict:
+    """:func:`score` of the run's chosen checkpoint (several runs: theirs, as one model) with
+    ``flags`` (their ``--dataset-path``, if any, is the data), reusing ``results.json`` in
+    ``out`` (default ``<run>/<name>``) when it scored the same checkpoints on the same folder
+    without test-time augmentation."""
+    runs = [runs] if isinstance(runs, Path) else runs
+    ckpts = [r / "best.pt" if (r / "best.pt").exists() else r / "last.pt" for r in runs]
     root = flags[flags.index("--dataset-path") + 1] if "--dataset-path" in flags else None
-    stored = run / name / "results.json"
+    out = out or runs[0] / name
     try:
-        summary = json.loads(stored.read_text())
+        summary = json.loads((out / "results.json").read_text())
+        scored = summary.get("ensemble", [summary.get("checkpoint", "")])
         if (
             summary.get("images")
             and (root is None or summary.get("dataset_root") == str(Path(root).resolve()))
-            and Path(summary.get("checkpoint", "")).resolve() == ckpt.resolve()
+            and [Path(c).resolve() for c in scored] == [c.resolve() for c in ckpts]
             and summary.get("tta", "none") == "none"
         ):
             per_image = summary["per_image"]
@@ -149,7 +154,7 @@ def cached_score(run: Path, name: str, flags: list[str]) -> dict:
             return summary
     except (OSError, json.JSONDecodeError, KeyError):
         pass  # none stored, or a broken file: score again
-    return score(ckpt, name, flags)
+    return score(ckpts, out, flags)
 
 
 def real_result(run: Path, jacquard: Path) -> dict:

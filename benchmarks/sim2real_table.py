@@ -10,8 +10,8 @@ Rows: (network, recipe) over seeds 0..N-1, with the results table's flags and ep
 (``runs/results_table``, generator v2, never trained here); the others train on the built-in
 synthetic set of the current generator with extra flags; ``v3-table-kd3`` runs are students
 (``distill.py``) of the ensemble of the network's three ``v3-table`` runs, which it trains
-first if missing (``v3-table-kd3-ggcnn2``: of GG-CNN2's). ``--ensembles``: each row's runs also scored as one model (the mean of
-their maps). Every run's ``best.pt`` (picked on
+first if missing (``v3-table-kd3-ggcnn2``: of GG-CNN2's). ``--ensembles``: each row's runs
+also scored as one model (the mean of their maps). Every run's ``best.pt`` (picked on
 its validation part) is scored, without test-time augmentation, on the real Jacquard views
 of ``--jacquard-path`` (a development set: the generator's design looked at them), on the
 synthetic benchmark set of the current generator and on the v2 benchmark (when its folder
@@ -48,14 +48,21 @@ from results_table import (  # noqa: E402
 )
 
 import distill  # noqa: E402
-import eval_net  # noqa: E402
 from utils.atomic import atomic_write_json  # noqa: E402
 from utils.data.benchmark import BENCHMARK_IMAGES  # noqa: E402
-from utils.data.synthetic import GENERATOR_VERSION, ensure_synthetic_dataset  # noqa: E402
+from utils.data.synthetic import (  # noqa: E402
+    GENERATOR_VERSION,
+    default_root,
+    ensure_synthetic_dataset,
+)
 from utils.stats import paired_bootstrap  # noqa: E402
 
-#: Unlabelled synthetic scenes for the distilled recipe (seed 1: no object of the training set).
-EXTRA_SCENES = REPO / "data" / "synthetic" / "jacquard_v3_n1400_s300_seed1"
+#: Unlabelled synthetic scenes for the distilled recipes (seed 1: no object of the training set).
+EXTRA_N, EXTRA_SEED = 1400, 1
+EXTRA_SCENES = default_root("jacquard", EXTRA_N, 300, EXTRA_SEED)
+#: Optimiser steps an epoch of the default set (490 training images, batch 8): recipes with
+#: more images keep the runs' step budget.
+STEPS = "61"
 #: Network -> its name in ``results_table.MODELS``.
 NETWORKS = {"ggcnn2": "ggcnn2", "pspnet-r18": "pspnet-r18-ppm"}
 #: Recipe -> extra train_net flags (None: the results table's v2 runs, not trained here).
@@ -68,13 +75,13 @@ RECIPES: dict[str, list[str] | None] = {
     # optimiser steps: 61 batches an epoch, the default set's one pass.
     "v3-table-2k": (
         ["--depth-norm", "table", "--depth-aug", "0"]
-        + ["--synthetic-scenes", "2000", "--batches-per-epoch", "61"]
+        + ["--synthetic-scenes", "2000", "--batches-per-epoch", STEPS]
     ),
     # distill.py: the network taught by the ensemble of its v3-table runs (seeds 0-2, the
     # mean of their maps) on the labelled training part and on 1,400 more synthetic scenes
     # without labels (another seed: other objects), for the same optimiser steps.
     "v3-table-kd3": (
-        ["--depth-norm", "table", "--depth-aug", "0", "--batches-per-epoch", "61"]
+        ["--depth-norm", "table", "--depth-aug", "0", "--batches-per-epoch", STEPS]
         + ["--unlabeled-path", str(EXTRA_SCENES)]
     ),
 }
@@ -106,7 +113,7 @@ def find_run(net: str, recipe: str, seed: int, outdir: Path, results_dir: Path, 
     teachers = [
         find_run(teacher_net or net, taught_by, s, outdir, results_dir, train_ok) for s in range(n)
     ]
-    ensure_synthetic_dataset(EXTRA_SCENES, n_scenes=1400, seed=1)
+    ensure_synthetic_dataset(EXTRA_SCENES, n_scenes=EXTRA_N, seed=EXTRA_SEED)
     flags = [*RECIPES[recipe], "--teacher", *(str(t / "best.pt") for t in teachers)]
     return train(NETWORKS[net], seed, outdir, flags, script=distill, desc=desc)
 
@@ -131,25 +138,6 @@ def row(run: Path, jacquard: Path | None, v2_benchmark: bool = False) -> dict:
     return out
 
 
-def ensemble_score(runs: list[Path], flags: list[str], out: Path) -> dict:
-    """``eval_net.py --ensemble`` of the runs' ``best.pt`` (one model: the mean of their maps)
-    with ``flags``, results in ``out/results.json``, reused when made from the same
-    checkpoints."""
-    ckpts = [str((r / "best.pt").resolve()) for r in runs]
-    stored = out / "results.json"
-    try:
-        summary = json.loads(stored.read_text())
-        if summary.get("ensemble") == ckpts and summary.get("images"):
-            return summary
-    except (OSError, json.JSONDecodeError):
-        pass  # none stored, or a broken file: score again
-    args = eval_net.parse_args(
-        ["--ensemble", "--network", *ckpts, *flags, "--batch-size", "8", "--num-workers", "0",
-         "--outdir", str(out), "--results-json", str(stored)]
-    )  # fmt: skip
-    return eval_net.main(args)
-
-
 def print_ensembles(table: dict, jacquard: Path | None, outdir: Path) -> None:
     """Each row's runs as one model (the mean of their maps), on the real views and the
     current benchmark."""
@@ -167,7 +155,7 @@ def print_ensembles(table: dict, jacquard: Path | None, outdir: Path) -> None:
                 if root is None or not root.is_dir():
                     cells.append("–")
                     continue
-                r = ensemble_score(runs, folder_flags(root), where / root.name)
+                r = cached_score(runs, root.name, folder_flags(root), out=where / root.name)
                 lo, hi = r["success_ci95"]
                 cells.append(
                     f"{100 * r['success_rate']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] "
@@ -199,21 +187,34 @@ def scored_on(rows: list[dict]) -> set[str]:
     }
 
 
+def against_first(table: dict[str, dict[str, list[dict]]], usable=bool):
+    """``(net, first, name, first_rows, rows)`` for each recipe of a network against the first
+    one listed, among the recipes whose rows are ``usable``."""
+    for net, recipes in table.items():
+        names = [k for k, v in recipes.items() if v and usable(v)]
+        for name in names[1:]:
+            yield net, names[0], name, recipes[names[0]], recipes[name]
+
+
+def print_pairs(title: str, lines: list[str]) -> None:
+    if lines:
+        print(f"\n{title}:")
+        print("\n".join(lines))
+
+
 def print_real_pairs(table: dict[str, dict[str, list[dict]]]) -> None:
     """Each recipe against the first one listed of its network on the real views: the
     seed-averaged success per view, paired (bootstrap over the views)."""
     lines = []
-    for net, recipes in table.items():
-        names = [k for k, v in recipes.items() if v and all("real" in r for r in v)]
-        for name in names[1:]:
-            d, lo, hi = paired_real(recipes[names[0]], recipes[name])
-            lines.append(
-                f"- {net} {name} - {names[0]}: {100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] "
-                f"points ({len(recipes[names[0]])} and {len(recipes[name])} seeds)"
-            )
-    if lines:
-        print("\nreal dev views, paired against the first recipe (bootstrap over the views):")
-        print("\n".join(lines))
+    for net, first_name, name, first, rows in against_first(
+        table, lambda v: all("real" in r for r in v)
+    ):
+        d, lo, hi = paired_real(first, rows)
+        lines.append(
+            f"- {net} {name} - {first_name}: {100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] "
+            f"points ({len(first)} and {len(rows)} seeds)"
+        )
+    print_pairs("real dev views, paired against the first recipe (bootstrap over the views)", lines)
 
 
 def print_benchmark_pairs(table: dict[str, dict[str, list[dict]]]) -> None:
@@ -221,28 +222,20 @@ def print_benchmark_pairs(table: dict[str, dict[str, list[dict]]]) -> None:
     benchmark images both were scored on (``results_table.paired``); recipes scored on
     another benchmark (another generator) are not paired."""
     lines = []
-    for net, recipes in table.items():
-        names = [k for k, v in recipes.items() if v]
-        if not names:
+    for net, first_name, name, first, rows in against_first(table):
+        seeds = sorted({r["seed"] for r in rows} & {r["seed"] for r in first})
+        if not seeds or len(scored_on(first) | scored_on(rows)) != 1:
             continue
-        first = recipes[names[0]]
-        for name in names[1:]:
-            rows = recipes[name]
-            seeds = sorted({r["seed"] for r in rows} & {r["seed"] for r in first})
-            a = [Path(r["run"]) for r in first if r["seed"] in seeds]
-            b = [Path(r["run"]) for r in rows if r["seed"] in seeds]
-            if not seeds or len(scored_on(first) | scored_on(rows)) != 1:
-                continue
-            t = paired(a, b)
-            per_seed = ", ".join(f"+{x['b_only']}/-{x['a_only']} (p = {x['p']:.2g})"
-                                 for x in t["per_seed"])  # fmt: skip
-            lines.append(
-                f"- {net} {name} - {names[0]}: {100 * t['diff']:+.1f} [{100 * t['ci95'][0]:+.1f}, "
-                f"{100 * t['ci95'][1]:+.1f}] points; McNemar per seed {per_seed}"
-            )
-    if lines:
-        print("\nbenchmark, paired by seed against the first recipe (bootstrap over images):")
-        print("\n".join(lines))
+        a = [Path(r["run"]) for r in first if r["seed"] in seeds]
+        b = [Path(r["run"]) for r in rows if r["seed"] in seeds]
+        t = paired(a, b)
+        per_seed = ", ".join(f"+{x['b_only']}/-{x['a_only']} (p = {x['p']:.2g})"
+                             for x in t["per_seed"])  # fmt: skip
+        lines.append(
+            f"- {net} {name} - {first_name}: {100 * t['diff']:+.1f} [{100 * t['ci95'][0]:+.1f}, "
+            f"{100 * t['ci95'][1]:+.1f}] points; McNemar per seed {per_seed}"
+        )
+    print_pairs("benchmark, paired by seed against the first recipe (bootstrap over images)", lines)
 
 
 def main() -> None:

@@ -8,8 +8,8 @@ maps at the input size, channels quality, cos 2θ, sin 2θ, width (raw/linear ou
 >>> rebuilt = get_network(net.network_name, **net.network_kwargs)  # e.g. from a checkpoint
 
 Registered: ``ggcnn`` (RSS 2018), ``ggcnn2`` (IJRR 2019), ``pspnet`` (dilated ResNet + pyramid
-pooling). ``grasp_map_loss`` (sum of per-map MSEs) is shared with distillation/MixMatch code; ``MapEnsemble`` averages the maps of several
-trained networks.
+pooling). ``grasp_map_loss`` (sum of per-map MSEs) is shared with distillation/MixMatch code;
+``MapEnsemble`` averages the maps of several trained networks.
 """
 
 from . import ggcnn, ggcnn2, pspnet  # noqa: F401 -- imported to register the networks

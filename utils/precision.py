@@ -146,8 +146,9 @@ def choose_precision(
     """:func:`resolve_precision`, except that ``--amp auto --channels-last auto`` on a CPU with
     bf16 units times bf16 + channels_last against fp32 + channels_last on ``model`` at input
     ``shape`` (a few steps on a copy, taking turns: about 1 s for GG-CNN2, 10 s for
-    PSPNet-ResNet50; :func:`time_precisions`) and takes the faster: bf16 is 3.7x faster for GG-CNN2 on such a CPU but slower than
-    channels_last fp32 for GG-CNN (benchmarks/train_speed.py). Returns the precision and a
+    PSPNet-ResNet50; :func:`time_precisions`) and takes the faster: bf16 is 3.7x faster for
+    GG-CNN2 on such a CPU but slower than channels_last fp32 for GG-CNN
+    (benchmarks/train_speed.py). Returns the precision and a
     line saying how it was chosen ("" when no timing was needed)."""
     fixed = resolve_precision(amp, channels_last, device)
     if not (
