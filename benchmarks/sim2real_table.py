@@ -87,11 +87,14 @@ RECIPES: dict[str, list[str] | None] = {
 }
 # The same, taught by GG-CNN2's three v3-table runs whatever the student.
 RECIPES["v3-table-kd3-ggcnn2"] = RECIPES["v3-table-kd3"]
+# The same students for twice the optimiser steps: do they come closer to their teachers?
+RECIPES["v3-table-kd3-long"] = RECIPES["v3-table-kd3"] + ["--epochs", "30"]
 #: Students of an ensemble: recipe -> (the teachers' network, None: the student's own; their
 #: recipe; how many of its seeds teach).
 TEACHERS: dict[str, tuple[str | None, str, int]] = {
     "v3-table-kd3": (None, "v3-table", 3),
     "v3-table-kd3-ggcnn2": ("ggcnn2", "v3-table", 3),
+    "v3-table-kd3-long": (None, "v3-table", 3),
 }
 CUR_BENCHMARK = REPO / "data" / "benchmark" / f"synthetic_v{GENERATOR_VERSION}_n{BENCHMARK_IMAGES}"
 

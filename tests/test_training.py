@@ -272,6 +272,36 @@ def test_epoch_summary_line():
     assert line == "epoch 2/5 | train_loss 0.1235 | val_success 0.9 | 3.2 s"
 
 
+def test_fast_bf16_needs_the_instructions_and_a_faster_matrix_product(monkeypatch):
+    import utils.precision as prec
+
+    def check(instructions: bool, amx: bool, fp32_s: float, bf16_s: float) -> bool:
+        monkeypatch.setattr(prec, "cpu_has_bf16_instructions", lambda: instructions)
+        monkeypatch.setattr(prec, "_has_amx", lambda: amx)
+        monkeypatch.setattr(
+            prec, "matmul_seconds", lambda dtype: bf16_s if dtype == torch.bfloat16 else fp32_s
+        )
+        prec.cpu_has_fast_bf16.cache_clear()
+        try:
+            return prec.cpu_has_fast_bf16()
+        finally:
+            prec.cpu_has_fast_bf16.cache_clear()
+
+    assert check(True, False, fp32_s=0.04, bf16_s=0.01)  # AMD EPYC with AVX512-BF16: 4x
+    assert not check(True, False, fp32_s=0.024, bf16_s=0.032)  # Intel, AVX512-BF16, no AMX
+    assert check(True, True, fp32_s=0.01, bf16_s=1.0)  # AMX: not timed
+    assert not check(False, False, fp32_s=1.0, bf16_s=0.01)  # no instructions: emulated
+    # The real timing leaves the random stream where it was.
+    monkeypatch.undo()
+    monkeypatch.setattr(prec, "cpu_has_bf16_instructions", lambda: True)
+    monkeypatch.setattr(prec, "_has_amx", lambda: False)
+    prec.cpu_has_fast_bf16.cache_clear()
+    state = torch.random.get_rng_state()
+    prec.cpu_has_fast_bf16()
+    prec.cpu_has_fast_bf16.cache_clear()
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
 def test_auto_precision_times_both_paths_and_takes_the_faster(monkeypatch):
     import utils.precision as prec
 

@@ -6,6 +6,7 @@ every script trains and evaluates with the same rules.
 
 from __future__ import annotations
 
+import functools
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -36,19 +37,65 @@ class Precision:
         return f"{name}{' + channels_last' if self.channels_last else ''}"
 
 
-def cpu_has_fast_bf16() -> bool:
-    """True when this CPU has bf16 matrix instructions (without them bf16 is slower than fp32)."""
+#: bf16 must beat fp32 by this factor in a matrix product to count as fast: an Intel Xeon with
+#: AVX512-BF16 but no AMX runs bf16 at 0.6x its fp32 rate (benchmarks/README.md).
+FAST_BF16_RATIO = 1.25
+
+
+def _has_amx() -> bool:
     try:
-        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+        return bool(torch.cpu._is_amx_tile_supported())
     except AttributeError:  # private helpers moved: be conservative
         return False
+
+
+def cpu_has_bf16_instructions() -> bool:
+    """True when this CPU reports bf16 matrix instructions (AMX or AVX512-BF16)."""
+    try:
+        return _has_amx() or bool(torch.cpu._is_avx512_bf16_supported())
+    except AttributeError:
+        return False
+
+
+def matmul_seconds(dtype: torch.dtype, n: int = 1024, rounds: int = 3) -> float:
+    """Fastest of ``rounds`` n x n matrix products in ``dtype`` on the CPU, seconds."""
+    import time
+
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b  # warm-up: oneDNN builds its kernel
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU has bf16 matrix instructions AND a bf16 matrix product measures at
+    least :data:`FAST_BF16_RATIO` times faster than fp32 here (measured once per process,
+    about 0.1 s, the two dtypes taking turns). The flags alone are not enough: AMX and AMD's
+    AVX512-BF16 run bf16 2.3-4x faster than fp32, an Intel Xeon with AVX512-BF16 and no AMX
+    0.6x; without the instructions bf16 is emulated and slower still."""
+    if not cpu_has_bf16_instructions():
+        return False
+    if _has_amx():
+        return True  # 3-4x fp32 wherever it was measured: no need to time
+    with torch.random.fork_rng(devices=[]):  # the run's random stream must not move
+        fp32, bf16 = [], []
+        for _ in range(2):
+            fp32.append(matmul_seconds(torch.float32))
+            bf16.append(matmul_seconds(torch.bfloat16))
+    return min(fp32) >= FAST_BF16_RATIO * min(bf16)
 
 
 def resolve_precision(amp: str, channels_last: str, device: torch.device) -> Precision:
     """``--amp auto|bf16|fp16|off`` and ``--channels-last auto|on|off`` for ``device``.
 
-    ``auto``: bf16 autocast on CPUs with bf16 instructions (AMX / AVX512-BF16: 3-4x faster
-    than fp32 training here, see benchmarks/) and on CUDA GPUs that support it (fp16 with a
+    ``auto``: bf16 autocast on CPUs where bf16 is fast (:func:`cpu_has_fast_bf16`: AMX /
+    AVX512-BF16 and measured faster than fp32; 2-4x faster training, see benchmarks/) and on
+    CUDA GPUs that support it (fp16 with a
     gradient scaler otherwise); fp32 elsewhere. channels_last ``auto``: always on the CPU
     (oneDNN's convolutions are faster in it in fp32 too: 1.7-2x for GG-CNN and GG-CNN2 on a
     CPU without bf16 units, ``benchmarks/train_speed.py``), on CUDA with autocast. Neither
