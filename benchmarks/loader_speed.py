@@ -28,7 +28,6 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import utils.data.base as base  # noqa: E402
 from utils.data import JacquardDataset  # noqa: E402
 from utils.data.base import GraspDataset  # noqa: E402
 from utils.data.synthetic import DEFAULT_N_SCENES, ensure_synthetic_dataset  # noqa: E402
@@ -55,15 +54,15 @@ def encode_whole_maps(quality, angle, opening, width_scale):
 def previous_path():
     """Items made as before: grasps re-parsed on every read, one fill per rectangle, the
     angle maps encoded over every pixel."""
-    grasps, draw, encode = GraspDataset.grasps, GraspRectangles.draw, base.encode_grasp_maps
+    grasps, targets = GraspDataset.grasps, GraspRectangles.targets
     GraspDataset.grasps = lambda self, idx: self.load_grasps(idx)  # type: ignore[method-assign]
-    GraspRectangles.draw = draw_one_at_a_time  # type: ignore[method-assign]
-    base.encode_grasp_maps = lambda q, a, w, width_scale: encode_whole_maps(q, a, w, width_scale)
+    GraspRectangles.targets = lambda self, shape, width_scale: encode_whole_maps(  # type: ignore[method-assign]
+        *draw_one_at_a_time(self, shape), width_scale
+    )
     try:
         yield
     finally:
-        GraspDataset.grasps, GraspRectangles.draw = grasps, draw  # type: ignore[method-assign]
-        base.encode_grasp_maps = encode
+        GraspDataset.grasps, GraspRectangles.targets = grasps, targets  # type: ignore[method-assign]
 
 
 def main() -> None:

@@ -258,6 +258,24 @@ def test_cache_misses_when_the_source_changes(tmp_path: Path) -> None:
     np.testing.assert_allclose(after - before, 0.25, atol=1e-5)
 
 
+def test_damaged_cache_entries_are_rebuilt(tmp_path: Path) -> None:
+    """Truncated or garbled .npy entries (also after this process has read them once) are
+    rebuilt from the source, never returned."""
+    root = tmp_path / "jq"
+    rects = GraspRectangles.from_grasps(np.array([[40.0, 50.0]]), [0.2], [30.0], [10.0])
+    _write_jacquard_view(root / "objA", "0_objA", _blob_scene(96, (40.0, 50.0)), rects)
+    ds = JacquardDataset(root, output_size=32, use_rgb=True, cache_dir=tmp_path / "cache")
+    expected = ds.view(0)["x"]
+    entries = sorted((tmp_path / "cache").rglob("*.npy"))
+    assert entries
+    for damage in (lambda b: b[: len(b) // 2], lambda b: b"damaged"):
+        for entry in entries:
+            entry.write_bytes(damage(entry.read_bytes()))
+        torch.testing.assert_close(ds.view(0)["x"], expected, rtol=0, atol=0)
+        fresh = JacquardDataset(root, output_size=32, use_rgb=True, cache_dir=tmp_path / "cache")
+        torch.testing.assert_close(fresh.view(0)["x"], expected, rtol=0, atol=0)
+
+
 # --- Jacquard format, generated scenes -----------------------------------------------------------
 def test_generated_frame_size_and_subpixel_consistency(tmp_path: Path) -> None:
     """A dark blob and a rectangle on it stay together to a small fraction of a pixel."""

@@ -302,6 +302,17 @@ def test_fill_convex_polygons_degenerate_and_clipped():
 def test_draw_with_no_rectangles_is_all_zero():
     for m in GraspRectangles().draw((8, 9)):
         assert m.shape == (8, 9) and m.dtype == np.float32 and not m.any()
+    y = GraspRectangles().targets((8, 9))
+    assert y.shape == (4, 8, 9) and y.dtype == np.float32 and not y.any()
+
+
+def test_targets_equal_the_encoded_drawn_maps_on_random_scenes():
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        g = _random_rectangles(rng, 200, 64)
+        for scale in (150.0, 20.0):  # 20: openings clipped
+            expected = encode_grasp_maps(*g.draw((64, 48)), width_scale=scale)
+            assert np.array_equal(g.targets((64, 48), scale), expected)
 
 
 def test_draw_equals_one_rectangle_at_a_time_on_random_scenes():
@@ -331,3 +342,7 @@ def test_draw_equals_reference_on_real_and_synthetic_targets(shared_data, tmp_pa
                 g = ds.get_gt(i, rot, zoom)
                 for new, old in zip(g.draw((s, s)), draw_one_at_a_time(g, (s, s)), strict=True):
                     assert np.array_equal(new, old), (ds.sample_id(i), rot, zoom)
+                expected = encode_grasp_maps(*g.draw((s, s)), width_scale=ds.width_scale)
+                assert np.array_equal(g.targets((s, s), ds.width_scale), expected)
+                item = ds.view(i, rot, zoom)
+                assert np.array_equal(item["y"].numpy(), expected)

@@ -456,22 +456,70 @@ class GraspRectangles:
         rectangle are 0 in all maps. One vectorised pass (:func:`fill_convex_polygons`), no
         loop over rectangles.
         """
+        q, ang, wid = (np.zeros(shape, dtype=np.float32) for _ in range(3))
+        on, top = self._covered(shape)
+        q.reshape(-1)[on] = 1.0
+        ang.reshape(-1)[on] = self.angles.astype(np.float32)[top]
+        wid.reshape(-1)[on] = self.lengths.astype(np.float32)[top]
+        return q, ang, wid
+
+    def targets(self, shape: tuple[int, int], width_scale: float = WIDTH_SCALE) -> np.ndarray:
+        """The network target of these rectangles: 4 x H x W float32, exactly
+        ``encode_grasp_maps(*self.draw(shape), width_scale)`` but made in one pass over the
+        covered pixels only (the training loader's path, without full-size angle and opening
+        maps in between)."""
+        out = np.zeros((4, *shape), dtype=np.float32)
+        on, top = self._covered(shape)
+        flat = out.reshape(4, -1)
+        flat[0, on] = 1.0
+        a = 2 * self.angles.astype(np.float32)[top]
+        w = self.lengths.astype(np.float32)[top]
+        flat[1, on] = np.cos(a)
+        flat[2, on] = np.sin(a)
+        flat[3, on] = np.clip(w, 0.0, width_scale) / width_scale
+        return out
+
+    def _covered(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """(flat indices of the pixels some rectangle's drawn part covers, ascending; the index
+        of the last rectangle in the list covering each): the GG-CNN drawing rule of
+        :meth:`draw`.
+
+        Grasp files list one grasp with several jaw sizes on consecutive lines (Jacquard: about
+        4 per grasp), and their drawn parts are nested, so only the largest of each such run is
+        filled, standing for the run's last line (the run's values are the same, so the maps
+        are too): 3.8-4.1x fewer polygons on the real and synthetic sets."""
         if len(self) == 0:
-            return tuple(np.zeros(shape, dtype=np.float32) for _ in range(3))  # type: ignore[return-value]
+            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+        centers, angles, lengths, widths = self.centers, self.angles, self.lengths, self.widths
+        largest, last = _jaw_size_runs(centers, angles, lengths, widths)
         compact = GraspRectangles.from_grasps(
-            self.centers, self.angles, self.lengths / 3, self.widths
+            centers[largest], angles[largest], lengths[largest] / 3, widths[largest]
         )
         owner, rr, cc = fill_convex_polygons(compact.points, shape)
         # Later rectangles win: each pixel keeps the highest index that covers it.
         top = np.full(shape[0] * shape[1], -1, dtype=np.intp)
-        np.maximum.at(top, rr * shape[1] + cc, owner)
-        top = top.reshape(shape)
-        on = top >= 0
-        pick = np.where(on, top, 0)
-        q = on.astype(np.float32)
-        ang = np.where(on, self.angles.astype(np.float32)[pick], 0).astype(np.float32)
-        wid = np.where(on, self.lengths.astype(np.float32)[pick], 0).astype(np.float32)
-        return q, ang, wid
+        np.maximum.at(top, rr * shape[1] + cc, last[owner])
+        on = np.flatnonzero(top >= 0)
+        return on, top[on]
+
+
+def _jaw_size_runs(
+    centers: np.ndarray, angles: np.ndarray, lengths: np.ndarray, widths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of consecutive rectangles with the same centre, angle and opening (to 1e-6 px and
+    1e-9 rad: one grasp line with several jaw sizes): per run, in order, the index of its
+    widest rectangle and of its last one."""
+    same = (
+        (np.abs(np.diff(centers, axis=0)).max(axis=1) <= 1e-6)
+        & (np.abs(np.diff(angles)) <= 1e-9)
+        & (np.abs(np.diff(lengths)) <= 1e-6)
+    )
+    new_run = np.concatenate([[True], ~same])
+    run = np.cumsum(new_run) - 1
+    by_width = np.lexsort((widths, run))  # by run, then jaw size ascending
+    ends = np.append(np.flatnonzero(np.diff(run[by_width])), len(run) - 1)
+    last = np.append(np.flatnonzero(new_run)[1:] - 1, len(run) - 1)
+    return by_width[ends], last
 
 
 def _read_text(path: Path, what: str) -> str:
