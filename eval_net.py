@@ -29,11 +29,11 @@ from utils.data.build import SPLIT_FLAGS, dataset_from_args, dataset_root, split
 from utils.data.loader import make_loader
 from utils.depth import trained_depth_norm
 from utils.dihedral import TTA_VIEWS, DihedralTTA
-from utils.distributed import cleanup, init_distributed
+from utils.distributed import all_gather_object, cleanup, init_distributed
 from utils.entrypoint import run_main
 from utils.evaluation import ImageResult
 from utils.grasp import WIDTH_SCALE, GraspRectangles
-from utils.precision import resolve_precision
+from utils.precision import Precision, choose_precision, resolve_precision
 from utils.scoring import evaluate
 
 
@@ -373,6 +373,7 @@ def evaluate_dataset(
     summary = {
         **measured(args, ckpt, dataset),
         "tta": args.tta,
+        "precision": precision.describe(),
         **out.results.summary(),
         "network_ms_per_image": out.network_ms,
         "post_ms_per_image": out.post_ms,
@@ -532,6 +533,26 @@ def load_for_eval(path: str, args: argparse.Namespace, dist, precision):
     return model, ckpt
 
 
+def tuned_precision(
+    args: argparse.Namespace, dist, precision: Precision, model: torch.nn.Module, ckpt: dict
+) -> Precision:
+    """``--amp auto --channels-last auto`` on a CPU with bf16 instructions: the faster of bf16
+    and fp32 (both channels_last, as ``precision`` already is there) for this network's
+    forward pass at the evaluation batch, timed on a copy
+    (:func:`utils.precision.choose_precision`); every rank takes rank 0's choice."""
+    size = int(args.input_size or ckpt.get("args", {}).get("input_size", 224))
+    shape = (args.batch_size, model.input_channels, size, size)
+    chosen, line = choose_precision(
+        args.amp, args.channels_last, dist.device, model, shape, train=False
+    )
+    if not line:
+        return precision
+    amp = all_gather_object("off" if chosen.dtype is None else "bf16")[0]
+    if dist.is_main:
+        print(line, flush=True)
+    return resolve_precision(amp, "on", dist.device)
+
+
 def load_ensemble(args: argparse.Namespace, dist, precision) -> tuple[MapEnsemble, list[dict]]:
     """The ``--network`` checkpoints as one model (:class:`models.MapEnsemble`) and their
     checkpoints; refuses members trained on other inputs than the first."""
@@ -575,6 +596,7 @@ def main(args: argparse.Namespace):
                 trained: dict = {}
             else:
                 model, ckpt = load_for_eval(path, args, dist, precision)
+                precision = tuned_precision(args, dist, precision, model, ckpt)
                 trained = ckpt.get("args", {})
                 predictor = GraspPredictor(
                     model, args.input_size or trained.get("input_size", 224),
@@ -588,6 +610,7 @@ def main(args: argparse.Namespace):
         summaries = []
         if args.ensemble:  # one model, scored once
             model, ckpts = load_ensemble(args, dist, precision)
+            precision = tuned_precision(args, dist, precision, model, ckpts[0])
             one = argparse.Namespace(**{**vars(args), "network": args.network[0]})
             summaries.append(evaluate_dataset(one, model, ckpts[0], dist, precision, ckpts[1:]))
             summaries[0]["ensemble"] = [str(Path(p).resolve()) for p in args.network]
@@ -595,7 +618,8 @@ def main(args: argparse.Namespace):
             for path in args.network:
                 one = argparse.Namespace(**{**vars(args), "network": path})
                 model, ckpt = load_for_eval(path, one, dist, precision)
-                summaries.append(evaluate_dataset(one, model, ckpt, dist, precision))
+                tuned = tuned_precision(one, dist, precision, model, ckpt)
+                summaries.append(evaluate_dataset(one, model, ckpt, dist, tuned))
         if len(summaries) == 1:
             result = summaries[0]
         else:

@@ -220,6 +220,34 @@ def test_an_ensemble_teacher_is_the_mean_of_its_members(workdir, teacher):
     assert res.returncode == 2 and "--feature-weight needs a single --teacher" in res.stderr
 
 
+def test_eval_auto_precision_is_timed_per_network(workdir, teacher, tmp_path, monkeypatch):
+    """On a CPU with bf16 instructions, eval_net's --amp auto times the network's forward pass
+    in bf16 and fp32 (channels_last both) and keeps the faster."""
+    import utils.precision as prec
+
+    monkeypatch.setattr(prec, "cpu_has_bf16_instructions", lambda: True)
+    common = [
+        "--network",
+        str(teacher),
+        "--num-workers",
+        "0",
+        "--cache-dir",
+        str(workdir / "cache"),
+    ]
+    for bf16_s, expect in ((0.1, "bf16 + channels_last"), (0.3, "fp32 + channels_last")):
+        monkeypatch.setattr(
+            prec,
+            "time_precisions",
+            lambda m, ps, *a, b=bf16_s, **k: [b if p.dtype else 0.2 for p in ps],
+        )
+        summary = eval_net.main(eval_net.parse_args([*common, "--outdir", str(tmp_path / expect)]))
+        assert summary["precision"] == expect
+    summary = eval_net.main(
+        eval_net.parse_args([*common, "--amp", "off", "--outdir", str(tmp_path)])
+    )
+    assert summary["precision"] == "fp32 + channels_last"  # --channels-last auto: on on the CPU
+
+
 def test_eval_ensemble_scores_the_mean_maps_as_one_model(workdir, teacher, tmp_path):
     common = ["--num-workers", "0", "--cache-dir", str(workdir / "cache")]
     alone = eval_net.main(eval_net.parse_args(

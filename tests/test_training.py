@@ -314,18 +314,22 @@ def test_auto_precision_times_both_paths_and_takes_the_faster(monkeypatch):
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # a copy ran
 
-    monkeypatch.setattr(prec, "cpu_has_fast_bf16", lambda: True)
-    for bf16_s, fp32_s, expect in ((0.1, 0.3, torch.bfloat16), (0.3, 0.1, None)):
-        monkeypatch.setattr(
-            prec,
-            "time_precisions",
-            lambda m, ps, *a, b=bf16_s, f=fp32_s, **k: [b if p.dtype else f for p in ps],
-        )
-        chosen, line = prec.choose_precision("auto", "auto", cpu, model, (2, 1, 32, 32))
-        assert chosen.dtype == expect and chosen.channels_last and "timed" in line
-    # Anything but auto/auto, or no network to time: the fixed rule, no timing.
+    monkeypatch.setattr(prec, "cpu_has_bf16_instructions", lambda: True)
+    for fast in (True, False):  # timed whether or not the matrix-product check calls bf16 fast
+        monkeypatch.setattr(prec, "cpu_has_fast_bf16", lambda f=fast: f)
+        for bf16_s, fp32_s, expect in ((0.1, 0.3, torch.bfloat16), (0.3, 0.1, None)):
+            monkeypatch.setattr(
+                prec,
+                "time_precisions",
+                lambda m, ps, *a, b=bf16_s, f=fp32_s, **k: [b if p.dtype else f for p in ps],
+            )
+            chosen, line = prec.choose_precision("auto", "auto", cpu, model, (2, 1, 32, 32))
+            assert chosen.dtype == expect and chosen.channels_last and "timed" in line
+    # Anything but auto/auto, no network to time, or no bf16 instructions: the fixed rule.
     assert prec.choose_precision("bf16", "auto", cpu, model, (2, 1, 32, 32))[1] == ""
     assert prec.choose_precision("auto", "auto", cpu)[1] == ""
+    monkeypatch.setattr(prec, "cpu_has_bf16_instructions", lambda: False)
+    assert prec.choose_precision("auto", "auto", cpu, model, (2, 1, 32, 32))[1] == ""
 
 
 def test_worker_and_thread_rule(recwarn):

@@ -257,7 +257,7 @@ def build_model(args: argparse.Namespace, dist: DistInfo, precision: Precision) 
 def tune_precision(
     args: argparse.Namespace, dist: DistInfo, precision: Precision, model: nn.Module
 ) -> Precision:
-    """``--amp auto --channels-last auto`` on a CPU with bf16 units: the faster of bf16 and
+    """``--amp auto --channels-last auto`` on a CPU with bf16 instructions: the faster of bf16 and
     fp32 (both channels_last) for this network and batch, timed at the start
     (:func:`utils.precision.choose_precision`); every rank takes rank 0's choice, and the
     resolved flags are what args.json records (so a resumed run keeps them)."""

@@ -191,19 +191,21 @@ def choose_precision(
     train: bool = True,
 ) -> tuple[Precision, str]:
     """:func:`resolve_precision`, except that ``--amp auto --channels-last auto`` on a CPU with
-    bf16 units times bf16 + channels_last against fp32 + channels_last on ``model`` at input
-    ``shape`` (a few steps on a copy, taking turns: about 1 s for GG-CNN2, 10 s for
-    PSPNet-ResNet50; :func:`time_precisions`) and takes the faster: bf16 is 3.7x faster for
-    GG-CNN2 on such a CPU but slower than channels_last fp32 for GG-CNN
-    (benchmarks/train_speed.py). Returns the precision and a
-    line saying how it was chosen ("" when no timing was needed)."""
+    bf16 instructions times bf16 + channels_last against fp32 + channels_last on ``model`` at
+    input ``shape`` (a few steps on a copy, taking turns: about 1 s for GG-CNN2, 10 s for
+    PSPNet-ResNet50; :func:`time_precisions`) and takes the faster. The fixed rule is not
+    enough either way: on an AMD EPYC with AVX512-BF16 bf16 trains GG-CNN2 3.7x faster but
+    GG-CNN slower than fp32 + channels_last; on an Intel Xeon with AVX512-BF16 and no AMX,
+    where bf16 matrix products are slower than fp32, GG-CNN's inference is still 1.7x faster
+    in bf16 (benchmarks/train_speed.py). Returns the precision and a line saying how it was
+    chosen ("" when no timing was needed)."""
     fixed = resolve_precision(amp, channels_last, device)
     if not (
         amp == "auto" and channels_last == "auto" and device.type == "cpu"
-        and fixed.dtype is not None and model is not None and shape is not None
+        and cpu_has_bf16_instructions() and model is not None and shape is not None
     ):  # fmt: skip
         return fixed, ""
-    candidates = [fixed, resolve_precision("off", "on", device)]
+    candidates = [resolve_precision("bf16", "on", device), resolve_precision("off", "on", device)]
     seconds = time_precisions(model, candidates, shape, device, train)
     best = candidates[seconds.index(min(seconds))]
     timed = ", ".join(

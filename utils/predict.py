@@ -288,17 +288,24 @@ class GraspPredictor:
     ) -> GraspPredictor:
         """A predictor for a checkpoint of this project (its training input size unless
         ``input_size``; ``amp`` / ``channels_last`` as the training flags, but channels_last
-        on by default: in fp32 too it is 1.7-10x faster on the CPUs measured, same results)."""
+        on by default: in fp32 too it is 1.7-10x faster on the CPUs measured, same results).
+        ``amp="auto"`` with channels_last on a CPU with bf16 instructions times bf16 against
+        fp32 for this network at batch 1 and keeps the faster (about a second;
+        :func:`utils.precision.choose_precision`)."""
         from utils.checkpoint import load_model
         from utils.distributed import resolve_device
-        from utils.precision import resolve_precision
+        from utils.precision import choose_precision, resolve_precision
 
         dev = resolve_device(device)
         model, ckpt = load_model(path, weights=weights)
         trained = ckpt.get("args", {})
+        size = int(input_size or trained.get("input_size", 224))
+        precision = resolve_precision(amp, channels_last, dev)
+        if amp == "auto" and precision.channels_last:
+            shape = (1, model.input_channels, size, size)
+            precision = choose_precision("auto", "auto", dev, model, shape, train=False)[0]
         return cls(
-            model, int(input_size or trained.get("input_size", 224)), model.input_channels,
-            crop, dev, resolve_precision(amp, channels_last, dev),
+            model, size, model.input_channels, crop, dev, precision,
             depth_norm=trained_depth_norm(trained),
         )  # fmt: skip
 
