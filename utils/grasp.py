@@ -711,31 +711,59 @@ def iou_many(
     angle_threshold: float = DEFAULT_ANGLE_THRESHOLD,
 ) -> np.ndarray:
     """Exact IoU of ``rectangle`` with each of ``rectangles`` (0 where the angle test fails)."""
-    n = len(rectangles)
-    ious = np.zeros(n)
-    if n == 0:
+    mine = np.broadcast_to(rectangle.points, rectangles.points.shape)
+    return pair_ious(mine, rectangles.points, angle_threshold)
+
+
+def pair_ious(
+    a: np.ndarray, b: np.ndarray, angle_threshold: float = DEFAULT_ANGLE_THRESHOLD
+) -> np.ndarray:
+    """Exact IoU of rectangles ``a[i]`` and ``b[i]`` (K x 4 x 2 corners each, (row, col)
+    pixels, p0 -> p1 the opening): 0 where their angles differ by more than
+    ``angle_threshold`` radians (modulo pi), where either has no area or a non-finite corner.
+    Every pair is computed on its own, so batching pairs changes no value."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4, 2)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4, 2)
+    k = len(a)
+    ious = np.zeros(k)
+    if k == 0:
         return ious
-    ok = angle_difference(rectangles.angles, rectangle.angle) <= angle_threshold + 1e-12
+    rect_a, rect_b = GraspRectangles(a), GraspRectangles(b)
+    ok = angle_difference(rect_b.angles, rect_a.angles) <= angle_threshold + 1e-12
     # Cheap reject: rectangles whose bounding circles do not touch cannot overlap.
-    r_self = np.linalg.norm(rectangle.points - rectangle.center, axis=1).max()
-    r_other = np.linalg.norm(rectangles.points - rectangles.centers[:, None], axis=2).max(axis=1)
-    dist = np.linalg.norm(rectangles.centers - rectangle.center, axis=1)
-    ok &= dist < r_self + r_other
-    if not ok.any():
-        return ious
+    ca, cb = rect_a.centers, rect_b.centers
+    radius_a = np.linalg.norm(a - ca[:, None], axis=2).max(axis=1)
+    radius_b = np.linalg.norm(b - cb[:, None], axis=2).max(axis=1)
+    ok &= np.linalg.norm(cb - ca, axis=1) < radius_a + radius_b
     # Zero-area (collinear or point) rectangles overlap nothing; the clipping below assumes
     # a proper convex polygon.
-    area_self = _polygon_area(rectangle.points[None], np.array([4]))[0]
-    if not area_self > 1e-12:
-        return ious
-    ok &= _polygon_area(rectangles.points, np.full(n, 4)) > 1e-12
+    area_a, area_b = (_polygon_area(p, np.full(k, 4)) for p in (a, b))
+    ok &= (area_a > 1e-12) & (area_b > 1e-12)
     if not ok.any():
         return ious
-    others = rectangles.points[ok]
-    mine = np.broadcast_to(rectangle.points, others.shape)
-    inter = polygon_intersection_area(mine, others)
-    area_other = _polygon_area(others, np.full(len(others), 4))
-    union = area_self + area_other - inter
+    inter = polygon_intersection_area(a[ok], b[ok])
+    union = area_a[ok] + area_b[ok] - inter
     ious[ok] = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
     # Rounding can leave a hair outside [0, 1]; degenerate corners (NaN) give 0.
     return np.clip(np.nan_to_num(ious, nan=0.0), 0.0, 1.0)
+
+
+def max_iou_per_image(
+    rectangles: Sequence[GraspRectangle | None],
+    gts: Sequence[GraspRectangles],
+    angle_threshold: float = DEFAULT_ANGLE_THRESHOLD,
+) -> np.ndarray:
+    """``max_iou(rectangles[i], gts[i])`` for every image ``i`` (0 where ``rectangles[i]`` is
+    None or ``gts[i]`` is empty), all images' pairs in one vectorised pass."""
+    best = np.zeros(len(rectangles))
+    has = [i for i, r in enumerate(rectangles) if r is not None and len(gts[i])]
+    if not has:
+        return best
+    counts = [len(gts[i]) for i in has]
+    image = np.repeat(np.arange(len(has)), counts)
+    mine = np.stack([rectangles[i].points for i in has])[image]  # type: ignore[union-attr]
+    ious = pair_ious(mine, np.concatenate([gts[i].points for i in has]), angle_threshold)
+    per = np.zeros(len(has))
+    np.maximum.at(per, image, ious)
+    best[has] = per
+    return best
