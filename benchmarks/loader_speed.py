@@ -8,8 +8,8 @@ Prints a markdown table of median milliseconds per item, per dataset and augment
 *first read* (decode, inpaint, fill the cache), *cached* (what every later epoch costs), and
 *cached, previous path* (the grasp file parsed on every read, one polygon fill per rectangle:
 ``utils.grasp.draw_one_at_a_time``, the angle maps' cos and sin over every pixel), with the
-ratios measured in the same run. One thread,
-as in a DataLoader worker.
+ratios measured in the same run, and how many items' target maps the two paths make
+identically (a random rotation and zoom each). One thread, as in a DataLoader worker.
 """
 
 from __future__ import annotations
@@ -65,6 +65,20 @@ def previous_path():
         GraspDataset.grasps, GraspRectangles.targets = grasps, targets  # type: ignore[method-assign]
 
 
+def same_targets(dataset: JacquardDataset, n: int) -> int:
+    """How many of ``n`` items (one random view each, the same on both paths) have target maps
+    identical to the previous path's."""
+    rng = np.random.default_rng(0)
+    same = 0
+    for i in range(n):
+        rot, zoom = float(rng.uniform(-np.pi, np.pi)), float(rng.uniform(0.5, 1.0))
+        now = dataset.view(i, rot, zoom)["y"]
+        with previous_path():
+            before = dataset.view(i, rot, zoom)["y"]
+        same += bool(torch.equal(now, before))
+    return same
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset-path", nargs="+", default=None,
@@ -83,8 +97,8 @@ def main() -> None:
           f"median of {args.items} items")  # fmt: skip
     print()
     print("| dataset | augmentation | rectangles / item | first read (ms) | cached (ms) | "
-          "cached, previous path (ms) | previous / now |")  # fmt: skip
-    print("|---|---|---:|---:|---:|---:|---:|")
+          "cached, previous path (ms) | previous / now | same targets |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for path in paths:
         if not Path(path).is_dir():
             print(f"| {path} | not found, left out |")
@@ -101,10 +115,11 @@ def main() -> None:
                 with previous_path():
                     before = median_ms(ds, n)
                 rects = statistics.mean(len(ds.grasps(i)) for i in range(n))
+                same = same_targets(ds, n)
             name = "rotation + zoom" if augment else "none"
             print(
                 f"| {Path(path).name} | {name} | {rects:.0f} | {cold:.1f} | {now:.1f} | "
-                f"{before:.1f} | {before / now:.1f}x |",
+                f"{before:.1f} | {before / now:.1f}x | {same}/{n} |",
                 flush=True,
             )
 
