@@ -61,14 +61,15 @@ def post_process_output(
         # scipy.ndimage.gaussian_filter's kernel (radius int(4 sigma + 0.5)) and 'reflect'
         # border, computed by OpenCV: the same maps within float32 rounding, ~8x faster.
         k = 2 * int(4.0 * s_px + 0.5) + 1
-        return np.stack(
-            [cv2.GaussianBlur(m, (k, k), s_px, borderType=cv2.BORDER_REFLECT) for m in x]
-        )
+        out = np.empty_like(x)  # each map blurred straight into its slot: no stacking copy
+        for m, dst in zip(x, out, strict=True):
+            cv2.GaussianBlur(m, (k, k), s_px, dst=dst, borderType=cv2.BORDER_REFLECT)
+        return out
 
     q_out = smooth(q, sq)
     ang = 0.5 * np.arctan2(smooth(s, sa), smooth(c, sa))
     w_out = smooth(w * width_scale, sw)
-    out = (q_out.astype(np.float32), ang.astype(np.float32), w_out.astype(np.float32))
+    out = tuple(m.astype(np.float32, copy=False) for m in (q_out, ang, w_out))
     return out if batched else tuple(x[0] for x in out)
 
 
