@@ -38,7 +38,7 @@ class Precision:
 
 
 #: bf16 must beat fp32 by this factor in a matrix product to count as fast: an Intel Xeon with
-#: AVX512-BF16 but no AMX runs bf16 at 0.6x its fp32 rate (benchmarks/README.md).
+#: AVX512-BF16 but no AMX runs bf16 at 0.3-0.6x its fp32 rate (benchmarks/README.md).
 FAST_BF16_RATIO = 1.25
 
 
@@ -77,7 +77,7 @@ def cpu_has_fast_bf16() -> bool:
     least :data:`FAST_BF16_RATIO` times faster than fp32 here (measured once per process,
     about 0.1 s, the two dtypes taking turns). The flags alone are not enough: AMX and AMD's
     AVX512-BF16 run bf16 2.3-4x faster than fp32, an Intel Xeon with AVX512-BF16 and no AMX
-    0.6x; without the instructions bf16 is emulated and slower still."""
+    at 0.3-0.6x; without the instructions bf16 is emulated and slower still."""
     if not cpu_has_bf16_instructions():
         return False
     if _has_amx():
