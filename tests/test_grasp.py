@@ -20,6 +20,7 @@ from utils.grasp import (
     fill_convex_polygons,
     iou_many,
     max_iou,
+    max_iou_per_image,
     polygon_intersection_area,
     wrap_angle,
 )
@@ -346,3 +347,22 @@ def test_draw_equals_reference_on_real_and_synthetic_targets(shared_data, tmp_pa
                 assert np.array_equal(g.targets((s, s), ds.width_scale), expected)
                 item = ds.view(i, rot, zoom)
                 assert np.array_equal(item["y"].numpy(), expected)
+
+
+def test_max_iou_per_image_equals_max_iou_image_by_image():
+    """The batched pass gives each image exactly the value of :func:`max_iou` (no grasp or no
+    ground truth: 0), including degenerate and NaN rectangles among the ground truth."""
+    rng = np.random.default_rng(3)
+    gts = [_random_rectangles(rng, int(n), 64) for n in rng.integers(0, 40, 12)]
+    gts[3] = GraspRectangles()
+    bad = gts[5].points.copy()
+    bad[0, 1] = bad[0, 0]  # a zero-length opening: no area
+    bad[1, 2, 0] = np.nan
+    gts[5] = GraspRectangles(bad)
+    rects = [GraspRectangle(p) for p in _random_rectangles(rng, 12, 64).points]
+    rects[7] = None
+    got = max_iou_per_image(rects, gts)
+    expected = [0.0 if r is None else max_iou(r, g) for r, g in zip(rects, gts, strict=True)]
+    assert got.tolist() == expected and got[3] == got[7] == 0.0
+    assert (got > 0).sum() >= 3  # the random scenes do overlap
+    assert max_iou_per_image([], []).shape == (0,)
