@@ -29,11 +29,11 @@ from utils.data.build import SPLIT_FLAGS, dataset_from_args, dataset_root, split
 from utils.data.loader import make_loader
 from utils.depth import trained_depth_norm
 from utils.dihedral import TTA_VIEWS, DihedralTTA
-from utils.distributed import all_gather_object, cleanup, init_distributed
+from utils.distributed import cleanup, init_distributed
 from utils.entrypoint import run_main
 from utils.evaluation import ImageResult
 from utils.grasp import WIDTH_SCALE, GraspRectangles
-from utils.precision import Precision, choose_precision, resolve_precision
+from utils.precision import Precision, agreed_precision, resolve_precision
 from utils.scoring import evaluate
 
 
@@ -542,15 +542,10 @@ def tuned_precision(
     (:func:`utils.precision.choose_precision`); every rank takes rank 0's choice."""
     size = int(args.input_size or ckpt.get("args", {}).get("input_size", 224))
     shape = (args.batch_size, model.input_channels, size, size)
-    chosen, line = choose_precision(
-        args.amp, args.channels_last, dist.device, model, shape, train=False
+    chosen = agreed_precision(
+        args.amp, args.channels_last, dist.device, model, shape, train=False, is_main=dist.is_main
     )
-    if not line:
-        return precision
-    amp = all_gather_object("off" if chosen.dtype is None else "bf16")[0]
-    if dist.is_main:
-        print(line, flush=True)
-    return resolve_precision(amp, "on", dist.device)
+    return precision if chosen is None else chosen
 
 
 def load_ensemble(args: argparse.Namespace, dist, precision) -> tuple[MapEnsemble, list[dict]]:

@@ -94,8 +94,8 @@ RECIPES["v3-table-kd3-long"] = RECIPES["v3-table-kd3"] + ["--epochs", "30"]
 TEACHERS: dict[str, tuple[str | None, str, int]] = {
     "v3-table-kd3": (None, "v3-table", 3),
     "v3-table-kd3-ggcnn2": ("ggcnn2", "v3-table", 3),
-    "v3-table-kd3-long": (None, "v3-table", 3),
 }
+TEACHERS["v3-table-kd3-long"] = TEACHERS["v3-table-kd3"]
 CUR_BENCHMARK = REPO / "data" / "benchmark" / f"synthetic_v{GENERATOR_VERSION}_n{BENCHMARK_IMAGES}"
 
 

@@ -39,13 +39,13 @@ from utils.atomic import atomic_write_json, remove_leftovers
 from utils.checkpoint import load_checkpoint, load_weights, unwrap
 from utils.data.build import RunData, build_run_data
 from utils.data.loader import make_loader
-from utils.distributed import DistInfo, all_gather_object, barrier, cleanup, init_distributed
+from utils.distributed import DistInfo, barrier, cleanup, init_distributed
 from utils.ema import ModelEma
 from utils.entrypoint import STOP, Interrupted
 from utils.grasp import WIDTH_SCALE
 from utils.logger import RunLogger
 from utils.optim import build_optimizer, build_scheduler, set_weight_decay
-from utils.precision import Precision, choose_precision, resolve_precision
+from utils.precision import Precision, agreed_precision, resolve_precision
 from utils.scoring import evaluate
 from utils.seeding import seed_everything
 from utils.steps import Step
@@ -262,14 +262,13 @@ def tune_precision(
     (:func:`utils.precision.choose_precision`); every rank takes rank 0's choice, and the
     resolved flags are what args.json records (so a resumed run keeps them)."""
     shape = (args.batch_size, unwrap(model).input_channels, args.input_size, args.input_size)
-    chosen, line = choose_precision(args.amp, args.channels_last, dist.device, model, shape)
-    if not line:
+    chosen = agreed_precision(
+        args.amp, args.channels_last, dist.device, model, shape, is_main=dist.is_main
+    )
+    if chosen is None:
         return precision
-    amp = all_gather_object("off" if chosen.dtype is None else "bf16")[0]
-    args.amp, args.channels_last = amp, "on"
-    if dist.is_main:
-        print(line, flush=True)
-    return resolve_precision(amp, "on", dist.device)
+    args.amp, args.channels_last = ("off" if chosen.dtype is None else "bf16"), "on"
+    return chosen
 
 
 def _apply_resume_changes(run: RunContext, trainer: Trainer, state: TrainState, n: int) -> None:

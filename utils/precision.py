@@ -196,8 +196,8 @@ def choose_precision(
     PSPNet-ResNet50; :func:`time_precisions`) and takes the faster. The fixed rule is not
     enough either way: on an AMD EPYC with AVX512-BF16 bf16 trains GG-CNN2 3.7x faster but
     GG-CNN slower than fp32 + channels_last; on an Intel Xeon with AVX512-BF16 and no AMX,
-    where bf16 matrix products are slower than fp32, GG-CNN's inference is still 1.7x faster
-    in bf16 (benchmarks/train_speed.py). Returns the precision and a line saying how it was
+    where bf16 matrix products are slower than fp32, GG-CNN's inference is still 1.6-1.7x
+    faster in bf16 (benchmarks/train_speed.py). Returns the precision and a line saying how it was
     chosen ("" when no timing was needed)."""
     fixed = resolve_precision(amp, channels_last, device)
     if not (
@@ -215,3 +215,25 @@ def choose_precision(
         best,
         f"--amp auto: timed a {'training' if train else 'forward'} step ({timed}): {best.describe()}",
     )
+
+
+def agreed_precision(
+    amp: str,
+    channels_last: str,
+    device: torch.device,
+    model: torch.nn.Module,
+    shape: tuple[int, int, int, int],
+    train: bool = True,
+    is_main: bool = True,
+) -> Precision | None:
+    """:func:`choose_precision` in a (possibly distributed) run: every rank takes rank 0's
+    choice, whose line rank 0 prints. None when nothing was timed (keep the fixed rule)."""
+    from utils.distributed import all_gather_object
+
+    chosen, line = choose_precision(amp, channels_last, device, model, shape, train)
+    if not line:
+        return None
+    amp = all_gather_object("off" if chosen.dtype is None else "bf16")[0]
+    if is_main:
+        print(line, flush=True)
+    return resolve_precision(amp, "on", device)
