@@ -63,6 +63,27 @@ V2_DATA = ["--dataset-path", str(V2_TRAINING_SET), "--benchmark-path", str(V2_BE
            "--depth-norm", "mean"]  # fmt: skip
 
 
+#: The last commit whose generator wrote v2 (the parent of the commit that made v3).
+V2_COMMIT = "0ce049b1ed9dee8848e6a988e3c31a967718ab06"
+
+
+def check_v2_data() -> None:
+    """Exit with one line saying how to make the v2 folders when they are missing: this code
+    writes generator v3, so it would fill a folder named for v2 with v3 scenes."""
+    from utils.data.synthetic import read_marker
+
+    for root in (V2_TRAINING_SET, V2_BENCHMARK):
+        if (read_marker(root) or {}).get("version") != 2:
+            sys.exit(
+                f"error: {root}: generator v2 data not found; make it with the v2 generator: "
+                f"git worktree add /tmp/v2 {V2_COMMIT[:7]} && cd /tmp/v2 && python -c 'from "
+                "utils.data.synthetic import ensure_synthetic_dataset as s; from "
+                "utils.data.benchmark import ensure_benchmark as b; s(); b()' && mv "
+                "data/synthetic/jacquard_n600_s300_seed0 data/benchmark/synthetic_v2_n2000 "
+                "into this repository's data/synthetic and data/benchmark"
+            )
+
+
 def run_name(method: str, net: str, fraction: float, seed: int, tag: str = "") -> str:
     return f"{method}_{net}_f{round(100 * fraction)}{tag}_s{seed}"
 
@@ -216,6 +237,8 @@ def main() -> None:
     p.add_argument("--jacquard-path", default=str(JACQUARD_SAMPLES))
     p.add_argument("--json", default=None, help="also write the rows as JSON")
     args = p.parse_args()
+    if not args.real:
+        check_v2_data()
     outdir, t0 = Path(args.outdir), time.perf_counter()
     result: dict = {}
     if args.real:

@@ -19,7 +19,7 @@ from utils.checkpoint import atomic_torch_save, load_checkpoint
 from utils.entrypoint import EXIT_DIVERGED, EXIT_STOPPED_SAVED
 
 # --checkpoint-every: the first mid-epoch last.pt tells the test that training is under way.
-LONG = ["--network", "ggcnn", "--epochs", "2", "--batches-per-epoch", "150", "--val-batches", "1",
+LONG = ["--network", "ggcnn", "--epochs", "2", "--batches-per-epoch", "60", "--val-batches", "1",
         "--checkpoint-every", "5"]  # fmt: skip
 
 

@@ -308,8 +308,9 @@ def run_training(
     with STOP.installed():
         try:
             model = build_model(args, dist, precision)
-            precision = tune_precision(args, dist, precision, model)
+            # The data first: a bad dataset flag fails at once, not after the timing.
             data = make_data(args, dist)
+            precision = tune_precision(args, dist, precision, model)
             resume = getattr(args, "_resume_ckpt", None)
             fork = resume is not None and (resume["kind"] != "last" or args.fork)
             run_dir = make_run_dir(args, dist, fork=fork)
