@@ -69,19 +69,22 @@ V2_COMMIT = "0ce049b1ed9dee8848e6a988e3c31a967718ab06"
 
 def check_v2_data() -> None:
     """Exit with one line saying how to make the v2 folders when they are missing: this code
-    writes generator v3, so it would fill a folder named for v2 with v3 scenes."""
+    writes generator v3, and would fill the folders named for v2 with v3 scenes."""
     from utils.data.synthetic import read_marker
 
     for root in (V2_TRAINING_SET, V2_BENCHMARK):
         if (read_marker(root) or {}).get("version") != 2:
-            sys.exit(
+            print(
                 f"error: {root}: generator v2 data not found; make it with the v2 generator: "
-                f"git worktree add /tmp/v2 {V2_COMMIT[:7]} && cd /tmp/v2 && python -c 'from "
+                f"git worktree add /tmp/v2 {V2_COMMIT[:7]} && (cd /tmp/v2 && python -c 'from "
                 "utils.data.synthetic import ensure_synthetic_dataset as s; from "
-                "utils.data.benchmark import ensure_benchmark as b; s(); b()' && mv "
-                "data/synthetic/jacquard_n600_s300_seed0 data/benchmark/synthetic_v2_n2000 "
-                "into this repository's data/synthetic and data/benchmark"
+                "utils.data.benchmark import ensure_benchmark as b; s(); b()') && mkdir -p "
+                "data/synthetic data/benchmark && mv /tmp/v2/data/synthetic/"
+                f"{V2_TRAINING_SET.name} data/synthetic/ && mv /tmp/v2/data/benchmark/"
+                f"{V2_BENCHMARK.name} data/benchmark/",
+                file=sys.stderr,
             )
+            raise SystemExit(2)  # bad input, as the scripts' bad flags
 
 
 def run_name(method: str, net: str, fraction: float, seed: int, tag: str = "") -> str:
@@ -237,7 +240,7 @@ def main() -> None:
     p.add_argument("--jacquard-path", default=str(JACQUARD_SAMPLES))
     p.add_argument("--json", default=None, help="also write the rows as JSON")
     args = p.parse_args()
-    if not args.real:
+    if not args.no_train:  # both tables train on the v2 data
         check_v2_data()
     outdir, t0 = Path(args.outdir), time.perf_counter()
     result: dict = {}
