@@ -266,6 +266,14 @@ def test_training_scores_the_benchmark_and_eval_net_compares_checkpoints(trained
     (row,) = out["comparisons"]
     assert 0.0 <= row["p"] <= 1.0 and row["diff_ci95"][0] <= row["diff"] <= row["diff_ci95"][1]
     assert json.loads((workdir / "cmp" / "cmp.json").read_text())["comparisons"][0]["p"] == row["p"]
+    # --dataset-path names the benchmark folder as --benchmark-path does (not silently ignored)
+    alias = [a if a != "--benchmark-path" else "--dataset-path" for a in bench]
+    again = eval_net.main(eval_net.parse_args(
+        ["--network", str(run / "best.pt"), "--dataset", "benchmark", *alias, "--num-workers",
+         "0", "--outdir", str(workdir / "cmp2")]
+    ))  # fmt: skip
+    assert again["dataset_root"] == out["models"][1]["dataset_root"]
+    assert again["per_image"] == out["models"][1]["per_image"]
     with pytest.raises(SystemExit):
         train_net.parse_args(tiny_args(workdir, "--dataset", "benchmark"))
 

@@ -137,16 +137,25 @@ def describe_split(args: argparse.Namespace) -> str:
 
 
 def benchmark_dataset(args: argparse.Namespace, n_images: int | None = None) -> Dataset:
-    """The synthetic benchmark set (``--benchmark-images``, ``--benchmark-path``), prepared with
-    the run's input flags and no augmentation."""
+    """The synthetic benchmark set (``--benchmark-images``, ``--benchmark-path``; with
+    ``--dataset benchmark``, ``--dataset-path`` names its folder too), prepared with the run's
+    input flags and no augmentation."""
     from utils.data import JacquardDataset
     from utils.data.benchmark import ensure_benchmark
 
     n = n_images or args.benchmark_images
     if not n:
         raise ValueError("--dataset benchmark needs --benchmark-images of at least 1")
+    root = args.benchmark_path
+    if args.dataset == "benchmark" and args.dataset_path:
+        if root and Path(root).resolve() != Path(args.dataset_path).resolve():
+            raise ValueError(
+                f"--dataset-path {args.dataset_path} and --benchmark-path {root}: two folders "
+                "for one benchmark set; give one"
+            )
+        root = args.dataset_path
     return JacquardDataset(
-        ensure_benchmark(n, args.benchmark_path), depth_type=args.depth_type,
+        ensure_benchmark(n, root), depth_type=args.depth_type,
         **_input_kwargs(args, augment=False),
     )  # fmt: skip
 
