@@ -19,6 +19,7 @@ are a development set: reported, not a test.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
@@ -31,9 +32,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import records  # noqa: E402  (benchmarks/, this script's folder)
+
 import eval_net  # noqa: E402
 import train_net  # noqa: E402
-from models import count_parameters  # noqa: E402
+from models import count_parameters, get_network  # noqa: E402
 from utils.baselines import mask_centroid_grasp  # noqa: E402
 from utils.checkpoint import load_model  # noqa: E402
 from utils.data.benchmark import BENCHMARK_IMAGES, benchmark_name  # noqa: E402
@@ -68,10 +71,18 @@ V2_TRAINING_SET = REPO / "data" / "synthetic" / "jacquard_n600_s300_seed0"
 V2_BENCHMARK = REPO / "data" / "benchmark" / f"synthetic_v2_n{BENCHMARK_IMAGES}"
 
 
+@functools.cache
+def restored_once(outdir: Path) -> None:
+    """The runs recorded for ``outdir`` that it lacks, written back once per process."""
+    for run in records.restore(outdir):
+        print(f"{run.name}: restored from its record (no checkpoint)")
+
+
 def newest_run(outdir: Path, name: str, finished: bool = True) -> Path | None:
     """The newest finished run ``<yymmdd>_<hhmmss>_<name>`` in ``outdir`` (exact name: no
     other run whose name merely ends the same way); ``finished=False``: the newest one that
     stopped before its end (a ``last.pt``, no ``test_results.json``)."""
+    restored_once(outdir)
     stamp = re.compile(r"\d{6}_\d{6}_" + re.escape(name))
     runs = sorted(
         p for p in outdir.glob(f"*_{name}")
@@ -105,6 +116,7 @@ def train(
     run = newest_run(outdir, desc)
     if run is None:
         raise RuntimeError(f"training {desc} wrote no test_results.json in {outdir}")
+    records.save(run)
     print(f"{desc}: trained in {(time.perf_counter() - t0) / 60:.1f} min -> {run}")
     return run
 
@@ -127,6 +139,18 @@ def score(checkpoints: list[Path], out: Path, flags: list[str]) -> dict:
     return summary
 
 
+def chosen_checkpoint(run: Path) -> Path:
+    """best.pt, else last.pt; for a run restored without checkpoints, the one it scored."""
+    for name in ("best.pt", "last.pt"):
+        if (run / name).exists():
+            return run / name
+    try:
+        summary = json.loads((run / "test_results.json").read_text())["summary"]
+        return run / Path(summary["checkpoint"]).name
+    except (OSError, json.JSONDecodeError, KeyError):
+        return run / "best.pt"
+
+
 def cached_score(
     runs: Path | list[Path], name: str, flags: list[str], out: Path | None = None
 ) -> dict:
@@ -135,7 +159,7 @@ def cached_score(
     ``out`` (default ``<run>/<name>``) when it scored the same checkpoints on the same folder
     without test-time augmentation."""
     runs = [runs] if isinstance(runs, Path) else runs
-    ckpts = [r / "best.pt" if (r / "best.pt").exists() else r / "last.pt" for r in runs]
+    ckpts = [chosen_checkpoint(r) for r in runs]
     root = flags[flags.index("--dataset-path") + 1] if "--dataset-path" in flags else None
     out = out or runs[0] / name
     try:
@@ -144,7 +168,8 @@ def cached_score(
         if (
             summary.get("images")
             and (root is None or summary.get("dataset_root") == str(Path(root).resolve()))
-            and [Path(c).resolve() for c in scored] == [c.resolve() for c in ckpts]
+            # the run folder and file: the same run wherever the checkout lies
+            and [Path(c).parts[-2:] for c in scored] == [c.parts[-2:] for c in ckpts]
             and summary.get("tta", "none") == "none"
         ):
             per_image = summary["per_image"]
@@ -154,7 +179,15 @@ def cached_score(
             return summary
     except (OSError, json.JSONDecodeError, KeyError):
         pass  # none stored, or a broken file: score again
-    return score(ckpts, out, flags)
+    if not any(c.exists() for c in ckpts):
+        raise RuntimeError(
+            f"{', '.join(str(r) for r in runs)}: no checkpoint to score on {root or flags} (a "
+            "run restored from benchmarks/records); delete the folder to train it again"
+        )
+    summary = score(ckpts, out, flags)
+    if out.parent in runs:
+        records.save(out.parent)  # the new score joins the run's record
+    return summary
 
 
 def real_result(run: Path, jacquard: Path) -> dict:
@@ -201,8 +234,13 @@ def run_row(name: str, seed: int, run: Path, jacquard: Path | None) -> dict:
     bench = report.get("benchmark", {}).get("summary")
     if bench is None:
         raise RuntimeError(f"{run}: no benchmark figures (trained with --benchmark-images 0?)")
-    ckpt = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
-    model, stored = load_model(ckpt)
+    ckpt = chosen_checkpoint(run)
+    if ckpt.exists():
+        model, stored = load_model(ckpt)
+    else:  # restored from its record: the network without its weights
+        stored = json.loads((run / "checkpoint.json").read_text())
+        stored["args"] = json.loads((run / "args.json").read_text())
+        model = get_network(stored["network"]["name"], **stored["network"]["kwargs"])
     real = real_result(run, jacquard) if jacquard else None
     return {
         "model": name,

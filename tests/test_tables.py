@@ -62,3 +62,47 @@ def test_train_resumes_a_stopped_run_instead_of_starting_again(tmp_path):
     calls.clear()
     assert train("ggcnn2", 0, tmp_path, ["--x"], script=Script).name == "261201_130000_ggcnn2_s0"
     assert calls[0][:2] == ["--network", "ggcnn2"] and calls[0][-1] == "--x"
+
+
+def test_records_bring_back_finished_runs_without_checkpoints(tmp_path, monkeypatch):
+    """A finished table run is recorded (its small JSON files), and a fresh checkout's table
+    finds it again, restored without checkpoints; runs outside runs/<table> are not recorded."""
+    import json
+
+    import pytest
+    import records
+    import results_table
+    import torch
+
+    monkeypatch.setattr(records, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(records, "RECORDS", tmp_path / "records")
+    outdir = tmp_path / "runs" / "table"
+    run = make_run(outdir, "261201_100000_ggcnn2_s0", ())
+    per = {"ids": ["a", "b"], "successes": [True, False], "best_ious": [0.5, 0.1]}
+    report = {"summary": {"checkpoint": str(run / "best.pt")}, "benchmark": {"per_image": per}}
+    (run / "test_results.json").write_text(json.dumps(report))
+    (run / "args.json").write_text(json.dumps({"seed": 0, "epochs": 2}))
+    (run / "eval_x").mkdir()
+    (run / "eval_x" / "results.json").write_text(json.dumps({"images": 2}))
+    net = {"name": "ggcnn2", "kwargs": {}}
+    torch.save({"model": {}, "network": net, "epoch": 2}, run / "best.pt")
+    path = records.save(run)
+    first = path.read_bytes()
+    assert records.save(run).read_bytes() == first  # same files, same bytes
+    assert (
+        records.save(make_run(tmp_path / "elsewhere", "261201_1_x", ("test_results.json",))) is None
+    )
+
+    import shutil
+
+    shutil.rmtree(run)
+    results_table.restored_once.cache_clear()
+    found = results_table.newest_run(outdir, "ggcnn2_s0")
+    assert found == run and records.is_restored(run) and not (run / "best.pt").exists()
+    assert results_table.benchmark_successes(run) == (["a", "b"], [True, False])
+    assert json.loads((run / "eval_x" / "results.json").read_text()) == {"images": 2}
+    assert json.loads((run / "checkpoint.json").read_text())["network"] == net
+    assert results_table.chosen_checkpoint(run) == run / "best.pt"
+    assert records.save(run) is None  # a restored run keeps its record as it was
+    with pytest.raises(RuntimeError, match="no checkpoint to score"):
+        results_table.cached_score(run, "eval_y", ["--dataset-path", str(tmp_path)])
