@@ -308,7 +308,9 @@ def evaluate_dataset(
     args: argparse.Namespace, model, ckpt: dict, dist, precision, members: list[dict] | None = None
 ) -> dict:
     """Score ``model`` (checkpoint ``ckpt``; an ensemble's other checkpoints in ``members``,
-    each checked for training objects among the scored images too) on the flags' dataset."""
+    each checked for training objects among the scored images too) on the flags' dataset, at
+    ``precision`` as :func:`tuned_precision` settles it once the data has been checked (a bad
+    dataset flag fails before any timing)."""
     args = resolve_data_args(args, ckpt.get("args", {}))
     channels = cli.input_channels(args)
     if channels != model.input_channels:
@@ -335,6 +337,7 @@ def evaluate_dataset(
         rank=dist.rank,
         world_size=dist.world_size,
     )
+    precision = tuned_precision(args, dist, precision, model, ckpt)
     outdir = Path(args.outdir) if args.outdir else Path(args.network).resolve().parent / "eval"
     jo_dir, vis_dir = outdir / "jacquard_output", outdir / "vis"
     if args.jacquard_output:
@@ -605,7 +608,6 @@ def main(args: argparse.Namespace):
         summaries = []
         if args.ensemble:  # one model, scored once
             model, ckpts = load_ensemble(args, dist, precision)
-            precision = tuned_precision(args, dist, precision, model, ckpts[0])
             one = argparse.Namespace(**{**vars(args), "network": args.network[0]})
             summaries.append(evaluate_dataset(one, model, ckpts[0], dist, precision, ckpts[1:]))
             summaries[0]["ensemble"] = [str(Path(p).resolve()) for p in args.network]
@@ -613,8 +615,7 @@ def main(args: argparse.Namespace):
             for path in args.network:
                 one = argparse.Namespace(**{**vars(args), "network": path})
                 model, ckpt = load_for_eval(path, one, dist, precision)
-                tuned = tuned_precision(one, dist, precision, model, ckpt)
-                summaries.append(evaluate_dataset(one, model, ckpt, dist, tuned))
+                summaries.append(evaluate_dataset(one, model, ckpt, dist, precision))
         if len(summaries) == 1:
             result = summaries[0]
         else:

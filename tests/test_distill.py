@@ -247,6 +247,17 @@ def test_eval_auto_precision_is_timed_per_network(workdir, teacher, tmp_path, mo
     )
     assert summary["precision"] == "fp32 + channels_last"  # --channels-last auto: on on the CPU
 
+    # The data is checked before the timing: a bad dataset flag fails at once.
+    def no_timing(*a, **k):
+        raise AssertionError("timed before the data was checked")
+
+    monkeypatch.setattr(prec, "time_precisions", no_timing)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty"):
+        eval_net.main(eval_net.parse_args(
+            [*common, "--dataset", "jacquard", "--dataset-path", str(tmp_path / "empty")]
+        ))  # fmt: skip
+
 
 def test_eval_ensemble_scores_the_mean_maps_as_one_model(workdir, teacher, tmp_path):
     common = ["--num-workers", "0", "--cache-dir", str(workdir / "cache")]
