@@ -101,6 +101,36 @@ def test_guess_of_an_equivariant_model_is_its_maps_and_sharpening():
     assert torch.equal(xm, x) and torch.equal(ym, maps)
 
 
+def test_batch_norm_statistics_come_from_the_clean_views_only():
+    """The guessing pass (no dropout, its own batch statistics) is what moves the running
+    statistics; the mixed training forward of the same step leaves them alone."""
+    import copy
+
+    from utils.mixmatch import MixMatchStep
+    from utils.precision import resolve_precision
+    from utils.steps import StepContext
+
+    torch.manual_seed(0)
+    net = get_network("pspnet", backbone="resnet18", input_channels=1).train()
+    shadow = copy.deepcopy(net)
+    xl, xu = torch.randn(2, 1, 32, 32), 3.0 + 2.0 * torch.randn(2, 1, 32, 32)
+    batch = ({"x": xl, "y": torch.rand(2, 4, 32, 32)}, {"x": xu})
+    cpu = torch.device("cpu")
+    ctx = StepContext(cpu, resolve_precision("off", "off", cpu))
+    torch.manual_seed(1)
+    MixMatchStep(k=2)(net, batch, ctx)
+    torch.manual_seed(1)
+    views = torch.randperm(8)[:2].tolist()  # the step's first draw
+    g1 = guess_maps(shadow, xu, views, batch_stats=True)
+    bn, bn_shadow = net.backbone.bn1, shadow.backbone.bn1
+    assert not torch.allclose(bn.running_mean, torch.zeros_like(bn.running_mean))
+    for a, b in zip(net.buffers(), shadow.buffers(), strict=True):
+        assert torch.equal(a, b)
+    assert bn_shadow.momentum == bn.momentum == 0.1 and net.training and net.head.training
+    g2 = guess_maps(shadow, xu, views, batch_stats=True)
+    assert torch.equal(g1, g2)  # no dropout in the guesses
+
+
 def test_unlabelled_grasp_files_are_never_opened(workdir, monkeypatch):
     opened: list[str] = []
     load = GraspRectangles.load_from_jacquard_file.__func__

@@ -4,9 +4,8 @@ Per step, with a labelled batch (inputs, target maps) and an unlabelled batch (i
 
 1. **Label guessing.** ``k`` distinct dihedral views of each unlabelled image
    (:mod:`utils.dihedral`: quarter turns and mirrors, which move the angle channels exactly);
-   the network's maps of each view, in eval mode and without gradients, mapped back to the
-   image's own frame (angles included) and averaged: quality, cos 2θ, sin 2θ (as a vector) and
-   width.
+   the network's maps of each view, without gradients or dropout, mapped back to the image's
+   own frame (angles included) and averaged: quality, cos 2θ, sin 2θ (as a vector) and width.
 2. **Sharpening** of the guessed quality only, as a per-pixel Bernoulli probability:
    ``p^(1/T) / (p^(1/T) + (1 - p)^(1/T))`` (0.5 stays 0.5, the rest moves toward 0 or 1).
    Angle and width are not sharpened.
@@ -20,12 +19,25 @@ Per step, with a labelled batch (inputs, target maps) and an unlabelled batch (i
    linearly from 0 over ``rampup`` optimiser steps. One forward pass over the mixed batch, so
    batch norm sees labelled and unlabelled samples together.
 
+**Batch-norm statistics come from clean images.** A mixed input (``λ a + (1 - λ) b``) has
+other feature statistics than a real one, and evaluation (and the guessing, were it to use the
+running statistics) sees real ones. So the guessing pass normalises with its own batch's
+statistics and is what updates the running statistics (the clean unlabelled views), while the
+mixed training pass normalises with its batch's statistics but leaves the running ones alone.
+Measured on PSPNet-ResNet18 at 25% labels, seed 0, v2 benchmark (2000 images; AMD EPYC, bf16):
+a run whose running statistics came from the mixed batches scored 80.1%, 82.6% once they were
+recomputed on the clean training images alone (paired, p = 3e-6), and a run trained this way
+83.8% (against the first: p = 2e-8). Networks without batch norm (GG-CNN, GG-CNN2) train
+exactly as before.
+
 Random draws (views, λ, the mixing permutation) use torch's global RNG, whose state every
 checkpoint saves: a resumed run draws what an uninterrupted one would.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -45,16 +57,44 @@ def sharpen(q: Tensor, temperature: float) -> Tensor:
     return a / (a + b).clamp_min(1e-12)
 
 
+def _batch_norms(net: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 @torch.no_grad()
-def guess_maps(net: nn.Module, x: Tensor, views: list[int]) -> Tensor:
+def guess_maps(net: nn.Module, x: Tensor, views: list[int], batch_stats: bool = False) -> Tensor:
     """The mean over ``views`` of ``net``'s maps of each view of ``x``, mapped back to ``x``'s
-    frame (``N x 4 x H x W``, float32). ``net`` runs in eval mode; its mode is restored."""
-    was_training = net.training
+    frame (``N x 4 x H x W``, float32). ``net`` runs in eval mode (no dropout); with
+    ``batch_stats`` its batch norms normalise with the views' own statistics and update their
+    running statistics from them (the training step's clean-statistics pass). Modes are
+    restored."""
+    modes = [(m, m.training) for m in net.modules()]
     net.eval()
+    if batch_stats:
+        for bn in _batch_norms(net):
+            bn.train()
     try:
         return view_mean(net, x, views)
     finally:
-        net.train(was_training)
+        for m, mode in modes:
+            m.training = mode
+
+
+@contextlib.contextmanager
+def running_stats_frozen(net: nn.Module) -> Iterator[None]:
+    """Batch norms in training mode normalise with the batch's statistics but leave their
+    running statistics (and batch count) as they are inside the block (momentum 0)."""
+    saved = [(bn, bn.momentum, bn.num_batches_tracked) for bn in _batch_norms(net)]
+    counts = [None if c is None else c.clone() for _, _, c in saved]
+    for bn, _, _ in saved:
+        bn.momentum = 0.0
+    try:
+        yield
+    finally:
+        for (bn, momentum, count), before in zip(saved, counts, strict=True):
+            bn.momentum = momentum
+            if count is not None:
+                count.copy_(before)  # in place: DDP and torch.compile hold this tensor
 
 
 def mixup(x: Tensor, y: Tensor, lam: float, perm: Tensor) -> tuple[Tensor, Tensor]:
@@ -94,7 +134,7 @@ class MixMatchStep:
         yl = labelled["y"].to(ctx.device, non_blocking=True).float()
         xu = ctx.precision.to_input(unlabelled["x"], ctx.device)
         views = torch.randperm(DIHEDRAL_VIEWS)[: self.k].tolist()
-        guess = guess_maps(unwrap(model), xu, views)
+        guess = guess_maps(unwrap(model), xu, views, batch_stats=True)
         guess = torch.cat([sharpen(guess[:, :1], self.temperature), guess[:, 1:]], dim=1)
         xs = [xl] + [transform_image(xu, v) for v in views]
         ys = [yl] + [transform_maps(guess, v) for v in views]
@@ -104,7 +144,8 @@ class MixMatchStep:
         x_mix, y_mix = mixup(x_all, y_all, lam, torch.randperm(len(x_all)).to(x_all.device))
         if ctx.precision.channels_last:
             x_mix = x_mix.contiguous(memory_format=torch.channels_last)
-        main, aux = model(x_mix, with_aux=True)
+        with running_stats_frozen(unwrap(model)):
+            main, aux = model(x_mix, with_aux=True)
         n = len(xl)
         sup = unwrap(model).loss_from_outputs(main[:n], None if aux is None else aux[:n], y_mix[:n])
         # Summed over the four maps like the supervised loss, so --lambda-u weighs like for like.
