@@ -96,11 +96,11 @@ def teacher_run(pair: Pair, outdir: Path, alone_dir: Path, train: bool) -> Path 
     ResNet18, or ``pair.teacher_model`` trained here (seed 0)."""
     if pair.teacher_model is None:
         runs = [r for m in ("pspnet-r18-ppm", "pspnet-r18-lgp") for s in range(10)
-                if (r := newest_run(alone_dir, f"{m}_s{s}")) is not None]  # fmt: skip
+                if (r := newest_run(alone_dir, f"{m}_s{s}", weights=True)) is not None]  # fmt: skip
         if not runs and train:
             runs = [train("pspnet-r18-ppm", 0, alone_dir, [])]
         return max(runs, key=val_key) if runs else None
-    run = newest_run(outdir, f"{pair.teacher_model}_s0")
+    run = newest_run(outdir, f"{pair.teacher_model}_s0", weights=True)
     if run is None and train:
         run = train(pair.teacher_model, 0, outdir, [])
     return run
@@ -259,7 +259,7 @@ def main() -> None:
     t_start = time.perf_counter()
     rows, kd_tiny = [], []
     for pair in PAIRS:
-        first = newest_run(outdir, kd_name(pair, 0))
+        first = newest_run(outdir, kd_name(pair, 0), weights=True)
         teacher = taught_by(first) if first else teacher_run(pair, outdir, alone_dir, train)
         if teacher is None:
             print(f"{pair.teacher}: no finished teacher run, {pair.student} left out")
@@ -270,10 +270,10 @@ def main() -> None:
                      "fraction": None, "teacher_mean": None, "ms": latency_ms(teacher)})  # fmt: skip
         alone, kd = [], []
         for seed in range(args.seeds):
-            ra = newest_run(alone_dir, f"{pair.student}_s{seed}")
+            ra = newest_run(alone_dir, f"{pair.student}_s{seed}", weights=True)
             if ra is None and train:
                 ra = train(pair.student, seed, alone_dir, [])
-            rk = newest_run(outdir, kd_name(pair, seed))
+            rk = newest_run(outdir, kd_name(pair, seed), weights=True)
             if rk is None and train:
                 rk = train_distilled(pair, teacher, seed, outdir, args.distill_args)
             if rk is not None and taught_by(rk) != teacher:

@@ -10,8 +10,11 @@ table's folder every recorded run it lacks (a fresh checkout, say), without chec
 what is missing: seeds add up across machines and sessions. A restored run cannot be scored on
 new images (no checkpoint): delete its folder and run the table again to retrain it.
 
-Only tables writing to their default folders (``runs/<table>``) are recorded and restored: a
-run elsewhere (``--outdir``, tests) is left alone.
+Only the tables that need no checkpoint to print a recorded run (:data:`TABLES`), writing to
+their default folders (``runs/<table>``), are recorded and restored: a run elsewhere
+(``--outdir``, tests) is left alone. The distillation and sim-to-real tables load their runs'
+weights (teachers, latency), so they are not recorded, and they skip restored runs
+(``results_table.newest_run(..., weights=True)``) and train those again.
 """
 
 from __future__ import annotations
@@ -31,8 +34,13 @@ RUNS = REPO / "runs"
 MARKER = "RESTORED.txt"
 
 
+#: The tables (their ``runs/`` folders) whose runs are recorded.
+TABLES = ("results_table", "mixmatch_table")
+
+
 def _recorded_folder(outdir: Path) -> bool:
-    return outdir.resolve().parent == RUNS.resolve()
+    outdir = outdir.resolve()
+    return outdir.parent == RUNS.resolve() and outdir.name in TABLES
 
 
 def record_path(run: Path) -> Path:

@@ -78,16 +78,21 @@ def restored_once(outdir: Path) -> None:
         print(f"{run.name}: restored from its record (no checkpoint)")
 
 
-def newest_run(outdir: Path, name: str, finished: bool = True) -> Path | None:
+def newest_run(
+    outdir: Path, name: str, finished: bool = True, weights: bool = False
+) -> Path | None:
     """The newest finished run ``<yymmdd>_<hhmmss>_<name>`` in ``outdir`` (exact name: no
     other run whose name merely ends the same way); ``finished=False``: the newest one that
-    stopped before its end (a ``last.pt``, no ``test_results.json``)."""
+    stopped before its end (a ``last.pt``, no ``test_results.json``). ``weights``: only runs
+    with their checkpoints (not one restored from its record), for tables that load them (a
+    teacher): without one they train it again."""
     restored_once(outdir)
     stamp = re.compile(r"\d{6}_\d{6}_" + re.escape(name))
     runs = sorted(
         p for p in outdir.glob(f"*_{name}")
         if stamp.fullmatch(p.name)
         and ((p / "test_results.json").is_file() if finished else (p / "last.pt").is_file())
+        and not (weights and records.is_restored(p))
     )  # fmt: skip
     if not finished and runs and (runs[-1] / "test_results.json").is_file():
         return None

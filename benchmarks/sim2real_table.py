@@ -105,9 +105,9 @@ def folder_flags(root: Path) -> list[str]:
 
 def find_run(net: str, recipe: str, seed: int, outdir: Path, results_dir: Path, train_ok: bool):
     if RECIPES[recipe] is None:
-        return newest_run(results_dir, f"{NETWORKS[net]}_s{seed}")
+        return newest_run(results_dir, f"{NETWORKS[net]}_s{seed}", weights=True)
     desc = f"{recipe}_{net}_s{seed}"
-    run = newest_run(outdir, desc)
+    run = newest_run(outdir, desc, weights=True)
     if run is not None or not train_ok:
         return run
     if recipe not in TEACHERS:

@@ -76,7 +76,7 @@ def test_records_bring_back_finished_runs_without_checkpoints(tmp_path, monkeypa
 
     monkeypatch.setattr(records, "RUNS", tmp_path / "runs")
     monkeypatch.setattr(records, "RECORDS", tmp_path / "records")
-    outdir = tmp_path / "runs" / "table"
+    outdir = tmp_path / "runs" / "mixmatch_table"
     run = make_run(outdir, "261201_100000_ggcnn2_s0", ())
     per = {"ids": ["a", "b"], "successes": [True, False], "best_ious": [0.5, 0.1]}
     report = {"summary": {"checkpoint": str(run / "best.pt")}, "benchmark": {"per_image": per}}
@@ -104,5 +104,6 @@ def test_records_bring_back_finished_runs_without_checkpoints(tmp_path, monkeypa
     assert json.loads((run / "checkpoint.json").read_text())["network"] == net
     assert results_table.chosen_checkpoint(run) == run / "best.pt"
     assert records.save(run) is None  # a restored run keeps its record as it was
+    assert results_table.newest_run(outdir, "ggcnn2_s0", weights=True) is None  # a teacher
     with pytest.raises(RuntimeError, match="no checkpoint to score"):
         results_table.cached_score(run, "eval_y", ["--dataset-path", str(tmp_path)])
