@@ -118,7 +118,7 @@ def train(
         )  # fmt: skip
     t0 = time.perf_counter()
     script.main(args)
-    run = newest_run(outdir, desc)
+    run = newest_run(outdir, desc, weights=True)  # the run just trained, not a restored one
     if run is None:
         raise RuntimeError(f"training {desc} wrote no test_results.json in {outdir}")
     records.save(run)
@@ -172,7 +172,12 @@ def cached_score(
         scored = summary.get("ensemble", [summary.get("checkpoint", "")])
         if (
             summary.get("images")
-            and (root is None or summary.get("dataset_root") == str(Path(root).resolve()))
+            # folder and parent: the same data wherever the checkout (or ../shared) lies
+            and (
+                root is None
+                or Path(summary.get("dataset_root", "")).parts[-2:]
+                == Path(root).expanduser().resolve().parts[-2:]
+            )
             # the run folder and file: the same run wherever the checkout lies
             and [Path(c).parts[-2:] for c in scored] == [c.parts[-2:] for c in ckpts]
             and summary.get("tta", "none") == "none"
@@ -184,10 +189,11 @@ def cached_score(
             return summary
     except (OSError, json.JSONDecodeError, KeyError):
         pass  # none stored, or a broken file: score again
-    if not any(c.exists() for c in ckpts):
+    if not all(c.exists() for c in ckpts):
+        missing = [str(r) for r, c in zip(runs, ckpts, strict=True) if not c.exists()]
         raise RuntimeError(
-            f"{', '.join(str(r) for r in runs)}: no checkpoint to score on {root or flags} (a "
-            "run restored from benchmarks/records); delete the folder to train it again"
+            f"{', '.join(missing)}: no checkpoint to score on {root or flags} (restored from "
+            "benchmarks/records); delete the folder and its record to train it again"
         )
     summary = score(ckpts, out, flags)
     if out.parent in runs:

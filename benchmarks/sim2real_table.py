@@ -105,7 +105,8 @@ def folder_flags(root: Path) -> list[str]:
 
 def find_run(net: str, recipe: str, seed: int, outdir: Path, results_dir: Path, train_ok: bool):
     if RECIPES[recipe] is None:
-        return newest_run(results_dir, f"{NETWORKS[net]}_s{seed}", weights=True)
+        # never a teacher; scored from the results table's cached scores
+        return newest_run(results_dir, f"{NETWORKS[net]}_s{seed}")
     desc = f"{recipe}_{net}_s{seed}"
     run = newest_run(outdir, desc, weights=True)
     if run is not None or not train_ok:

@@ -274,6 +274,11 @@ def test_training_scores_the_benchmark_and_eval_net_compares_checkpoints(trained
     ))  # fmt: skip
     assert again["dataset_root"] == out["models"][1]["dataset_root"]
     assert again["per_image"] == out["models"][1]["per_image"]
+    with pytest.raises(ValueError, match="no such benchmark folder"):
+        eval_net.main(eval_net.parse_args(
+            ["--network", str(run / "best.pt"), "--dataset", "benchmark", "--dataset-path",
+             str(workdir / "nowhere"), "--outdir", str(workdir / "cmp3")]
+        ))  # fmt: skip
     with pytest.raises(SystemExit):
         train_net.parse_args(tiny_args(workdir, "--dataset", "benchmark"))
 

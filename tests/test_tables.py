@@ -104,6 +104,15 @@ def test_records_bring_back_finished_runs_without_checkpoints(tmp_path, monkeypa
     assert json.loads((run / "checkpoint.json").read_text())["network"] == net
     assert results_table.chosen_checkpoint(run) == run / "best.pt"
     assert records.save(run) is None  # a restored run keeps its record as it was
+    (run / "eval_x" / "results.json").write_text("{}")  # a restored folder is refreshed
+    results_table.restored_once.cache_clear()
+    results_table.newest_run(outdir, "ggcnn2_s0")
+    assert json.loads((run / "eval_x" / "results.json").read_text()) == {"images": 2}
+    stopped = make_run(outdir, "261201_110000_ggcnn2_s0", ("last.pt",))
+    shutil.copy(path, path.with_name(stopped.name + ".json.gz"))
+    results_table.restored_once.cache_clear()
+    results_table.newest_run(outdir, "ggcnn2_s0")  # a real run's folder is left alone
+    assert sorted(f.name for f in stopped.iterdir()) == ["last.pt"]
     assert results_table.newest_run(outdir, "ggcnn2_s0", weights=True) is None  # a teacher
     with pytest.raises(RuntimeError, match="no checkpoint to score"):
         results_table.cached_score(run, "eval_y", ["--dataset-path", str(tmp_path)])

@@ -83,18 +83,15 @@ def guess_maps(net: nn.Module, x: Tensor, views: list[int], batch_stats: bool = 
 @contextlib.contextmanager
 def running_stats_frozen(net: nn.Module) -> Iterator[None]:
     """Batch norms in training mode normalise with the batch's statistics but leave their
-    running statistics (and batch count) as they are inside the block (momentum 0)."""
-    saved = [(bn, bn.momentum, bn.num_batches_tracked) for bn in _batch_norms(net)]
-    counts = [None if c is None else c.clone() for _, _, c in saved]
-    for bn, _, _ in saved:
-        bn.momentum = 0.0
+    running statistics and batch count untouched inside the block (not tracking them)."""
+    saved = [(bn, bn.track_running_stats) for bn in _batch_norms(net)]
+    for bn, _ in saved:
+        bn.track_running_stats = False
     try:
         yield
     finally:
-        for (bn, momentum, count), before in zip(saved, counts, strict=True):
-            bn.momentum = momentum
-            if count is not None:
-                count.copy_(before)  # in place: DDP and torch.compile hold this tensor
+        for bn, tracking in saved:
+            bn.track_running_stats = tracking
 
 
 def mixup(x: Tensor, y: Tensor, lam: float, perm: Tensor) -> tuple[Tensor, Tensor]:

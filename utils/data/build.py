@@ -148,12 +148,18 @@ def benchmark_dataset(args: argparse.Namespace, n_images: int | None = None) -> 
         raise ValueError("--dataset benchmark needs --benchmark-images of at least 1")
     root = args.benchmark_path
     if args.dataset == "benchmark" and args.dataset_path:
-        if root and Path(root).resolve() != Path(args.dataset_path).resolve():
+        given = Path(args.dataset_path).expanduser()
+        if root and Path(root).expanduser().resolve() != given.resolve():
             raise ValueError(
                 f"--dataset-path {args.dataset_path} and --benchmark-path {root}: two folders "
                 "for one benchmark set; give one"
             )
-        root = args.dataset_path
+        if not root and not given.is_dir():  # a data flag names data that is there
+            raise ValueError(
+                f"--dataset-path {args.dataset_path}: no such benchmark folder (--benchmark-path "
+                "generates one where it is missing)"
+            )
+        root = given
     return JacquardDataset(
         ensure_benchmark(n, root), depth_type=args.depth_type,
         **_input_kwargs(args, augment=False),
