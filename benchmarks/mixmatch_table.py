@@ -4,6 +4,7 @@
     python benchmarks/mixmatch_table.py --seeds 3 --no-train             # print finished runs
     python benchmarks/mixmatch_table.py --networks ggcnn2 --fractions 0.1 --seeds 1
     python benchmarks/mixmatch_table.py --real --seeds 3                 # real unlabelled depth
+    python benchmarks/mixmatch_table.py --ablation mixup --networks pspnet-r18-ppm --fractions 0.25
 
 For each network (``results_table.MODELS`` flags and epochs), labelled fraction and seed, on
 the same labelled subset (``--labeled-seed`` = the seed, so the seeds differ in their
@@ -19,6 +20,9 @@ where fully supervised is less than a point above labelled only (no gap to close
 ``--real``: GG-CNN2 MixMatch at ``--real-fraction`` with the real unlabelled Jacquard depth
 images (``--unlabeled-path``, grasp files withheld) against the same runs without them,
 scored on the real development views (18 Jacquard samples).
+
+``--ablation mixup``: MixMatch with MixUp all but off (``--alpha 0.01``) against MixMatch and
+labelled only, same subsets, seeds and steps: does mixing depth images help dense maps?
 """
 
 from __future__ import annotations
@@ -99,10 +103,16 @@ def full_batches(net: str) -> int:
     return len(split_from_args(args, ds)["train"]) // args.batch_size
 
 
+#: ``--ablation mixup``: MixMatch whose MixUp leaves every sample as it is, or nearly
+#: (λ = max(λ, 1 - λ) with λ ~ Beta(0.01, 0.01) is above 0.99 for 96% of the draws, mean 0.993).
+NO_MIXUP = ("--alpha", "0.01")
+
+
 def find_or_train(method, net, fraction, seed, outdir, train_ok, extra=()) -> Path | None:
     """The newest finished (method, net, fraction, seed) run, trained first if missing and
     ``train_ok``: the labelled subset drawn by the seed, EMA, the full part's steps."""
-    desc = run_name(method, net, fraction, seed, "_real" if "--unlabeled-path" in extra else "")
+    tag = "_real" if "--unlabeled-path" in extra else "_nomixup" if NO_MIXUP[0] in extra else ""
+    desc = run_name(method, net, fraction, seed, tag)
     run = newest_run(outdir, desc)
     if run is None and train_ok:
         flags = [*V2_DATA, "--labeled-fraction", str(fraction), "--labeled-seed", str(seed),
@@ -183,6 +193,43 @@ def print_benchmark(rows: list[dict]) -> None:
         )
 
 
+def mixup_table(args: argparse.Namespace, outdir: Path) -> list[dict]:
+    """Labelled only, MixMatch and MixMatch without MixUp (:data:`NO_MIXUP`), same seeds."""
+    rows = []
+    for net in args.networks:
+        for f in args.fractions:
+            runs: dict[str, list[Path]] = {"labelled": [], "mixmatch": [], "nomixup": []}
+            for s in range(args.seeds):
+                trio = [
+                    find_or_train("labelled", net, f, s, outdir, not args.no_train),
+                    find_or_train("mixmatch", net, f, s, outdir, not args.no_train),
+                    find_or_train("mixmatch", net, f, s, outdir, not args.no_train, NO_MIXUP),
+                ]
+                if None not in trio:
+                    for key, run in zip(runs, trio, strict=True):
+                        runs[key].append(run)
+            if runs["nomixup"]:
+                rows.append({"network": net, "fraction": f,
+                             **{k: rates(v) for k, v in runs.items()},
+                             "vs_mixmatch": paired(runs["mixmatch"], runs["nomixup"]),
+                             "vs_labelled": paired(runs["labelled"], runs["nomixup"])})  # fmt: skip
+    return rows
+
+
+def print_mixup(rows: list[dict]) -> None:
+    def diff(t: dict) -> str:
+        return f"{100 * t['diff']:+.1f} [{100 * t['ci95'][0]:+.1f}, {100 * t['ci95'][1]:+.1f}]"
+
+    print("\n| network | labels | labelled only | MixMatch | MixMatch without MixUp "
+          "| without MixUp - MixMatch [95% CI] | without MixUp - labelled only [95% CI] "
+          "| seeds |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---|---|---:|")
+    for r in rows:
+        lt, mt, nt = (mean_rate(r[k])[0] for k in ("labelled", "mixmatch", "nomixup"))
+        print(f"| {r['network']} | {r['fraction']:.0%} | {lt} | {mt} | {nt} "
+              f"| {diff(r['vs_mixmatch'])} | {diff(r['vs_labelled'])} | {len(r['nomixup'])} |")  # fmt: skip
+
+
 def real_table(args: argparse.Namespace, outdir: Path) -> dict | None:
     """GG-CNN2 MixMatch with and without the real unlabelled depth images, on the real views."""
     jacquard, unlabelled = Path(args.jacquard_path), Path(args.real_unlabelled)
@@ -235,6 +282,8 @@ def main() -> None:
     p.add_argument("--alone-dir", default=str(REPO / "runs" / "results_table"))
     p.add_argument("--no-train", action="store_true", help="leave out runs not finished yet")
     p.add_argument("--real", action="store_true", help="only the real-unlabelled comparison")
+    p.add_argument("--ablation", choices=["mixup"], default=None,
+                   help="mixup: MixMatch without MixUp against MixMatch and labelled only")  # fmt: skip
     p.add_argument("--real-fraction", type=float, default=0.25)
     p.add_argument("--real-unlabelled", default=str(REAL_UNLABELLED))
     p.add_argument("--jacquard-path", default=str(JACQUARD_SAMPLES))
@@ -248,6 +297,9 @@ def main() -> None:
         result["real"] = real_table(args, outdir)
         if result["real"]:
             print_real(result["real"], args.real_fraction)
+    elif args.ablation == "mixup":
+        result["mixup"] = mixup_table(args, outdir)
+        print_mixup(result["mixup"])
     else:
         result["rows"] = benchmark_table(args, outdir, Path(args.alone_dir))
         print_benchmark(result["rows"])
