@@ -108,10 +108,12 @@ def full_batches(net: str) -> int:
 NO_MIXUP = ("--alpha", "0.01")
 
 
-def find_or_train(method, net, fraction, seed, outdir, train_ok, extra=()) -> Path | None:
+def find_or_train(
+    method, net, fraction, seed, outdir, train_ok, extra=(), tag: str = ""
+) -> Path | None:
     """The newest finished (method, net, fraction, seed) run, trained first if missing and
-    ``train_ok``: the labelled subset drawn by the seed, EMA, the full part's steps."""
-    tag = "_real" if "--unlabeled-path" in extra else "_nomixup" if NO_MIXUP[0] in extra else ""
+    ``train_ok``: the labelled subset drawn by the seed, EMA, the full part's steps; ``extra``
+    flags make another variant, which ``tag`` names (``_real``, ``_nomixup``)."""
     desc = run_name(method, net, fraction, seed, tag)
     run = newest_run(outdir, desc)
     if run is None and train_ok:
@@ -203,7 +205,9 @@ def mixup_table(args: argparse.Namespace, outdir: Path) -> list[dict]:
                 trio = [
                     find_or_train("labelled", net, f, s, outdir, not args.no_train),
                     find_or_train("mixmatch", net, f, s, outdir, not args.no_train),
-                    find_or_train("mixmatch", net, f, s, outdir, not args.no_train, NO_MIXUP),
+                    find_or_train(
+                        "mixmatch", net, f, s, outdir, not args.no_train, NO_MIXUP, "_nomixup"
+                    ),
                 ]
                 if None not in trio:
                     for key, run in zip(runs, trio, strict=True):
@@ -241,7 +245,7 @@ def real_table(args: argparse.Namespace, outdir: Path) -> dict | None:
         pair = [
             find_or_train("mixmatch", "ggcnn2", f, s, outdir, not args.no_train),
             find_or_train("mixmatch", "ggcnn2", f, s, outdir, not args.no_train,
-                          ("--unlabeled-path", str(unlabelled))),
+                          ("--unlabeled-path", str(unlabelled)), "_real"),
         ]  # fmt: skip
         if None in pair:
             continue

@@ -26,9 +26,9 @@ statistics and is what updates the running statistics (the clean unlabelled view
 mixed training pass normalises with its batch's statistics but leaves the running ones alone.
 Measured on PSPNet-ResNet18 at 25% labels, seed 0, v2 benchmark (2000 images; AMD EPYC, bf16):
 a run whose running statistics came from the mixed batches scored 80.1%, 82.6% once they were
-recomputed on the clean training images alone (paired, p = 3e-6), and a run trained this way
-83.8% (against the first: p = 2e-8). Networks without batch norm (GG-CNN, GG-CNN2) train
-exactly as before.
+recomputed on the clean training images alone (an ad hoc check; paired, p = 3e-6), and a run
+trained this way 83.8% (against the first: p = 2e-8). Networks without batch norm (GG-CNN,
+GG-CNN2) train exactly as before.
 
 Random draws (views, λ, the mixing permutation) use torch's global RNG, whose state every
 checkpoint saves: a resumed run draws what an uninterrupted one would.
