@@ -6,9 +6,9 @@
     python benchmarks/train_speed.py --models ggcnn ggcnn2 --previous-layers
 
 Prints a markdown table per network: images/s for one optimiser step (forward, backward,
-AdamW) and inference ms/image for plain eager NCHW fp32 (the baseline), fp32 + channels_last,
-bf16 autocast (NCHW and channels_last) and, with ``--compile``, torch.compile of the automatic
-path (its first-call cost printed); the speed-up against the baseline measured in the same
+AdamW, fused as train_net.py's) and inference ms/image for plain eager NCHW fp32 (the
+baseline), fp32 + channels_last, bf16 autocast (NCHW and channels_last) and, with
+``--compile``, torch.compile of the automatic path (its first-call cost printed); the speed-up against the baseline measured in the same
 run; the training FLOPs per image and the fraction of this machine's measured matrix-product
 rate (2048 x 2048, same dtype) the step reaches. ``auto`` marks what ``--amp auto
 --channels-last auto`` picks here. Timings are medians of ``--repeats`` steps after a warm-up
@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import models.ggcnn  # noqa: E402
 import models.ggcnn2  # noqa: E402
 from models import count_parameters, get_network  # noqa: E402
+from utils.optim import build_optimizer  # noqa: E402
 from utils.precision import Precision, resolve_precision  # noqa: E402
 from utils.training import backward_and_step  # noqa: E402
 
@@ -99,7 +100,7 @@ def time_train(model, precision, device, batch: int, size: int, repeats: int, co
     model = model.to(device).train()
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = build_optimizer(argparse.Namespace(optimizer="adamw", lr=1e-4, weight_decay=1e-4), model)
     forward = torch.compile(model) if compile_ else model
     x = torch.randn(batch, 1, size, size, device=device)
     y = torch.randn(batch, 4, size, size, device=device) * 0.1

@@ -344,3 +344,37 @@ def test_worker_and_thread_rule(recwarn):
     assert not recwarn.list
     with pytest.warns(UserWarning, match="--num-workers 6 exceeds the 2 core"):
         assert resolve_workers_threads(6, None, cores=2) == (2, 1)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_fast_optimisers_make_the_plain_loops_update(name):
+    """build_optimizer's fused (Adam, AdamW) and multi-tensor (SGD) kernels: the same weights as
+    torch's per-parameter loop after several steps, within float rounding."""
+    import argparse
+
+    from utils.optim import build_optimizer
+
+    args = argparse.Namespace(optimizer=name, lr=1e-2, weight_decay=1e-2)
+    torch.manual_seed(0)
+    fast = get_network("ggcnn2")
+    plain = get_network("ggcnn2")
+    plain.load_state_dict(fast.state_dict())
+    opt_fast = build_optimizer(args, fast)
+    group = opt_fast.param_groups[0]
+    assert group.get("fused") if name != "sgd" else group.get("foreach")
+    kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(name)
+    if kind is None:
+        opt_plain = torch.optim.SGD(
+            plain.parameters(), lr=1e-2, momentum=0.9, weight_decay=1e-2, nesterov=True,
+            foreach=False,
+        )  # fmt: skip
+    else:
+        opt_plain = kind(plain.parameters(), lr=1e-2, weight_decay=1e-2, foreach=False)
+    x = torch.randn(2, 1, 32, 32)
+    for _ in range(5):
+        for model, opt in ((fast, opt_fast), (plain, opt_plain)):
+            opt.zero_grad()
+            model(x)[0].square().mean().backward()
+            opt.step()
+    for (k, a), b in zip(fast.state_dict().items(), plain.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=k)
