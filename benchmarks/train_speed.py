@@ -4,6 +4,8 @@
     python benchmarks/train_speed.py --models ggcnn2 --compile
     python benchmarks/train_speed.py --size 300 --batch-size 16 --device cuda
     python benchmarks/train_speed.py --models ggcnn ggcnn2 --previous-layers
+    python benchmarks/train_speed.py --optimizers      # the optimiser update alone
+    python benchmarks/train_speed.py --models "pspnet-r18 os16" --profile   # where a step goes
 
 Prints a markdown table per network: images/s for one optimiser step (forward, backward,
 AdamW, fused as train_net.py's) and inference ms/image for plain eager NCHW fp32 (the
@@ -15,6 +17,11 @@ rate (2048 x 2048, same dtype) the step reaches. ``auto`` marks what ``--amp aut
 step, on random inputs. ``--previous-layers``: the GG-CNNs' paths also with the layers they
 had before 2026-12-01 (four separate one-channel heads; GG-CNN's transposed convolutions in
 fp32 under bf16 autocast), kept here as the reference (:func:`previous_layers`).
+``--optimizers``: instead, ms of one AdamW update of each network's parameters (random
+gradients) with torch's per-parameter loop (its CPU default), the multi-tensor (foreach) and
+the fused kernel, which ``utils.optim.build_optimizer`` uses. ``--profile``: instead,
+torch.profiler's operators by self time over ``--repeats`` training steps of the automatic
+path, per network.
 """
 
 from __future__ import annotations
@@ -158,10 +165,21 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="also time torch.compile of auto")
     p.add_argument("--previous-layers", action="store_true",
                    help="also time the GG-CNNs with their previous layers (the reference)")  # fmt: skip
+    p.add_argument("--profile", action="store_true",
+                   help="only profile the automatic path's training step, by operator")  # fmt: skip
+    p.add_argument("--optimizers", action="store_true",
+                   help="only time an AdamW update per implementation")  # fmt: skip
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.optimizers:
+        optimizer_table(args.models, device, max(args.repeats, 20))
+        return
+    if args.profile:
+        for name in args.models:
+            profile_step(name, resolve_precision("auto", "auto", device), device, args)
+        return
     auto = resolve_precision("auto", "auto", device)
     rate = {None: matmul_gflops(torch.float32, device)}
     rate[auto.dtype] = rate[None] if auto.dtype is None else matmul_gflops(auto.dtype, device)
@@ -211,6 +229,45 @@ def main() -> None:
                 f"{base_inf / inf:.2f}x |",
                 flush=True,
             )
+
+
+def profile_step(name: str, precision: Precision, device: torch.device, args) -> None:
+    """torch.profiler's table of one network's training steps on ``precision``'s path."""
+    from torch.profiler import ProfilerActivity, profile
+
+    net, kw = CONFIGS[name]
+    torch.manual_seed(0)
+    model = get_network(net, **kw)
+    time_train(model, precision, device, args.batch_size, args.size, 1)  # warm-up
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities, record_shapes=True) as prof:
+        time_train(model, precision, device, args.batch_size, args.size, args.repeats)
+    print(f"\n{name}, {precision.describe()}, {args.repeats + 2} steps of batch {args.batch_size}:")
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages(group_by_input_shape=True).table(sort_by=sort, row_limit=20))
+
+
+def optimizer_table(names: list[str], device: torch.device, repeats: int) -> None:
+    """ms per AdamW update of each network's parameters, per implementation."""
+    kinds = {"per-parameter loop": {"foreach": False}, "foreach": {"foreach": True},
+             "fused (build_optimizer)": {"fused": True}}  # fmt: skip
+    print(f"{device} ({torch.get_num_threads()} threads), AdamW update, median of {repeats}\n")
+    print(
+        "| network | parameters | " + " | ".join(f"{k} (ms)" for k in kinds) + " | loop / fused |"
+    )
+    print("|---|---:|" + "---:|" * (len(kinds) + 1))
+    for name in names:
+        net, kw = CONFIGS[name]
+        params = list(get_network(net, **kw).to(device).parameters())
+        for q in params:
+            q.grad = torch.randn_like(q)
+        ms = []
+        for flags in kinds.values():
+            opt = torch.optim.AdamW(params, lr=1e-4, **flags)
+            ms.append(1000 * median_seconds(opt.step, device, repeats))
+        n = sum(q.numel() for q in params) / 1e6
+        cells = " | ".join(f"{m:.2f}" for m in ms)
+        print(f"| {name} | {n:.2f} M | {cells} | {ms[0] / ms[-1]:.1f}x |", flush=True)
 
 
 @contextlib.contextmanager
