@@ -86,8 +86,11 @@ from utils.grasp import GraspRectangles
 
 #: Bump when the generator's output changes; a dataset with another version is regenerated.
 #: v3 matches real Jacquard's camera (1.4-1.6 m, 8-12 degrees of tilt), objects per view,
-#: share of thin frames, grasps per object and stereo holes (README, Sim-to-real).
-GENERATOR_VERSION = 3
+#: share of thin frames, grasps per object and stereo holes (README, Sim-to-real). v4 labels
+#: parts that float above or beside lower parts of the same object (a chair's upper legs):
+#: the grasp search runs again on the footprint above higher floors
+#: (``synthetic_labels.SLICE_FRACTIONS``); scenes and images are v3's.
+GENERATOR_VERSION = 4
 #: Marker file of a complete dataset (written last).
 MARKER = "synthetic_dataset.json"
 FORMATS = ("jacquard", "cornell")

@@ -5,9 +5,16 @@ k = object k) and each object's image scale (pixels per metre at its depth). A c
 is a closing line (angle a, opening direction (d_row, d_col) = (-sin a, cos a), the project
 convention) and a pair of contacts on it. It is labelled positive when all of these hold:
 
-1. Contacts: both lie on the boundary of ONE object's *grippable* footprint (object pixels at
-   least :data:`SOLID_MIN_HEIGHT` above the table, so a mug's floor seen through its opening
-   is not a wall). Along the line the object is crossed by one or more runs; the contacts are
+1. Contacts: both lie on the boundary of ONE object's *grippable* footprint above a floor:
+   object pixels at least :data:`SOLID_MIN_HEIGHT` above the table (so a mug's floor seen
+   through its opening is not a wall) and, searched again, at least each of
+   :data:`SLICE_FRACTIONS` of the object's height: a part that floats above or beside lower
+   parts of the same object (a chair's upper legs, lying on its side, over and against its
+   lower ones) is then a footprint of its own, grasped across if the jaws clear everything
+   below it (rule 5 tests the lower parts as obstacles). Above the first floor each contact
+   must also be a step down of at least :data:`SLICE_MIN_STEP` (the object 1 and 2 px
+   beyond it that much below the floor), not where a sloped face crosses the floor. A grasp
+   found again on a higher floor (same angle, centre and opening to the pixel) is kept once. Along the line the object is crossed by one or more runs; the contacts are
    the outer ends of one run or of several consecutive runs of that object, with no other
    object in between. Several runs cover a gripper spanning a hole or notch (a ring grasped
    across, the arms of a U); a single run of a wall is a rim grasp (one jaw in the hole).
@@ -50,6 +57,10 @@ from utils.grasp import GraspRectangles, wrap_angle
 
 #: Object pixels lower than this (m) are not grippable walls (a mug's floor, thin plates).
 SOLID_MIN_HEIGHT: float = 0.008
+#: Further floors of the footprint search, as fractions of each object's height (rule 1).
+SLICE_FRACTIONS: tuple[float, ...] = (1 / 3, 2 / 3)
+#: A floor is searched only if it lies at least this far (m) above the one below it.
+SLICE_MIN_STEP: float = 0.01
 #: Wall height above the grasp height is looked for within this distance of a contact (m).
 CONTACT_DEPTH: float = 0.01
 #: Heights outside the analysed crop: forbidden for jaws.
@@ -116,7 +127,8 @@ class GraspLabels:
     on the -opening side. ``openings``: rectangle lengths (contact distance + 2 x clearance).
     ``jaw_px`` (N x J): each gripper jaw size in pixels at the grasp's object scale;
     ``jaw_ok`` (N x J): which of them are collision-free. ``objects``: label of the grasped
-    object (1-based, as the label image).
+    object (1-based, as the label image). ``floors``: the height (m) above which the object's
+    pixels formed the footprint the grasp was found on (rule 1 of the module doc).
     """
 
     centers: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
@@ -126,6 +138,7 @@ class GraspLabels:
     jaw_px: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     jaw_ok: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))
     objects: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    floors: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __len__(self) -> int:
         return len(self.centers)
@@ -139,6 +152,7 @@ class GraspLabels:
             self.jaw_px[index],
             self.jaw_ok[index],
             self.objects[index],
+            self.floors[index],
         )
 
     def rectangles(self, jaw: str | int = "all") -> GraspRectangles:
@@ -213,21 +227,56 @@ def find_grasps(
     labels = np.asarray(labels)
     solid = (labels > 0) & (heights >= SOLID_MIN_HEIGHT)
     solid_labels = np.where(solid, labels, 0).astype(np.uint8)
-    parts = [
-        _object_grasps(
-            heights,
-            solid_labels,
-            int(k),
-            float(px_per_m[int(k)]),
-            gripper,
-            angle_step,
-            row_spacing,
-            max_runs,
-        )
-        for k in np.unique(solid_labels)
-        if k > 0
-    ]
-    return _concat([p for p in parts if p is not None], len(gripper.jaw_sizes))
+    parts = []
+    for k in np.unique(solid_labels):
+        if k == 0:
+            continue
+        found = []
+        for floor in floors_of(float(heights[solid_labels == k].max())):
+            # Object k above its floor; the other objects' footprints as they are.
+            own = (solid_labels == k) & (heights >= floor)
+            level = np.where(own, solid_labels, np.where(solid_labels == k, 0, solid_labels))
+            g = _object_grasps(
+                heights,
+                level.astype(np.uint8),
+                int(k),
+                float(px_per_m[int(k)]),
+                gripper,
+                angle_step,
+                row_spacing,
+                max_runs,
+                floor,
+            )
+            if g is not None:
+                g.floors = np.full(len(g), floor)
+                found.append(g)
+        if found:
+            parts.append(_unique(_concat(found, len(gripper.jaw_sizes))))
+    return _concat(parts, len(gripper.jaw_sizes))
+
+
+def floors_of(top: float) -> list[float]:
+    """The floors (m) of an object ``top`` metres high: :data:`SOLID_MIN_HEIGHT`, then each of
+    :data:`SLICE_FRACTIONS` of ``top`` that lies :data:`SLICE_MIN_STEP` above the last."""
+    floors = [SOLID_MIN_HEIGHT]
+    for f in SLICE_FRACTIONS:
+        if f * top >= floors[-1] + SLICE_MIN_STEP:
+            floors.append(f * top)
+    return floors
+
+
+def _unique(labels: GraspLabels) -> GraspLabels:
+    """The grasps of one object once: a grasp found again on a higher floor (the same angle,
+    centre and opening to the nearest pixel) is dropped, so that a floor which changes
+    nothing adds nothing; order (floor by floor) is kept."""
+    if len(labels) < 2:
+        return labels
+    key = np.stack(
+        [np.round(labels.angles, 6), *np.round(labels.centers.T), np.round(labels.openings)],
+        axis=1,
+    )
+    _, first = np.unique(key, axis=0, return_index=True)
+    return labels.subset(np.sort(first))
 
 
 def _object_grasps(
@@ -239,8 +288,10 @@ def _object_grasps(
     angle_step: float,
     row_spacing: float,
     max_runs: int,
+    floor: float = SOLID_MIN_HEIGHT,
 ) -> GraspLabels | None:
-    """Grasps of object ``k`` (image scale ``s`` px per metre) among all objects' walls."""
+    """Grasps of object ``k`` (image scale ``s`` px per metre) among all objects' walls, on its
+    footprint above ``floor`` (m; ``solid_labels`` holds that footprint for object k)."""
     jaws_m = np.asarray(g.jaw_sizes, dtype=np.float64)
     # Crop around the object, padded by the farthest reach of a jaw; other objects inside the
     # crop take part in the collision tests.
@@ -352,6 +403,12 @@ def _object_grasps(
     wl = np.where(inner, hr[a2, r2, np.minimum(cl[:, None] + t, side - 1)], 0).max(axis=1)
     wr = np.where(inner, hr[a2, r2, np.maximum(cr[:, None] - t, 0)], 0).max(axis=1)
     ok &= np.minimum(wl, wr) >= zg + g.min_contact_height
+    if floor > SOLID_MIN_HEIGHT:
+        # Above the first floor a contact must be a step down, not where a sloped face crosses
+        # the floor: the object 1 and 2 px beyond it lies SLICE_MIN_STEP below the floor.
+        drop = floor - SLICE_MIN_STEP
+        for x in (cl - 1, cl - 2, cr + 1, cr + 2):
+            ok &= hr[ang, row, np.clip(x, 0, side - 1)] <= drop
     if not ok.any():
         return None
     ang, row, cl, cr, opening, zg = (x[ok] for x in (ang, row, cl, cr, opening, zg))
