@@ -14,9 +14,10 @@ convention) and a pair of contacts on it. It is labelled positive when all of th
    below it (rule 5 tests the lower parts as obstacles). Above the first floor each contact
    must also be a step down of at least :data:`SLICE_MIN_STEP` (the object 1 and 2 px
    beyond it that much below the floor), not where a sloped face crosses the floor. A grasp
-   found again on a higher floor (same angle, centre and opening to the pixel) is kept once. Along the line the object is crossed by one or more runs; the contacts are
-   the outer ends of one run or of several consecutive runs of that object, with no other
-   object in between. Several runs cover a gripper spanning a hole or notch (a ring grasped
+   found again on a higher floor (same angle, centre and opening to the pixel) is kept once.
+   Along the line the object is crossed by one or more runs; the contacts are the outer ends
+   of one run or of several consecutive runs of that object, with no other object in
+   between. Several runs cover a gripper spanning a hole or notch (a ring grasped
    across, the arms of a U); a single run of a wall is a rim grasp (one jaw in the hole).
 2. Opening: contact distance + 2 x clearance <= max opening (metric, via the object's scale).
 3. Reach: the grasp height is ``z_g = max(H - finger_length, table_clearance)`` where H is the
