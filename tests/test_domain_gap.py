@@ -215,3 +215,29 @@ def test_report_names_a_missing_folder(tmp_path):
     one_line_error(
         run_script("benchmarks/domain_gap.py", str(tmp_path / "empty")), "no Jacquard views found"
     )
+
+
+def test_label_agreement_recovers_the_generators_geometry_and_labels():
+    """benchmarks/label_agreement.py: a generated scene's depth and mask give back its height
+    field and scale, the labeller then gives back its labels, and labels match themselves."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import label_agreement as la
+
+    scene, placed = _box_scene(
+        [(0.12, 0.04, 0.05, (80.0, 90.0), 0.4), (0.06, 0.06, 0.03, (140.0, 130.0), 1.0)]
+    )
+    heights, labels, scale = la.real_geometry(scene.depth, scene.mask)
+    on = scene.mask
+    assert np.abs(heights[on] - scene.heights[on]).max() < 2e-3
+    ours = la.synthetic_labels.find_grasps(heights, labels, scale).rectangles("all")
+    truth = scene.grasp_labels.rectangles("all")
+    assert len(ours) > 10
+    # Objects come back in another order (by area), so compare the rectangles themselves.
+    assert la.matched(truth, ours).mean() > 0.95 and la.matched(ours, truth).mean() > 0.95
+    assert la.matched(truth, truth).all()
+    agreement = la.view_agreement(scene.depth, scene.mask, truth)
+    for counts in agreement.values():
+        assert counts["real_matched"] / counts["real"] > 0.95
