@@ -99,6 +99,11 @@ TEACHERS: dict[str, tuple[str | None, str, int]] = {
     "v3-table-kd3-ggcnn2": ("ggcnn2", "v3-table", 3),
 }
 TEACHERS["v3-table-kd3-long"] = TEACHERS["v3-table-kd3"]
+# The same students on generator v4, taught by v4-table runs.
+RECIPES["v4-table-kd3"] = RECIPES["v3-table-kd3"]
+RECIPES["v4-table-kd3-ggcnn2"] = RECIPES["v3-table-kd3"]
+TEACHERS["v4-table-kd3"] = (None, "v4-table", 3)
+TEACHERS["v4-table-kd3-ggcnn2"] = ("ggcnn2", "v4-table", 3)
 CUR_BENCHMARK = REPO / "data" / "benchmark" / f"synthetic_v{GENERATOR_VERSION}_n{BENCHMARK_IMAGES}"
 #: The v3 generator's benchmark, for runs of a later generator: does their figure fall there?
 V3_BENCHMARK = REPO / "data" / "benchmark" / f"synthetic_v3_n{BENCHMARK_IMAGES}"
