@@ -297,7 +297,11 @@ def main() -> None:
                 if run is None:
                     print(f"{recipe} {net} seed {seed}: no finished run, left out")
                     continue
-                rows.append({"seed": seed, **row(run, jacquard, args.v2_benchmark)})
+                try:
+                    rows.append({"seed": seed, **row(run, jacquard, args.v2_benchmark)})
+                except RuntimeError as e:  # a run restored from its record lacks a score
+                    print(f"{recipe} {net} seed {seed}: {e}; left out")
+                    continue
                 if args.json:
                     atomic_write_json(args.json, table | {net: table.get(net, {}) | {recipe: rows}})
             table.setdefault(net, {})[recipe] = rows
