@@ -17,7 +17,7 @@ compared with the rectangle metric (IoU > 0.25, angles within 30 degrees), both 
   places the real labels do not?).
 
 Per object and pooled over the views, for the labeller with its higher floors (generator v4)
-and with the first floor only (v3, ``SLICE_FRACTIONS = ()``). Jacquard's labels come from
+and with the first floor only (v3, ``slice_fractions=()``). Jacquard's labels come from
 simulated grasps on the full mesh and ours from a height field, so neither is expected to
 reach 100%; what counts is which one agrees with the real rows more, object by object.
 """
@@ -25,7 +25,6 @@ reach 100%; what counts is which one agrees with the real rows more, object by o
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import sys
@@ -52,16 +51,6 @@ from utils.image import load_depth, load_mask  # noqa: E402
 IOU = 0.25
 #: Labeller variants: name -> SLICE_FRACTIONS.
 VARIANTS = {"v4 (higher floors)": synthetic_labels.SLICE_FRACTIONS, "v3 (first floor)": ()}
-
-
-@contextlib.contextmanager
-def slice_fractions(fractions: tuple[float, ...]):
-    saved = synthetic_labels.SLICE_FRACTIONS
-    synthetic_labels.SLICE_FRACTIONS = tuple(fractions)
-    try:
-        yield
-    finally:
-        synthetic_labels.SLICE_FRACTIONS = saved
 
 
 def real_geometry(
@@ -104,10 +93,10 @@ def view_agreement(perfect: np.ndarray, mask: np.ndarray, real: GraspRectangles)
     heights, labels, scale = real_geometry(perfect, mask)
     res = {}
     for name, fractions in VARIANTS.items():
-        with slice_fractions(fractions):
-            t0 = time.perf_counter()
-            ours = synthetic_labels.find_grasps(heights, labels, scale).rectangles("all")
-            seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        found = synthetic_labels.find_grasps(heights, labels, scale, slice_fractions=fractions)
+        ours = found.rectangles("all")
+        seconds = time.perf_counter() - t0
         rec, prec = matched(real, ours), matched(ours, real)
         res[name] = {
             "real": len(real),

@@ -252,7 +252,7 @@ def test_rod_part_height_and_floating_rod_is_grasped_across():
     assert along.max() > 0.10 and along.min() < -0.10
 
 
-def test_upper_leg_over_a_lower_one_is_grasped_across(monkeypatch):
+def test_upper_leg_over_a_lower_one_is_grasped_across():
     """A chair on its side: a leg floating 12 cm up, its footprint touching the lower leg's
     on the table beside it. As one footprint the pair has no wall the jaws can hold (the
     lower leg is too low at the outer edge); on its own floor the upper leg is grasped
@@ -277,8 +277,7 @@ def test_upper_leg_over_a_lower_one_is_grasped_across(monkeypatch):
     # The first floor alone (generator v3) finds none across the upper leg.
     from utils.data import synthetic_labels as sl
 
-    monkeypatch.setattr(sl, "SLICE_FRACTIONS", ())
-    only_first = sl.find_grasps(scene.heights, scene.labels, [0.0, s])
+    only_first = sl.find_grasps(scene.heights, scene.labels, [0.0, s], slice_fractions=())
     across_upper = np.abs(only_first.openings / s - 2 * r - 2 * DEFAULT_GRIPPER.clearance) < 0.01
     assert not across_upper.any()
 

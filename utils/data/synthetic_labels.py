@@ -210,6 +210,7 @@ def find_grasps(
     angle_step: float = math.radians(15.0),
     row_spacing: float = 0.005,
     max_runs: int = 3,
+    slice_fractions: tuple[float, ...] = SLICE_FRACTIONS,
 ) -> GraspLabels:
     """All positive grasps of a height field (see the module doc for the rules).
 
@@ -221,6 +222,8 @@ def find_grasps(
         angle_step: spacing of the closing-line angles, radians (angles cover [-pi/2, pi/2)).
         row_spacing: spacing of parallel closing lines, metres (at least 1 pixel).
         max_runs: most consecutive runs of one object a grasp may span.
+        slice_fractions: the higher floors, as fractions of each object's height (rule 1;
+            ``()``: the first floor only, generator v3's labeller).
 
     Returns grasps ordered by object, then angle, then line, then run pair.
     """
@@ -233,34 +236,26 @@ def find_grasps(
         if k == 0:
             continue
         found = []
-        for floor in floors_of(float(heights[solid_labels == k].max())):
+        for floor in floors_of(float(heights[solid_labels == k].max()), slice_fractions):
             # Object k above its floor; the other objects' footprints as they are.
-            own = (solid_labels == k) & (heights >= floor)
-            level = np.where(own, solid_labels, np.where(solid_labels == k, 0, solid_labels))
+            level = solid_labels.copy()
+            level[(solid_labels == k) & (heights < floor)] = 0
             g = _object_grasps(
-                heights,
-                level.astype(np.uint8),
-                int(k),
-                float(px_per_m[int(k)]),
-                gripper,
-                angle_step,
-                row_spacing,
-                max_runs,
-                floor,
-            )
+                heights, level, int(k), float(px_per_m[int(k)]), gripper, angle_step,
+                row_spacing, max_runs, floor,
+            )  # fmt: skip
             if g is not None:
-                g.floors = np.full(len(g), floor)
                 found.append(g)
         if found:
             parts.append(_unique(_concat(found, len(gripper.jaw_sizes))))
     return _concat(parts, len(gripper.jaw_sizes))
 
 
-def floors_of(top: float) -> list[float]:
+def floors_of(top: float, fractions: tuple[float, ...] = SLICE_FRACTIONS) -> list[float]:
     """The floors (m) of an object ``top`` metres high: :data:`SOLID_MIN_HEIGHT`, then each of
-    :data:`SLICE_FRACTIONS` of ``top`` that lies :data:`SLICE_MIN_STEP` above the last."""
+    ``fractions`` of ``top`` that lies :data:`SLICE_MIN_STEP` above the last."""
     floors = [SOLID_MIN_HEIGHT]
-    for f in SLICE_FRACTIONS:
+    for f in fractions:
         if f * top >= floors[-1] + SLICE_MIN_STEP:
             floors.append(f * top)
     return floors
@@ -490,6 +485,7 @@ def _object_grasps(
         jaw_px=np.broadcast_to(jaw_px, (n_ok, len(jaw_px))).copy(),
         jaw_ok=jaw_ok[ok],
         objects=np.full(n_ok, k, dtype=np.int64),
+        floors=np.full(n_ok, floor),
     )
 
 
