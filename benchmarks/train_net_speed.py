@@ -2,7 +2,7 @@
 how much of a step waits for data with each worker and thread count.
 
     python benchmarks/train_net_speed.py                         # both tables, this machine
-    python benchmarks/train_net_speed.py --tables paths --networks ggcnn2
+    python benchmarks/train_net_speed.py --tables paths --networks ggcnn2 --compile
     python benchmarks/train_net_speed.py --tables loader --workers 0 1 2 --threads 1 2
 
 Every figure is two runs of the same command, ``--long`` and ``--short`` optimiser steps of one
@@ -11,7 +11,9 @@ epoch (default synthetic set, 224 px, batch 8, seed 0): images/s = (long - short
 validation and saving cancel out. "data
 wait": the share of the long run's step loop spent waiting for the next batch (train_net's
 epoch line). *paths*: plain eager NCHW fp32 (``--amp off --channels-last off``, the baseline),
-fp32 + channels_last, and the defaults (``--amp auto --channels-last auto``), per network;
+fp32 + channels_last, the defaults (``--amp auto --channels-last auto``) and, with
+``--compile``, the defaults plus ``--compile`` (torch.compile; its compile time is in both runs
+and cancels out of the rate, so the table also gives the short run's epoch seconds), per network;
 *loader*: GG-CNN2 with the defaults except ``--num-workers`` / ``--threads``, against the
 default rule (``utils/cli.resolve_workers_threads``). Run it on an idle machine.
 """
@@ -62,24 +64,34 @@ def timed_run(flags: list[str], batches: int, workdir: Path) -> tuple[float, flo
     return float(epoch.group(1)), (int(wait.group(1)) / 100 if wait else None)
 
 
-def images_per_second(flags: list[str], args: argparse.Namespace) -> tuple[float, float | None]:
+def images_per_second(
+    flags: list[str], args: argparse.Namespace
+) -> tuple[float, float | None, float]:
+    """Training images/s, the long run's data-wait share and the short run's epoch seconds."""
     with tempfile.TemporaryDirectory() as tmp:
         short, _ = timed_run(flags, args.short, Path(tmp))
         long, wait = timed_run(flags, args.long, Path(tmp))
-    return (args.long - args.short) * 8 / max(long - short, 1e-9), wait
+    return (args.long - args.short) * 8 / max(long - short, 1e-9), wait, short
 
 
 def paths_table(args: argparse.Namespace) -> None:
     auto = resolve_precision("auto", "auto", torch.device("cpu")).describe()
-    print(f"\n| network | path | train_net img/s | speed-up | data wait |   (auto = {auto})")
-    print("|---|---|---:|---:|---:|")
+    paths = dict(PATHS)
+    if args.compile:
+        paths["defaults + --compile"] = ["--compile"]
+    print(f"\n(auto = {auto}; short run = {args.short} steps, start-up and compile included)")
+    print("\n| network | path | train_net img/s | speed-up | data wait | short run s |")
+    print("|---|---|---:|---:|---:|---:|")
     for net in args.networks:
         base = None
-        for label, flags in PATHS.items():
-            rate, wait = images_per_second([*NETWORKS[net], *flags], args)
+        for label, flags in paths.items():
+            rate, wait, short = images_per_second([*NETWORKS[net], *flags], args)
             base = base or rate
             shown = "–" if wait is None else f"{wait:.0%}"
-            print(f"| {net} | {label} | {rate:.1f} | {rate / base:.2f}x | {shown} |", flush=True)
+            print(
+                f"| {net} | {label} | {rate:.1f} | {rate / base:.2f}x | {shown} | {short:.1f} |",
+                flush=True,
+            )
 
 
 def loader_table(args: argparse.Namespace) -> None:
@@ -91,7 +103,7 @@ def loader_table(args: argparse.Namespace) -> None:
     if rule not in combos:
         combos.append(rule)
     for w, t in combos:
-        rate, wait = images_per_second(
+        rate, wait, _ = images_per_second(
             [*NETWORKS["ggcnn2"], "--num-workers", str(w), "--threads", str(t)], args
         )
         tag = " (rule)" if (w, t) == rule else ""
@@ -105,6 +117,7 @@ def main() -> None:
     p.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
     p.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--compile", action="store_true", help="also the defaults + --compile")
     p.add_argument("--short", type=int, default=5, help="steps of the shorter run")
     p.add_argument("--long", type=int, default=35, help="steps of the longer run")
     args = p.parse_args()

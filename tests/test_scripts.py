@@ -22,10 +22,10 @@ def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("scripts")
 
 
-def epoch_losses(text: str) -> dict[int, float]:
-    return {
-        int(e): float(v) for e, v in re.findall(r"epoch (\d+)/\d+ \| train_loss ([\d.e-]+)", text)
-    }
+def epoch_losses(text: str, which: str = "train_loss") -> dict[int, float]:
+    """{epoch: loss} from train_net's epoch lines; ``which`` is train_loss or val_loss."""
+    pattern = rf"epoch (\d+)/\d+ \|.*?\b{which} ([\d.e-]+)"
+    return {int(e): float(v) for e, v in re.findall(pattern, text)}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def trained_run(workdir) -> tuple[Path, str]:
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         args = train_net.parse_args(
-            tiny_args(workdir, "--network", "ggcnn", "--epochs", "3", "--lr", "3e-3",
+            tiny_args(workdir, "--network", "ggcnn", "--epochs", "3", "--lr", "1e-3",
                       "--description", "tiny", "--vis")
         )  # fmt: skip
         train_net.main(args)
@@ -55,9 +55,11 @@ def test_training_writes_run_folder_and_lowers_loss(trained_run):
     ckpt = load_checkpoint(run / "last.pt")
     assert {"model", "optimizer", "scheduler", "epoch", "args", "metrics", "network"} <= set(ckpt)
     assert ckpt["epoch"] == 3 and ckpt["network"]["name"] == "ggcnn"
-    losses = epoch_losses(out)
-    assert sorted(losses) == [1, 2, 3]
-    assert losses[3] < losses[1]
+    assert sorted(epoch_losses(out)) == [1, 2, 3]
+    # The validation set is the same every epoch; an epoch's training loss (3 batches of 4) is
+    # dominated by which images share a batch, so it need not fall in 9 steps.
+    val = epoch_losses(out, "val_loss")
+    assert val[3] < val[2] < val[1]
     summary = json.loads((run / "test_results.json").read_text())["summary"]
     assert summary["test_images"] > 0 and 0.0 <= summary["test_success"] <= 1.0
 
@@ -66,7 +68,7 @@ def test_resume_continues_at_saved_epoch(trained_run, capsys):
     run, _ = trained_run
     # Only --resume and a new epoch count: the network, data and split come from the run.
     args = train_net.parse_args(["--resume", str(run / "last.pt"), "--epochs", "4"])
-    assert args.network == "ggcnn" and args.input_size == 64 and args.lr == 3e-3
+    assert args.network == "ggcnn" and args.input_size == 64 and args.lr == 1e-3
     train_net.main(args)
     out = capsys.readouterr().out
     assert "resuming at epoch 4" in out

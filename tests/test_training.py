@@ -291,8 +291,11 @@ def test_fast_bf16_needs_the_instructions_and_a_faster_matrix_product(monkeypatc
     assert not check(True, False, fp32_s=0.024, bf16_s=0.032)  # Intel, AVX512-BF16, no AMX
     assert check(True, True, fp32_s=0.01, bf16_s=1.0)  # AMX: not timed
     assert not check(False, False, fp32_s=1.0, bf16_s=0.01)  # no instructions: emulated
-    # The real timing leaves the random stream where it was.
+    # The real timing leaves the random stream where it was (small products: a CPU without
+    # bf16 units emulates them, 24 s at the real size).
     monkeypatch.undo()
+    real = prec.matmul_seconds
+    monkeypatch.setattr(prec, "matmul_seconds", lambda dtype: real(dtype, n=128))
     monkeypatch.setattr(prec, "cpu_has_bf16_instructions", lambda: True)
     monkeypatch.setattr(prec, "_has_amx", lambda: False)
     prec.cpu_has_fast_bf16.cache_clear()
