@@ -41,7 +41,7 @@ import models.ggcnn  # noqa: E402
 import models.ggcnn2  # noqa: E402
 from models import count_parameters, get_network  # noqa: E402
 from utils.optim import build_optimizer  # noqa: E402
-from utils.precision import Precision, resolve_precision  # noqa: E402
+from utils.precision import Precision, cpu_has_bf16_instructions, resolve_precision  # noqa: E402
 from utils.training import backward_and_step  # noqa: E402
 
 CONFIGS = {
@@ -142,13 +142,14 @@ def time_infer(model, precision, device, batch: int, size: int, repeats: int) ->
     return 1000 * median_seconds(forward, device, repeats) / batch
 
 
-def paths(device: torch.device) -> dict[str, Precision]:
-    """The numeric paths worth timing on ``device``; the first is the baseline."""
+def paths(device: torch.device, with_bf16: bool = True) -> dict[str, Precision]:
+    """The numeric paths worth timing on ``device``; the first is the baseline. ``with_bf16``:
+    also the CPU's bf16 paths (emulated, about 10x slower than fp32, without bf16 units)."""
     out = {"fp32 NCHW (plain)": resolve_precision("off", "off", device),
            "fp32 + channels_last": resolve_precision("off", "on", device)}  # fmt: skip
     if device.type == "cuda":
         out["AMP + channels_last"] = resolve_precision("auto", "on", device)
-    else:
+    elif with_bf16:
         out["bf16 NCHW"] = resolve_precision("bf16", "off", device)
         out["bf16 + channels_last"] = resolve_precision("bf16", "on", device)
     return out
@@ -163,6 +164,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--compile", action="store_true", help="also time torch.compile of auto")
+    p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                   help="time the CPU's bf16 paths (auto: where the CPU has bf16 instructions)")  # fmt: skip
     p.add_argument("--previous-layers", action="store_true",
                    help="also time the GG-CNNs with their previous layers (the reference)")  # fmt: skip
     p.add_argument("--profile", action="store_true",
@@ -181,15 +184,18 @@ def main() -> None:
             profile_step(name, resolve_precision("auto", "auto", device), device, args)
         return
     auto = resolve_precision("auto", "auto", device)
+    with_bf16 = args.bf16 == "on" or (args.bf16 == "auto" and cpu_has_bf16_instructions())
     rate = {None: matmul_gflops(torch.float32, device)}
     rate[auto.dtype] = rate[None] if auto.dtype is None else matmul_gflops(auto.dtype, device)
-    if device.type == "cpu" and torch.bfloat16 not in rate:
+    if device.type == "cpu" and with_bf16 and torch.bfloat16 not in rate:
+        # Without bf16 units this product is emulated on one thread: minutes at 2048^2.
         rate[torch.bfloat16] = matmul_gflops(torch.bfloat16, device)
     rates = ", ".join(f"{describe_dtype(k)} {v:.0f}" for k, v in rate.items())
     print(
         f"{device} ({torch.get_num_threads()} threads), {args.size} px, batch {args.batch_size}, "
         f"median of {args.repeats} steps; matrix product (2048^2) GFLOP/s: {rates}; "
-        f"auto = {auto.describe()}"
+        f"auto = {auto.describe()}",
+        flush=True,
     )
     for name in args.models:
         net, kw = CONFIGS[name]
@@ -202,12 +208,12 @@ def main() -> None:
         )
         print("|---|---:|---:|---:|---:|---:|")
         base_tr = base_inf = None
-        timed = [(label, prec, False) for label, prec in paths(device).items()]
+        timed = [(label, prec, False) for label, prec in paths(device, with_bf16).items()]
         if args.compile:
             timed.append(("auto + torch.compile", auto, False))
         if args.previous_layers and net in ("ggcnn", "ggcnn2"):
             timed += [(f"{label}, previous layers", prec, True)
-                      for label, prec in paths(device).items()]  # fmt: skip
+                      for label, prec in paths(device, with_bf16).items()]  # fmt: skip
         for label, prec, previous in timed:
             torch.manual_seed(0)
             model = get_network(net, **kw)
