@@ -51,6 +51,16 @@ def test_angle_smoothing_does_not_average_across_the_wrap():
     assert np.all(angle_difference(ang, math.pi / 2) < 0.06)
 
 
+def test_unsmoothed_angle_is_half_the_atan2_of_the_maps():
+    # Every quadrant and the wrap: the decoded angle is atan2(sin, cos) / 2 in [-pi/2, pi/2].
+    rng = np.random.default_rng(0)
+    c, s = rng.normal(size=(2, 3, 20, 20)).astype(np.float32)
+    _, ang, _ = post_process_output(c, c, s, c, sigma=(0, 0, 0))
+    assert ang.dtype == np.float32 and ang.shape == (3, 20, 20)
+    assert np.allclose(ang, 0.5 * np.arctan2(s, c), atol=1e-6)
+    assert np.all(np.abs(ang) <= math.pi / 2 + 1e-6)
+
+
 def test_batch_and_torch_inputs():
     grasps = [Grasp((30, 30), 0.2, 30, 10), Grasp((60, 40), -1.2, 40, 10)]
     ys = np.stack([target_for([g])[1] for g in grasps])  # N x 4 x H x W
