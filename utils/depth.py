@@ -20,6 +20,7 @@ pixel noise (sigma up to 3 mm) on 50%; 1 to 4 holes, filled as inpainting fills 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -72,6 +73,20 @@ def _normalised_coords(shape: tuple[int, int], f: float) -> tuple[np.ndarray, np
     return xp, yp
 
 
+@functools.lru_cache(maxsize=16)
+def _grid_design(shape: tuple[int, int], f: float, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fit's design for every ``step``-th pixel: (1, x', y') as a 3 x n matrix and the six
+    distinct products of its rows (1, x', y', x'x', x'y', y'y') as 6 x n; read-only, cached
+    (one per input size: a training item fits a plane per read)."""
+    xp, yp = _normalised_coords(shape, f)
+    xp, yp = xp[0, ::step], yp[::step, 0]
+    x, y = np.tile(xp, yp.size), np.repeat(yp, xp.size)
+    a = np.stack([np.ones(x.size), x, y])
+    outer = np.stack([a[0], x, y, x * x, x * y, y * y])
+    a.flags.writeable = outer.flags.writeable = False
+    return a, outer
+
+
 def fit_table(
     depth: np.ndarray,
     table: np.ndarray | None = None,
@@ -92,23 +107,26 @@ def fit_table(
     # Only the grid is fitted: subsample before converting (a training item fits one per read).
     grid = (slice(None, None, step), slice(None, None, step))
     z = d[grid].astype(np.float64).ravel()
-    xp, yp = _normalised_coords(d.shape, f)
-    xp, yp = xp[0, ::step], yp[::step, 0]
-    a = np.stack([np.ones(z.size), np.tile(xp, yp.size), np.repeat(yp, xp.size)])  # 3 x n
+    a, outer = _grid_design(d.shape, f, step)
     valid = np.isfinite(z) & (z > 0)
     if table is not None:
         valid &= np.asarray(table, dtype=bool)[grid].ravel()
+    inv_z = np.zeros_like(z)
+    np.divide(1.0, z, out=inv_z, where=valid)
+    a_inv_z = a * inv_z  # 3 x n
     keep, p = valid, None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv_z = 1.0 / z
     for _ in range(iterations):
-        if keep.sum() < 3:
+        w = keep.astype(np.float64)
+        if w.sum() < 3:
             break
-        ak = a[:, keep]
-        try:  # the 3 x 3 normal equations: well conditioned for (1, x', y'), 3x faster
-            p = np.linalg.solve(ak @ ak.T, ak @ inv_z[keep])
+        # The normal equations as weighted sums over the grid (weights: the kept pixels): the
+        # same 3 x 3 system as indexing the kept columns, without copying them.
+        m = (outer @ w)[[0, 1, 2, 1, 3, 4, 2, 4, 5]].reshape(3, 3)
+        rhs = a_inv_z @ w
+        try:  # well conditioned for (1, x', y'), 3x faster than lstsq
+            p = np.linalg.solve(m, rhs)
         except np.linalg.LinAlgError:  # degenerate pixels (all on one line)
-            p = np.linalg.lstsq(ak.T, inv_z[keep], rcond=None)[0]
+            p = np.linalg.lstsq(a[:, keep].T, inv_z[keep], rcond=None)[0]
         with np.errstate(divide="ignore", invalid="ignore"):
             plane = 1.0 / (p @ a)
         keep = valid & (z >= plane - OBJECT_MARGIN) & (z <= plane + BELOW_MARGIN)
