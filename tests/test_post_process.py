@@ -144,3 +144,65 @@ def test_batched_evaluation_equals_image_by_image():
     assert tuple(batched[3].grasps[0].center) == (0, 5)
     assert tuple(batched[4].grasps[0].center) == (0, 0)
     assert sum(r.success for r in batched) > 0  # the comparison saw successes too
+
+
+@pytest.mark.parametrize("sigma", [0.0, 1.0, 2.0, 3.5])
+def test_smoothing_at_a_pixel_equals_the_smoothed_map_there(sigma):
+    """smooth_at reads the blurred map at one pixel per map, borders (reflected) and maps
+    smaller than the kernel included."""
+    from utils.post_process import smooth_at, smooth_maps
+
+    rng = np.random.default_rng(1)
+    for shape in [(6, 40, 52), (3, 7, 5)]:
+        x = rng.normal(size=shape).astype(np.float32)
+        full = smooth_maps(x, sigma)
+        for r, c in [(0, 0), (shape[1] - 1, shape[2] - 1), (0, shape[2] - 1), (3, 2)]:
+            pts = np.tile([r, c], (len(x), 1))
+            np.testing.assert_allclose(smooth_at(x, pts, sigma), full[:, r, c], atol=2e-6)
+        pts = np.stack([rng.integers(0, shape[1], len(x)), rng.integers(0, shape[2], len(x))], 1)
+        np.testing.assert_allclose(
+            smooth_at(x, pts, sigma), full[np.arange(len(x)), pts[:, 0], pts[:, 1]], atol=2e-6
+        )
+
+
+def test_raw_batch_evaluation_equals_decoding_whole_maps():
+    """evaluate_raw_batch (the angle and opening decoded at the peak only) gives the results
+    of post_process_output + evaluate_batch: grasps, IoUs and decisions; flat, sub-threshold
+    and NaN maps included."""
+    from utils.evaluation import evaluate_batch, evaluate_raw_batch
+    from utils.post_process import decode_at
+
+    rng = np.random.default_rng(2)
+    n, size = 24, 64
+    grasps = [
+        [Grasp(tuple(rng.uniform(10, 54, 2)), rng.uniform(-1.5, 1.5), rng.uniform(12, 40), 10)]
+        for _ in range(n)
+    ]
+    targets = [target_for(g, size) for g in grasps]
+    raw = np.stack([y for _, y in targets]) + rng.normal(0, 0.1, (n, 4, size, size))
+    raw = raw.astype(np.float32)
+    raw[1] = 0.5  # flat
+    raw[2, 0] *= 0.1  # under the threshold
+    raw[3, 1, 5, 5] = np.nan
+    gts = [gt for gt, _ in targets]
+    whole = evaluate_batch(*post_process_output(*raw.transpose(1, 0, 2, 3)), gts)
+    fast = evaluate_raw_batch(raw, gts)
+    for a, b in zip(whole, fast, strict=True):
+        assert a.success == b.success
+        assert a.best_iou == pytest.approx(b.best_iou, abs=1e-5)
+        assert len(a.grasps) == len(b.grasps)
+        for ga, gb in zip(a.grasps, b.grasps, strict=True):
+            assert tuple(ga.center) == tuple(gb.center)
+            assert ga.angle == pytest.approx(gb.angle, abs=1e-5)
+            assert ga.length == pytest.approx(gb.length, rel=1e-5)
+    assert sum(r.success for r in fast) > n // 2  # the comparison saw successes
+    # decode_at is post_process_output read at the points
+    q, ang, wid = post_process_output(*raw.transpose(1, 0, 2, 3))
+    pts = np.stack([rng.integers(0, size, n), rng.integers(0, size, n)], 1)
+    a, w = decode_at(raw[:, 1], raw[:, 2], raw[:, 3], pts)
+    i = np.arange(n)
+    ok = np.isfinite(ang[i, pts[:, 0], pts[:, 1]])
+    np.testing.assert_allclose(a[ok], ang[i, pts[:, 0], pts[:, 1]][ok], atol=1e-5)
+    np.testing.assert_allclose(w[ok], wid[i, pts[:, 0], pts[:, 1]][ok], rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match=r"\(N, 4, H, W\)"):
+        evaluate_raw_batch(raw[:, :3], gts)

@@ -11,8 +11,14 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from utils.grasp import DEFAULT_ANGLE_THRESHOLD, Grasp, GraspRectangles, max_iou_per_image
-from utils.post_process import detect_grasps
+from utils.grasp import (
+    DEFAULT_ANGLE_THRESHOLD,
+    WIDTH_SCALE,
+    Grasp,
+    GraspRectangles,
+    max_iou_per_image,
+)
+from utils.post_process import decode_at, detect_grasps, smooth_maps
 from utils.stats import format_rate, wilson_interval
 
 
@@ -97,11 +103,60 @@ def evaluate_batch(
             for i in range(len(q))
         ]  # fmt: skip
     points, ok = top_peaks(q, threshold)
+    rows, cols = points[:, 0], points[:, 1]
+    at = np.arange(len(q))
+    lengths = width[at, rows, cols] if width is not None else np.full(len(q), 60.0)
+    return _score_peaks(
+        points, ok, q[at, rows, cols], angle[at, rows, cols], lengths, gts,
+        iou_threshold, angle_threshold, jaw_ratio,
+    )  # fmt: skip
+
+
+def evaluate_raw_batch(
+    raw: np.ndarray,
+    gts: list[GraspRectangles | np.ndarray],
+    width_scale: float = WIDTH_SCALE,
+    sigma: tuple[float, float, float] = (2.0, 2.0, 1.0),
+    iou_threshold: float = 0.25,
+    angle_threshold: float = DEFAULT_ANGLE_THRESHOLD,
+    threshold: float = 0.2,
+    jaw_ratio: float = 0.5,
+) -> list[ImageResult]:
+    """Raw network maps (N x 4 x H x W: quality, cos 2a, sin 2a, opening / ``width_scale``)
+    straight to one scored grasp per image: the results of
+    ``evaluate_batch(*post_process_output(...), gts)``, but only the quality map is smoothed
+    whole; angle and opening are smoothed at each image's peak alone
+    (:func:`utils.post_process.decode_at`), which is most of the post-processing's cost.
+    Values agree within float32 rounding (tests/test_post_process.py)."""
+    raw = np.asarray(raw, dtype=np.float32)
+    if raw.ndim != 4 or raw.shape[1] != 4:
+        raise ValueError(f"expected raw maps of shape (N, 4, H, W), got {raw.shape}")
+    q = smooth_maps(np.ascontiguousarray(raw[:, 0]), sigma[0])
+    points, ok = top_peaks(q, threshold)
+    angles, lengths = decode_at(raw[:, 1], raw[:, 2], raw[:, 3], points, width_scale, sigma[1:])
+    quality = q[np.arange(len(q)), points[:, 0], points[:, 1]]
+    return _score_peaks(
+        points, ok, quality, angles, lengths, gts, iou_threshold, angle_threshold, jaw_ratio
+    )
+
+
+def _score_peaks(
+    points: np.ndarray,
+    ok: np.ndarray,
+    quality: np.ndarray,
+    angles: np.ndarray,
+    lengths: np.ndarray,
+    gts: list[GraspRectangles | np.ndarray],
+    iou_threshold: float,
+    angle_threshold: float,
+    jaw_ratio: float,
+) -> list[ImageResult]:
+    """One grasp per image from its peak (``ok``: it has one) and the decoded values there,
+    scored against every image's rectangles in one pass."""
     found: list[Grasp | None] = []
-    for i, ((r, c), has) in enumerate(zip(points, ok, strict=True)):
-        length = float(width[i, r, c]) if width is not None else 60.0
+    for (r, c), has, qv, a, length in zip(points, ok, quality, angles, lengths, strict=True):
         found.append(
-            Grasp((r, c), float(angle[i, r, c]), length, length * jaw_ratio, quality=float(q[i, r, c]))
+            Grasp((r, c), float(a), float(length), float(length) * jaw_ratio, quality=float(qv))
             if has else None
         )  # fmt: skip
     # Every image's IoUs in one pass: the same values as evaluate_grasps, image by image.

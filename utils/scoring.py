@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from models import GRASP_MAP_NAMES, grasp_map_loss
 from utils.checkpoint import unwrap
 from utils.distributed import all_gather_object, reduce_sum
-from utils.evaluation import EvaluationResults, evaluate_batch
+from utils.evaluation import EvaluationResults, evaluate_batch, evaluate_raw_batch
 from utils.grasp import WIDTH_SCALE
 from utils.logger import RunLogger
 from utils.post_process import post_process_output
@@ -124,12 +124,21 @@ def evaluate(
             total_loss, terms = grasp_map_loss(pred, batch["y"].to(device))
             loss_sums.add({"loss": total_loss, **terms}, len(x))
         pred_cpu = pred.cpu()
-        q, ang, wid = post_process_output(
-            pred_cpu[:, 0], pred_cpu[:, 1], pred_cpu[:, 2], pred_cpu[:, 3], width_scale=width_scale
-        )
-        image_results = evaluate_batch(
-            q, ang, wid, list(batch["gt"]), n_grasps=n_grasps, iou_threshold=iou_threshold
-        )
+        maps: tuple[np.ndarray, ...] | None = None
+        if n_grasps == 1 and on_batch is None and len(examples) >= n_examples:
+            # Nothing needs whole decoded maps: decode at each image's peak only.
+            image_results = evaluate_raw_batch(
+                pred_cpu.float().numpy(), list(batch["gt"]), width_scale,
+                iou_threshold=iou_threshold,
+            )  # fmt: skip
+        else:
+            maps = post_process_output(
+                pred_cpu[:, 0], pred_cpu[:, 1], pred_cpu[:, 2], pred_cpu[:, 3],
+                width_scale=width_scale,
+            )  # fmt: skip
+            image_results = evaluate_batch(
+                *maps, list(batch["gt"]), n_grasps=n_grasps, iou_threshold=iou_threshold
+            )
         for i, res in enumerate(image_results):
             results.add(sample_id(int(batch["index"][i])), res)
         t2 = time.perf_counter()
@@ -141,8 +150,11 @@ def evaluate(
             sums["_post_s"] += t2 - t1
             sums["_timed"] += len(x)
         sums["_seen"] += len(x)
+        if maps is None:
+            continue
+        q, ang, wid = maps
         if on_batch is not None:
-            on_batch(batch, pred_cpu, (q, ang, wid), image_results)
+            on_batch(batch, pred_cpu, maps, image_results)
         for i in range(min(len(x), n_examples - len(examples))):
             examples.append(
                 {
