@@ -42,6 +42,23 @@ def test_same_width_scale_on_both_sides():
         assert wid[40, 50] == pytest.approx(80, rel=1e-5)
 
 
+def test_negative_opening_is_no_grasp():
+    """The width head has no activation: a negative opening drew the same rectangle as its
+    absolute value (both half-extents flip) and scored as a hit. It decodes to 0 instead, a
+    grasp of no area, on both the whole-map and the at-the-peak paths."""
+    from utils.evaluation import evaluate_raw_batch
+
+    g = Grasp((32, 32), 0.3, 40, 20)
+    gt, y = target_for([g], 64)
+    assert evaluate_raw_batch(y[None], [gt])[0].success  # the true maps hit
+    y[3] *= -1.0
+    _, _, wid = post_process_output(*y)
+    assert wid.min() == 0.0
+    (res,) = evaluate_raw_batch(y[None], [gt])
+    assert not res.success and res.best_iou == 0.0 and res.grasps[0].length == 0.0
+    assert not calculate_iou_match(*post_process_output(*y)[:2], gt, width=wid)
+
+
 def test_angle_smoothing_does_not_average_across_the_wrap():
     # Left half just below +pi/2, right half just above -pi/2: the same physical grasp angle.
     a = np.full((32, 32), math.pi / 2 - 0.05, dtype=np.float32)

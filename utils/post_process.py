@@ -88,7 +88,8 @@ def decode_at(
     sa, sw = sigma
     c, s = smooth_at(cos, points, sa), smooth_at(sin, points, sa)
     angle = 0.5 * torch.atan2(torch.from_numpy(s), torch.from_numpy(c)).numpy()
-    return angle.astype(np.float32), smooth_at(width, points, sw) * np.float32(width_scale)
+    opening = np.maximum(smooth_at(width, points, sw) * np.float32(width_scale), 0.0)
+    return angle.astype(np.float32), opening
 
 
 def post_process_output(
@@ -102,8 +103,10 @@ def post_process_output(
     """Decode raw network maps into (quality, angle, opening) numpy maps.
 
     - angle = atan2(sin 2a, cos 2a) / 2, radians in [-pi/2, pi/2], CCW on screen;
-    - opening = width map * ``width_scale`` (pixels): pass the scale the targets were encoded
-      with (both sides default to :data:`utils.grasp.WIDTH_SCALE`);
+    - opening = width map * ``width_scale`` (pixels), at least 0: pass the scale the targets
+      were encoded with (both sides default to :data:`utils.grasp.WIDTH_SCALE`). The width
+      head has no activation; a negative opening would draw the same rectangle as its
+      absolute value (both half-extents flip), so it is clamped to 0, a grasp of no area;
     - Gaussian smoothing with ``sigma`` = (quality, angle, opening) in pixels. The angle is
       smoothed through its cos/sin components before the atan2, so smoothing never averages
       across the +-pi/2 wrap. A sigma of 0 skips that map.
@@ -118,7 +121,7 @@ def post_process_output(
     # on an AVX2-only EPYC); the same angles within float32 rounding.
     ang = torch.atan2(torch.from_numpy(smooth_maps(s, sa)), torch.from_numpy(smooth_maps(c, sa)))
     ang = ang.mul_(0.5).numpy()
-    w_out = smooth_maps(w * width_scale, sw)
+    w_out = np.maximum(smooth_maps(w * width_scale, sw), 0.0)
     out = tuple(m.astype(np.float32, copy=False) for m in (q_out, ang, w_out))
     return out if batched else tuple(x[0] for x in out)
 
