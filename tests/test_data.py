@@ -355,6 +355,33 @@ def test_cornell_crops(crop: str, cache_dir: Path) -> None:
     np.testing.assert_allclose(transform_points(ds.warp_matrix(0), expected), [47.5, 47.5])
 
 
+def test_cornell_crop_size_flag_gives_ggcnn_geometry(cache_dir: Path) -> None:
+    """--cornell-crop labels --cornell-crop-size 300 --input-size 300: GG-CNN's own view, a
+    300 px square of the frame at its native scale, centred on the labels and kept inside."""
+    import argparse
+
+    from utils.cli import add_data_args
+    from utils.data.build import dataset_from_args
+
+    p = argparse.ArgumentParser()
+    add_data_args(p)
+    flags = ["--dataset", "cornell", "--dataset-path", str(_need(CORNELL)), "--input-size", "300"]
+    args = p.parse_args(flags + ["--cornell-crop", "labels", "--cornell-crop-size", "300"])
+    args.cache_dir = str(cache_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = dataset_from_args(args, augment=False)
+        default = dataset_from_args(p.parse_args(flags + ["--cache-dir", str(cache_dir)]), False)
+    assert ds.crop_size(0) == 300 and default.crop_size(0) == 400
+    m = ds.warp_matrix(0)
+    np.testing.assert_allclose(m[:, :2], np.eye(2), atol=1e-9)  # no resize
+    c = ds.load_grasps(0).center  # GG-CNN: top-left = clamp(centre - 150, 0, frame - 300)
+    top = min(max(round(c[0]) - 150, 0), 480 - 300)
+    assert abs(-m[0, 2] - top) <= 1.0
+    with pytest.raises(SystemExit):
+        p.parse_args(flags + ["--cornell-crop-size", "0"])
+
+
 def test_cornell_nan_rectangles_dropped(tmp_path: Path) -> None:
     src = _need(CORNELL)
     for name in ("pcd0132cpos.txt", "pcd0165cpos.txt"):

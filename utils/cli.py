@@ -101,6 +101,13 @@ def positive_int(v: str) -> int:
     return n
 
 
+def positive_float(v: str) -> float:
+    x = float(v)
+    if not 0 < x < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {v}")
+    return x
+
+
 def non_negative_int(v: str) -> int:
     n = int(v)
     if n < 0:
@@ -172,6 +179,13 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         help="Cornell crop: image centre, or the old label-centred crop (peeks at labels)",
     )
     g.add_argument(
+        "--cornell-crop-size",
+        type=positive_float,
+        default=400.0,
+        help="Cornell: side of the square cut from the 480 x 640 frame, source pixels, resized "
+        "to --input-size (GG-CNN's own: 300 at --input-size 300, no resize)",
+    )
+    g.add_argument(
         "--cache-dir", default=None, help="cache of decoded images (default: data/cache)"
     )
     g.add_argument(
@@ -208,7 +222,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 DATA_FLAGS = (
     "dataset", "dataset_path", "use_depth", "use_rgb", "input_size", "depth_type", "split",
     "split_by", "val_split", "ds_rotate", "folds", "fold", "split_seed", "cornell_crop",
-    "object_map", "synthetic_scenes", "depth_norm",
+    "cornell_crop_size", "object_map", "synthetic_scenes", "depth_norm",
 )  # fmt: skip
 
 

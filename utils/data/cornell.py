@@ -7,9 +7,10 @@ Crop placement (``crop=``):
 
 - ``"center"`` (default): a fixed ``crop_size`` square (400 px) centred on the image centre,
   resized to ``output_size``. It uses no labels, so it is the same at test time as on a robot.
-- ``"labels"``: GG-CNN's crop, centred on the mean corner of the ground-truth rectangles
-  (clamped to stay inside the image). It peeks at the labels to place the view, which makes
-  evaluation easier than deployment; kept to reproduce published GG-CNN numbers.
+- ``"labels"``: GG-CNN's crop placement, centred on the mean corner of the ground-truth
+  rectangles (clamped to stay inside the image). It peeks at the labels to place the view,
+  which makes evaluation easier than deployment; kept to reproduce published GG-CNN numbers,
+  whose square is 300 source pixels at a 300 px input (``crop_size=300``, no resize).
 
 Object ids: Cornell has 885 images of about 244 objects, each photographed in a few
 consecutive images. With ``object_map=FILE`` (lines ``pcdXXXX objectid``; the image may also
