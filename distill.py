@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     # The student sees the teacher's depth normalisation unless told otherwise.
     parser.set_defaults(depth_norm=None)
-    args = harness.parse_training_args(parser, argv)
+    args = harness.parse_training_args(parser, argv, script="distill.py")
     if not args.teacher:
         parser.error("--teacher is required: a checkpoint written by train_net.py")
     if isinstance(args.teacher, str):  # resuming a run from before several teachers

@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--alpha", type=float, default=0.75, help="MixUp Beta(alpha, alpha)")
     g.add_argument("--lambda-u", type=float, default=1.0, help="weight of the unlabelled loss")
     g.add_argument("--rampup", type=int, default=500, help="optimiser steps to ramp lambda-u up")
-    args = harness.parse_training_args(parser, argv)
+    args = harness.parse_training_args(parser, argv, script="mixmatch_train.py")
     if args.labeled_count is None and args.labeled_fraction == 1.0:
         parser.error("--labeled-fraction 1 leaves no unlabelled image: use train_net.py")
     try:

@@ -24,7 +24,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = harness.training_parser(__doc__.split("\n")[0])
     # A fixed labelled subset of the training part: the labelled-only baseline of MixMatch.
     cli.add_labelled_args(parser, fraction_default=None)
-    return harness.parse_training_args(parser, argv)
+    return harness.parse_training_args(parser, argv, script="train_net.py")
 
 
 def main(args: argparse.Namespace) -> dict:

@@ -174,6 +174,90 @@ def test_resume_refuses_what_it_cannot_honour(short_run, tmp_path, flags, messag
     one_line_error(res, message)
 
 
+def test_resume_by_another_script_is_refused(short_run, tmp_path):
+    """A checkpoint records the script that wrote it: another script's flags and step would
+    fall back to its own defaults and change the run silently."""
+    run = copy_run(short_run, tmp_path / "run")
+    assert load_checkpoint(run / "last.pt")["script"] == "train_net.py"
+    for script in ("mixmatch_train.py", "distill.py"):
+        one_line_error(
+            run_script(script, "--resume", str(run / "last.pt")),
+            f"a train_net.py run, this is {script}: resume it with 'python train_net.py",
+        )
+
+
+def test_mid_epoch_resume_needs_the_unfinished_epoch(short_run, tmp_path):
+    run = copy_run(short_run, tmp_path / "run")
+    ckpt = load_checkpoint(run / "last.pt")
+    ckpt["step_in_epoch"] = 1  # stopped inside epoch 2 (epoch 1 completed)
+    torch.save(ckpt, run / "last.pt")
+    one_line_error(
+        run_script("train_net.py", "--resume", str(run / "last.pt"), "--epochs", "1"),
+        "--epochs 1: the resumed run has already completed 1 epoch(s); give --epochs 2",
+    )
+
+
+def test_resume_on_changed_data_is_refused_and_leaves_the_run_alone(short_run, tmp_path):
+    """Images added to or removed from the dataset would move images between the parts: the
+    checkpoint's fingerprint of the split is checked before anything is written."""
+    run = copy_run(short_run, tmp_path / "run")
+    ckpt = load_checkpoint(run / "last.pt")
+    assert len(ckpt["data_fingerprint"]) == 16 and ckpt["epoch_length"] == 2
+    ckpt["data_fingerprint"] = "0" * 16
+    torch.save(ckpt, run / "last.pt")
+    before = {f.name: f.read_bytes() for f in run.iterdir()}
+    one_line_error(
+        run_script("train_net.py", "--resume", str(run / "last.pt"), "--epochs", "4"),
+        "the dataset's images or split differ from the run's",
+    )
+    assert {f.name: f.read_bytes() for f in run.iterdir()} == before  # no args_resume.json
+
+
+def test_fingerprint_tells_apart_the_images_of_each_part():
+    from types import SimpleNamespace
+
+    from utils.data.build import data_fingerprint
+
+    ds = SimpleNamespace(sample_id=lambda i: f"id{i}")
+    split = {"train": [0, 1, 2], "val": [3], "test": [4]}
+    data = SimpleNamespace(dataset=ds, split=split, unlabelled_train=[], unlabelled_loader=None)
+    same = SimpleNamespace(**{**vars(data), "split": {k: list(v) for k, v in split.items()}})
+    moved = SimpleNamespace(**{**vars(data), "split": {**split, "train": [0, 1, 4], "test": [2]}})
+    assert data_fingerprint(data) == data_fingerprint(same)
+    assert data_fingerprint(data) != data_fingerprint(moved)
+
+
+def test_machine_resolved_workers_and_threads_are_not_inherited(short_run, tmp_path):
+    """args.json holds this machine's resolution of the worker/thread rule; a resume inherits
+    what the run was given, so elsewhere the rule is applied again."""
+    run = copy_run(short_run, tmp_path / "run")
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["given_flags"] == {"num_workers": 0, "threads": None}  # as tiny_args gives
+    ckpt["given_flags"] = {"num_workers": None, "threads": None}  # defaults, resolved ...
+    ckpt["args"].update(num_workers=7, threads=5)  # ... by another machine's rule
+    torch.save(ckpt, run / "last.pt")
+    args = train_net.parse_args(["--resume", str(run / "last.pt")])
+    assert args.num_workers is None and args.threads is None  # this machine's rule applies
+    assert "num_workers" not in args._resume_changes
+    ckpt["given_flags"] = {"num_workers": 2, "threads": None}  # given: kept
+    torch.save(ckpt, run / "last.pt")
+    assert train_net.parse_args(["--resume", str(run / "last.pt")]).num_workers == 2
+
+
+def test_each_rank_resumes_its_own_running_loss_sums(tmp_path):
+    model = get_network("ggcnn")
+    opt = torch.optim.Adam(model.parameters())
+    t = Trainer(model, opt, lambda *a: None, resolve_precision("off", "off", torch.device("cpu")))
+    ckpt = t.checkpoint(training.TrainState(sums={"loss": 1.5}), {}, {}, "last")
+    assert ckpt["epoch_sums"] == {"loss": 1.5} and ckpt["epoch_sums_by_rank"] == [{"loss": 1.5}]
+    ckpt["epoch_sums_by_rank"] = [{"loss": 1.5}, {"loss": 2.5}]  # as 2 processes write it
+    ckpt["rng"] = ckpt["rng"] * 2
+    assert t.restore(ckpt, rank=1).sums == {"loss": 2.5}
+    assert t.restore(ckpt, rank=0).sums == {"loss": 1.5}
+    del ckpt["epoch_sums_by_rank"]  # an older checkpoint: rank 0's sums for every rank
+    assert t.restore(ckpt, rank=1).sums == {"loss": 1.5}
+
+
 def test_resume_from_best_is_refused_unless_asked_and_then_forks(short_run, tmp_path):
     run = copy_run(short_run, tmp_path / "run")
     last = (run / "last.pt").read_bytes()

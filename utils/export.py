@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from utils.atomic import atomic_open
+
 #: The opset written: supported by onnxruntime 1.16 and later.
 DEFAULT_OPSET = 17
 
@@ -60,37 +62,40 @@ def export_onnx(
     # adaptive pooling cannot export that way (sizes not divisible by its bins); the dynamo
     # exporter (onnxscript) decomposes it at a fixed size. A graph that bakes the size in
     # silently is caught by the check at another size.
-    ok = _try_export(model, x, tmp, opset, dims)
-    diff = _agrees(model, tmp, 2, input_size + 32) if ok else None
-    dynamic = diff is not None and diff <= 1e-4
-    if not dynamic and not (
-        _try_export(model, x, tmp, opset, {0: "batch"}, dynamo=True)
-        or _try_export(model, x, tmp, opset, {0: "batch"})
-    ):
-        raise ValueError(
-            f"{path}: {model.network_name} cannot be exported to ONNX opset {opset} (the dynamo "
-            "exporter needs onnxscript: pip install -r requirements-deploy.txt)"
-        )
-    other = input_size + 32
-    checks = [(1, input_size), (2, input_size)] + ([(2, other)] if dynamic else [])
-    worst = 0.0
-    for batch, size in checks:
-        diff = _agrees(model, tmp, batch, size)
-        if diff is None or diff > 1e-4:
-            tmp.unlink(missing_ok=True)
+    try:
+        ok = _try_export(model, x, tmp, opset, dims)
+        diff = _agrees(model, tmp, 2, input_size + 32) if ok else None
+        dynamic = diff is not None and diff <= 1e-4
+        if not dynamic and not (
+            _try_export(model, x, tmp, opset, {0: "batch"}, dynamo=True)
+            or _try_export(model, x, tmp, opset, {0: "batch"})
+        ):
             raise ValueError(
-                f"{path}: the ONNX graph disagrees with PyTorch at batch {batch}, {size} px "
-                f"(max abs difference {diff})"
+                f"{path}: {model.network_name} cannot be exported to ONNX opset {opset} (the dynamo "
+                "exporter needs onnxscript: pip install -r requirements-deploy.txt)"
             )
-        worst = max(worst, diff)
-    proto = onnx.load(str(tmp))
-    meta = {"input_size": input_size, "input_channels": c, "dynamic_size": dynamic,
-            **(metadata or {})}  # fmt: skip
-    for k, v in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = str(k), str(v)
-    onnx.save(proto, str(tmp))
-    tmp.replace(path)
+        other = input_size + 32
+        checks = [(1, input_size), (2, input_size)] + ([(2, other)] if dynamic else [])
+        worst = 0.0
+        for batch, size in checks:
+            diff = _agrees(model, tmp, batch, size)
+            if diff is None or diff > 1e-4:
+                raise ValueError(
+                    f"{path}: the ONNX graph disagrees with PyTorch at batch {batch}, {size} px "
+                    f"(max abs difference {diff})"
+                )
+            worst = max(worst, diff)
+        proto = onnx.load(str(tmp))
+        meta = {"input_size": input_size, "input_channels": c, "dynamic_size": dynamic,
+                **(metadata or {})}  # fmt: skip
+        for k, v in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = str(k), str(v)
+        # Written through utils.atomic (flushed, fsynced, renamed): a crash leaves the old file.
+        with atomic_open(path, "wb") as f:
+            f.write(proto.SerializeToString())
+    finally:
+        tmp.unlink(missing_ok=True)  # the exporter's own scratch file, on success or error
     return {"dynamic_size": dynamic, "max_abs_diff": worst, "checked": checks}
 
 

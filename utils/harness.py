@@ -37,7 +37,7 @@ from models import count_parameters, get_network
 from utils import cli
 from utils.atomic import atomic_write_json, remove_leftovers
 from utils.checkpoint import load_checkpoint, load_weights, unwrap
-from utils.data.build import RunData, build_run_data
+from utils.data.build import RunData, build_run_data, data_fingerprint
 from utils.data.loader import make_loader
 from utils.distributed import DistInfo, barrier, cleanup, init_distributed
 from utils.ema import ModelEma
@@ -86,20 +86,36 @@ def _same(key: str, a: Any, b: Any) -> bool:
     return a == b
 
 
+#: Flags whose stored value is this machine's resolution of the default (the worker and
+#: thread rule of :func:`utils.cli.resolve_workers_threads`): a resume inherits what the run
+#: was given (checkpoint ``given_flags``), so a default is resolved again by the rule on the
+#: machine the resume runs on (on the same machine: the same values, so the same numerics).
+_MACHINE_FLAGS = ("num_workers", "threads")
+
+
 def parse_training_args(
-    parser: argparse.ArgumentParser, argv: list[str] | None = None
+    parser: argparse.ArgumentParser, argv: list[str] | None = None, script: str | None = None
 ) -> argparse.Namespace:
     """Parse the flags; with ``--resume``, start from the run's stored arguments.
 
     The checkpoint is read once, here, and kept as ``args._resume_ckpt`` (attributes starting
     with ``_`` are not flags and are never saved); the flags that differ from the run's and
-    are allowed to are in ``args._resume_changes`` as ``{flag: (old, new)}``.
+    are allowed to are in ``args._resume_changes`` as ``{flag: (old, new)}``. ``script``
+    (``train_net.py``, ...) is recorded in every checkpoint as ``args._script``; a checkpoint
+    another script wrote is refused (its flags and step would silently fall back to this
+    one's).
     """
     args = parser.parse_args(argv)
     if args.resume:
         ckpt = load_checkpoint(args.resume)
+        wrote = ckpt.get("script")
+        if script is not None and wrote is not None and wrote != script:
+            parser.error(
+                f"--resume {args.resume}: a {wrote} run, this is {script}: resume it with "
+                f"'python {wrote} --resume {args.resume}'"
+            )
         # Flags added after the run was written: the behaviour it was trained with.
-        stored = {**cli.LEGACY_DEFAULTS, **ckpt.get("args", {})}
+        stored = {**cli.LEGACY_DEFAULTS, **ckpt.get("args", {}), **ckpt.get("given_flags", {})}
         fresh = vars(parser.parse_args([]))
         # Switches (store_true flags such as --vis and --fork) are this command's own: a
         # stored True could never be switched off again.
@@ -133,7 +149,8 @@ def parse_training_args(
                 "the data and the step count)"
             )
         completed = int(ckpt.get("epoch", 0))
-        if args.epochs is not None and args.epochs <= completed and not ckpt.get("step_in_epoch"):
+        if args.epochs is not None and args.epochs <= completed:
+            # A mid-epoch checkpoint too: the epoch in progress is completed + 1.
             parser.error(
                 f"--epochs {args.epochs}: the resumed run has already completed {completed} "
                 f"epoch(s); give --epochs {completed + 1} or more to continue it"
@@ -153,6 +170,7 @@ def parse_training_args(
             "never trained on"
         )
     cli.check_args(args, parser)
+    args._script = script
     # Absolute paths: args.json says exactly which files a run used, from any folder.
     for k in _PATH_FLAGS:
         if k != "resume" and getattr(args, k, None) is not None:
@@ -228,6 +246,7 @@ def setup_run(args: argparse.Namespace) -> tuple[DistInfo, Precision]:
     dist = init_distributed(args.device)
     # Cores are shared by the processes of this machine (torchrun's LOCAL_WORLD_SIZE).
     local = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))
+    args._given_flags = {k: getattr(args, k) for k in _MACHINE_FLAGS}
     args.num_workers, args.threads = cli.resolve_workers_threads(
         args.num_workers, args.threads, local
     )
@@ -271,6 +290,25 @@ def tune_precision(
     return chosen
 
 
+def _check_same_data(args: argparse.Namespace, ckpt: dict[str, Any], data: RunData) -> None:
+    """A resumed run must read the images it was written with: files added to or removed
+    from the dataset folder since would move images between the parts (test images into
+    training) and change the epoch's batches. Checkpoints from before the fingerprint pass."""
+    was = ckpt.get("data_fingerprint")
+    if was is not None and was != data_fingerprint(data):
+        raise ValueError(
+            f"--resume {args.resume}: the dataset's images or split differ from the run's "
+            f"(now {len(data.dataset)} images in {args.dataset_path or args.dataset}): a "
+            "resumed run must read the same images; start a new run (or --fork) on this data"
+        )
+    n = epoch_length(data.train_loader, data.unlabelled_loader, args.batches_per_epoch)
+    if ckpt.get("step_in_epoch") and ckpt.get("epoch_length", n) != n:
+        raise ValueError(
+            f"--resume {args.resume}: stopped at batch {ckpt['step_in_epoch']} of "
+            f"{ckpt['epoch_length']}-batch epochs, this command's epochs have {n}"
+        )
+
+
 def _apply_resume_changes(run: RunContext, trainer: Trainer, state: TrainState, n: int) -> None:
     """The overrides of :data:`utils.cli.RESUME_OVERRIDES` that change the optimisation."""
     args, log = run.args, run.logger
@@ -310,8 +348,10 @@ def run_training(
             model = build_model(args, dist, precision)
             # The data first: a bad dataset flag fails at once, not after the timing.
             data = make_data(args, dist)
-            precision = tune_precision(args, dist, precision, model)
             resume = getattr(args, "_resume_ckpt", None)
+            if resume is not None:
+                _check_same_data(args, resume, data)
+            precision = tune_precision(args, dist, precision, model)
             fork = resume is not None and (resume["kind"] != "last" or args.fork)
             run_dir = make_run_dir(args, dist, fork=fork)
             new_dir = resume is None or fork
@@ -322,10 +362,6 @@ def run_training(
                 args, dist, precision, run_dir, logger, resume,
                 getattr(args, "_resume_changes", {}), fork,
             )  # fmt: skip
-            if dist.is_main:
-                cli.save_args(
-                    args, run_dir / ("args_resume.json" if resume and not fork else "args.json")
-                )
             result = _train_and_test(run, model, data, make_step)
             finished = True
             return result
@@ -368,9 +404,14 @@ def _train_and_test(
     optimizer = build_optimizer(args, model, list(getattr(step, "parameters", list)()))
     n = epoch_length(data.train_loader, data.unlabelled_loader, args.batches_per_epoch)
     scheduler = build_scheduler(args, optimizer, args.epochs * n)
+    meta = {"data_fingerprint": data_fingerprint(data), "epoch_length": n,
+            "given_flags": dict(getattr(args, "_given_flags", {}))}  # fmt: skip
+    if getattr(args, "_script", None):
+        meta["script"] = args._script
     trainer = Trainer(
-        model, optimizer, step, run.precision, scheduler, ema, args.grad_clip, args.best_from
-    )
+        model, optimizer, step, run.precision, scheduler, ema, args.grad_clip, args.best_from,
+        meta,
+    )  # fmt: skip
     state = TrainState()
     if run.resume is not None:
         state = trainer.restore(run.resume, dist.rank, str(args.resume))
@@ -378,6 +419,10 @@ def _train_and_test(
             # A new run from a best.pt: its own best is still to be found.
             state.best_success, state.best_iou, state.best_epoch = -1.0, -1.0, 0
         _apply_resume_changes(run, trainer, state, n)
+    # After every resume check: a refused resume leaves the run's files as they were.
+    if dist.is_main:
+        resumed = run.resume is not None and not run.forked
+        cli.save_args(args, run.run_dir / ("args_resume.json" if resumed else "args.json"))
 
     net = unwrap(model)
     logger.print(

@@ -98,6 +98,9 @@ class Trainer:
     ema: ModelEma | None = None
     grad_clip: float | None = None
     best_from: str = "model"
+    #: Written into every checkpoint as is: what a resume must match (the script that wrote
+    #: the run, its data's fingerprint, batches an epoch; :func:`utils.harness.run_training`).
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.best_from not in ("model", "ema"):
@@ -117,14 +120,18 @@ class Trainer:
         ``epoch`` is the last completed epoch; ``step_in_epoch`` > 0 marks a mid-epoch save.
         """
         rngs = all_gather_object(rng_state())
+        # Each rank's own running loss sums (they are reduced only when read for the log).
+        sums = all_gather_object(dict(state.sums))
         extra: dict[str, Any] = {
+            **self.meta,
             "kind": kind,
             "step_in_epoch": state.step_in_epoch,
             "global_step": state.global_step,
             "best_success": state.best_success,
             "best_iou": state.best_iou,
             "best_epoch": state.best_epoch,
-            "epoch_sums": dict(state.sums),
+            "epoch_sums": sums[0],
+            "epoch_sums_by_rank": sums,
             "rng": rngs,
             "eval_weights": "model_ema" if self.best_from == "ema" else "model",
             "world_size": len(rngs),
@@ -170,6 +177,7 @@ class Trainer:
         rngs = ckpt.get("rng")
         if rngs:
             set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0])
+        by_rank = ckpt.get("epoch_sums_by_rank") or [ckpt.get("epoch_sums", {})]
         return TrainState(
             epoch=int(ckpt["epoch"]) + 1,
             step_in_epoch=int(ckpt.get("step_in_epoch", 0)),
@@ -177,7 +185,7 @@ class Trainer:
             best_success=float(ckpt.get("best_success", -1.0)),
             best_iou=float(ckpt.get("best_iou", -1.0)),
             best_epoch=int(ckpt.get("best_epoch", 0)),
-            sums={k: float(v) for k, v in ckpt.get("epoch_sums", {}).items()},
+            sums={k: float(v) for k, v in by_rank[rank if rank < len(by_rank) else 0].items()},
         )
 
 

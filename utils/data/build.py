@@ -208,6 +208,25 @@ class RunData:
         return text
 
 
+def data_fingerprint(data: RunData) -> str:
+    """A short hash of which images each part holds (by sample id, in order), the labelled
+    subset's and the unlabelled images': equal exactly when a run reads the same images in the
+    same parts."""
+    import hashlib
+    import json
+
+    def ids(ds: Any, idx: Any) -> list[str] | int:
+        return [ds.sample_id(i) for i in idx] if hasattr(ds, "sample_id") else len(idx)
+
+    parts: dict[str, Any] = {k: ids(data.dataset, v) for k, v in sorted(data.split.items())}
+    parts["unlabelled_train"] = ids(data.dataset, data.unlabelled_train)
+    if data.unlabelled_loader is not None:
+        u = data.unlabelled_loader.dataset
+        parts["unlabelled"] = ids(u, range(len(u)))
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def labelled_subset(train: list[int], args: argparse.Namespace) -> tuple[list[int], list[int]]:
     """(labelled, unlabelled) indices of the training part ``train``: ``--labeled-count``
     images, or ``round(--labeled-fraction x len(train))``, drawn by ``--labeled-seed`` (the same
