@@ -156,7 +156,17 @@ def resolve_data_args(args: argparse.Namespace, trained: dict) -> argparse.Names
 
     "The training data" is decided on resolved folders, however the path is spelled. On it,
     the scored part defaults to the run's own test part, a split flag that differs from the
-    run's is refused, and so is ``--part all`` (it would score training images)."""
+    run's is refused, and so is ``--part all`` (it would score training images). A synthetic
+    ``--dataset-path`` given here must exist: a mistyped folder is an error, not a new set."""
+    if (
+        args.dataset_path is not None
+        and (args.dataset or trained.get("dataset")) == "synthetic"
+        and not Path(args.dataset_path).expanduser().is_dir()
+    ):
+        raise ValueError(
+            f"--dataset-path {args.dataset_path}: no such folder; evaluation does not generate "
+            "a synthetic set there (omit --dataset-path for the run's own data)"
+        )
     trained_root = dataset_root(
         trained.get("dataset"), trained.get("dataset_path"), trained.get("synthetic_scenes")
     )

@@ -217,6 +217,15 @@ def case_images_folder_empty(tmp: Path) -> list[str]:
             "--images", str(tmp / "frames")]  # fmt: skip
 
 
+def case_one_fold(tmp: Path) -> list[str]:
+    return [*_train(tmp, _dataset(tmp)), "--folds", "1"]
+
+
+def case_eval_synthetic_path_mistyped(tmp: Path) -> list[str]:
+    return ["eval_net.py", "--network", str(REPO / "weights" / "ggcnn2_distilled.pt"),
+            "--dataset", "synthetic", "--dataset-path", str(tmp / "typo")]  # fmt: skip
+
+
 CASES: dict[str, Callable[[Path], list[str]]] = {
     "dataset path missing": case_missing_path,
     "dataset folder empty": case_empty_folder,
@@ -242,6 +251,8 @@ CASES: dict[str, Callable[[Path], list[str]]] = {
     "distillation teacher missing": case_distill_teacher_missing,
     "MixMatch --unlabeled-path missing": case_mixmatch_unlabelled_missing,
     "--images folder without depth frames": case_images_folder_empty,
+    "--folds 1": case_one_fold,
+    "eval_net: synthetic --dataset-path that does not exist": case_eval_synthetic_path_mistyped,
 }
 
 

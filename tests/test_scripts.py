@@ -231,7 +231,14 @@ def test_eval_net_never_scores_training_images_however_the_path_is_spelled(train
     ]:
         with pytest.raises(ValueError, match=re.escape(message)):
             eval_net.main(eval_net.parse_args([*base, "--dataset-path", spellings[2], *flags]))
+    # A folder that does not exist is a typo, not a set to generate for evaluation.
+    with pytest.raises(ValueError, match="no such folder; evaluation does not generate"):
+        eval_net.main(eval_net.parse_args([*base, "--dataset-path", str(workdir / "typo")]))
+    assert not (workdir / "typo").exists()
     # A bigger synthetic set holds the training objects too (same generator seed): refused.
+    from utils.data.synthetic import ensure_synthetic_dataset
+
+    ensure_synthetic_dataset(workdir / "bigger", n_scenes=30)
     bigger = ["--dataset-path", str(workdir / "bigger"), "--synthetic-scenes", "30"]
     with pytest.raises(ValueError, match="show objects the checkpoint's run trained on"):
         eval_net.main(eval_net.parse_args([*base, *bigger]))

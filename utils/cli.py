@@ -426,6 +426,8 @@ def check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Non
         parser.error(f"--split must be in (0, 1], got {args.split}")
     if hasattr(args, "val_split") and not 0.0 <= args.val_split < 1.0:
         parser.error(f"--val-split must be in [0, 1), got {args.val_split}")
+    if getattr(args, "folds", None) is not None and args.folds < 2:
+        parser.error(f"--folds must be 2 or more (k-fold cross-validation), got {args.folds}")
     if getattr(args, "folds", None) is not None and not 0 <= args.fold < args.folds:
         parser.error(f"--fold must be in [0, {args.folds}), got {args.fold}")
     if args.dataset in ("cornell", "jacquard") and not args.dataset_path:
