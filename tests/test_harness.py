@@ -226,6 +226,29 @@ def test_fingerprint_tells_apart_the_images_of_each_part():
     assert data_fingerprint(data) == data_fingerprint(same)
     assert data_fingerprint(data) != data_fingerprint(moved)
 
+    # Unlabelled images are named through the loader's wrappers, not only counted.
+    from utils.data.loader import SeededItems
+    from utils.data.unlabelled import ConcatItems, SubsetItems
+
+    class Named(torch.utils.data.Dataset):
+        def __init__(self, names):
+            self.names = names
+
+        def __len__(self):
+            return len(self.names)
+
+        def sample_id(self, i):
+            return self.names[i]
+
+    def with_unlabelled(*names):
+        u = SeededItems(ConcatItems([SubsetItems(Named(list(n)), range(len(n))) for n in names]))
+        return SimpleNamespace(**{**vars(data), "unlabelled_loader": SimpleNamespace(dataset=u)})
+
+    a = data_fingerprint(with_unlabelled("ab", "c"))
+    assert a == data_fingerprint(with_unlabelled("ab", "c"))
+    assert a != data_fingerprint(with_unlabelled("ab", "d"))  # same count, another image
+    assert a != data_fingerprint(with_unlabelled("a", "bc"))  # another folder
+
 
 def test_machine_resolved_workers_and_threads_are_not_inherited(short_run, tmp_path):
     """args.json holds this machine's resolution of the worker/thread rule; a resume inherits

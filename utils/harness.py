@@ -294,12 +294,14 @@ def _check_same_data(args: argparse.Namespace, ckpt: dict[str, Any], data: RunDa
     """A resumed run must read the images it was written with: files added to or removed
     from the dataset folder since would move images between the parts (test images into
     training) and change the epoch's batches. Checkpoints from before the fingerprint pass."""
-    was = ckpt.get("data_fingerprint")
+    # Version 1 (written on 2026-12-04 only) counted the unlabelled images instead of naming
+    # them: not comparable, so not checked.
+    was = ckpt.get("data_fingerprint") if ckpt.get("data_fingerprint_version") == 2 else None
     if was is not None and was != data_fingerprint(data):
         raise ValueError(
             f"--resume {args.resume}: the dataset's images or split differ from the run's "
             f"(now {len(data.dataset)} images in {args.dataset_path or args.dataset}): a "
-            "resumed run must read the same images; start a new run (or --fork) on this data"
+            "resumed run must read the same images; start a new run on this data"
         )
     n = epoch_length(data.train_loader, data.unlabelled_loader, args.batches_per_epoch)
     if ckpt.get("step_in_epoch") and ckpt.get("epoch_length", n) != n:
@@ -404,7 +406,8 @@ def _train_and_test(
     optimizer = build_optimizer(args, model, list(getattr(step, "parameters", list)()))
     n = epoch_length(data.train_loader, data.unlabelled_loader, args.batches_per_epoch)
     scheduler = build_scheduler(args, optimizer, args.epochs * n)
-    meta = {"data_fingerprint": data_fingerprint(data), "epoch_length": n,
+    meta = {"data_fingerprint": data_fingerprint(data), "data_fingerprint_version": 2,
+            "epoch_length": n,
             "given_flags": dict(getattr(args, "_given_flags", {}))}  # fmt: skip
     if getattr(args, "_script", None):
         meta["script"] = args._script
@@ -419,7 +422,8 @@ def _train_and_test(
             # A new run from a best.pt: its own best is still to be found.
             state.best_success, state.best_iou, state.best_epoch = -1.0, -1.0, 0
         _apply_resume_changes(run, trainer, state, n)
-    # After every resume check: a refused resume leaves the run's files as they were.
+    # After the restore and the resume changes: a resume refused there leaves the run's
+    # args files as they were (a changed dataset is refused before the run folder is touched).
     if dist.is_main:
         resumed = run.resume is not None and not run.forked
         cli.save_args(args, run.run_dir / ("args_resume.json" if resumed else "args.json"))

@@ -216,6 +216,8 @@ def data_fingerprint(data: RunData) -> str:
     import json
 
     def ids(ds: Any, idx: Any) -> list[str] | int:
+        while not hasattr(ds, "sample_id") and hasattr(ds, "dataset"):
+            ds = ds.dataset  # the loader's wrappers (SeededItems)
         return [ds.sample_id(i) for i in idx] if hasattr(ds, "sample_id") else len(idx)
 
     parts: dict[str, Any] = {k: ids(data.dataset, v) for k, v in sorted(data.split.items())}

@@ -141,6 +141,11 @@ class ConcatItems(Dataset):
     def __getitem__(self, idx: int) -> dict[str, Any]:
         return self.item(idx)
 
+    def sample_id(self, idx: int) -> str:
+        """``<which dataset>:<its sample id>`` (two folders may hold the same names)."""
+        ds, i = self._locate(idx)
+        return f"{self.datasets.index(ds)}:{ds.sample_id(i)}"
+
 
 class SubsetItems(Dataset):
     """``indices`` of a dataset, keeping its seeded ``item(index, generator)``."""
@@ -156,3 +161,6 @@ class SubsetItems(Dataset):
 
     def __getitem__(self, idx: int) -> dict[str, Any]:
         return self.item(idx)
+
+    def sample_id(self, idx: int) -> str:
+        return self.dataset.sample_id(self.indices[idx])
