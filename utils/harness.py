@@ -290,14 +290,15 @@ def tune_precision(
     return chosen
 
 
-def _check_same_data(args: argparse.Namespace, ckpt: dict[str, Any], data: RunData) -> None:
+def _check_same_data(
+    args: argparse.Namespace, ckpt: dict[str, Any], data: RunData, fingerprint: str
+) -> None:
     """A resumed run must read the images it was written with: files added to or removed
     from the dataset folder since would move images between the parts (test images into
-    training) and change the epoch's batches. Checkpoints from before the fingerprint pass."""
-    # Version 1 (written on 2026-12-04 only) counted the unlabelled images instead of naming
-    # them: not comparable, so not checked.
-    was = ckpt.get("data_fingerprint") if ckpt.get("data_fingerprint_version") == 2 else None
-    if was is not None and was != data_fingerprint(data):
+    training) and change the epoch's batches (``fingerprint``: :func:`data_fingerprint` of
+    ``data``). Checkpoints from before the fingerprint pass."""
+    was = ckpt.get("data_fingerprint")
+    if was is not None and was != fingerprint:
         raise ValueError(
             f"--resume {args.resume}: the dataset's images or split differ from the run's "
             f"(now {len(data.dataset)} images in {args.dataset_path or args.dataset}): a "
@@ -351,8 +352,9 @@ def run_training(
             # The data first: a bad dataset flag fails at once, not after the timing.
             data = make_data(args, dist)
             resume = getattr(args, "_resume_ckpt", None)
+            fingerprint = data_fingerprint(data)  # once: checked here, stored in checkpoints
             if resume is not None:
-                _check_same_data(args, resume, data)
+                _check_same_data(args, resume, data, fingerprint)
             precision = tune_precision(args, dist, precision, model)
             fork = resume is not None and (resume["kind"] != "last" or args.fork)
             run_dir = make_run_dir(args, dist, fork=fork)
@@ -364,7 +366,7 @@ def run_training(
                 args, dist, precision, run_dir, logger, resume,
                 getattr(args, "_resume_changes", {}), fork,
             )  # fmt: skip
-            result = _train_and_test(run, model, data, make_step)
+            result = _train_and_test(run, model, data, make_step, fingerprint)
             finished = True
             return result
         except Interrupted:
@@ -387,7 +389,7 @@ def _drop_empty_run(run_dir: Path) -> None:
 
 
 def _train_and_test(
-    run: RunContext, model: nn.Module, data: RunData, make_step: Callable
+    run: RunContext, model: nn.Module, data: RunData, make_step: Callable, fingerprint: str
 ) -> dict[str, Any]:
     args, dist, logger = run.args, run.dist, run.logger
     run.data = data
@@ -406,8 +408,7 @@ def _train_and_test(
     optimizer = build_optimizer(args, model, list(getattr(step, "parameters", list)()))
     n = epoch_length(data.train_loader, data.unlabelled_loader, args.batches_per_epoch)
     scheduler = build_scheduler(args, optimizer, args.epochs * n)
-    meta = {"data_fingerprint": data_fingerprint(data), "data_fingerprint_version": 2,
-            "epoch_length": n,
+    meta = {"data_fingerprint": fingerprint, "epoch_length": n,
             "given_flags": dict(getattr(args, "_given_flags", {}))}  # fmt: skip
     if getattr(args, "_script", None):
         meta["script"] = args._script

@@ -130,7 +130,7 @@ class Trainer:
             "best_success": state.best_success,
             "best_iou": state.best_iou,
             "best_epoch": state.best_epoch,
-            "epoch_sums": sums[0],
+            "epoch_sums": sums[0],  # what checkpoints held before, for code that reads it
             "epoch_sums_by_rank": sums,
             "rng": rngs,
             "eval_weights": "model_ema" if self.best_from == "ema" else "model",

@@ -50,8 +50,8 @@ def dataset_from_args(args: argparse.Namespace, augment: bool, replace: bool = T
         kwargs["depth_type"] = args.depth_type
     if args.dataset == "cornell":
         kwargs["crop"] = args.cornell_crop
-        # Checkpoints from before the flag: the 400 px square they were trained on.
-        kwargs["crop_size"] = getattr(args, "cornell_crop_size", None) or 400.0
+        if getattr(args, "cornell_crop_size", None):  # else the loader's default, as before
+            kwargs["crop_size"] = args.cornell_crop_size
         if getattr(args, "object_map", None):
             kwargs["object_map"] = args.object_map
     if args.dataset == "synthetic" and args.synthetic_scenes:
