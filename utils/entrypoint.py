@@ -29,15 +29,22 @@ EXIT_STOPPED_SAVED, EXIT_INTERRUPTED = 75, 130
 
 
 class Interrupted(Exception):
-    """A training run stopped on a signal after saving ``checkpoint`` (resumable exactly)."""
+    """A training run stopped on a signal after saving ``checkpoint`` (resumable exactly).
 
-    def __init__(self, signame: str, checkpoint: Path, where: str) -> None:
+    ``script``: the training script that resumes it (``train_net.py``, ``distill.py``, ...);
+    default the running program's name, which is another one when a benchmark drives the run.
+    """
+
+    def __init__(
+        self, signame: str, checkpoint: Path, where: str, script: str | None = None
+    ) -> None:
         self.signame, self.checkpoint, self.where = signame, Path(checkpoint), where
         world = int(os.environ.get("WORLD_SIZE", "1"))
         launcher = f"torchrun --nproc_per_node={world}" if world > 1 else "python"
+        script = script or Path(sys.argv[0]).name
         super().__init__(
             f"stopped by {signame} {where}: saved {self.checkpoint}; resume with "
-            f"{launcher} {Path(sys.argv[0]).name} --resume {self.checkpoint}"
+            f"{launcher} {script} --resume {self.checkpoint}"
         )
 
 

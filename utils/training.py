@@ -423,6 +423,7 @@ def fit(
             raise Interrupted(
                 STOP.signame or "a signal", run_dir / "last.pt",
                 f"at epoch {epoch}, batch {state.step_in_epoch} of {n_batches}",
+                trainer.meta.get("script"),
             )  # fmt: skip
         metrics = {f"train_{k}": v for k, v in terms.items()}
         improved = False
@@ -467,6 +468,9 @@ def fit(
         )
         if epoch < epochs and stop_agreed(dist.device):
             raise Interrupted(
-                STOP.signame or "a signal", run_dir / "last.pt", f"after epoch {epoch}"
+                STOP.signame or "a signal",
+                run_dir / "last.pt",
+                f"after epoch {epoch}",
+                trainer.meta.get("script"),
             )
     return metrics
