@@ -33,6 +33,7 @@ from utils.distributed import cleanup, init_distributed
 from utils.entrypoint import run_main
 from utils.evaluation import ImageResult
 from utils.grasp import WIDTH_SCALE, GraspRectangles
+from utils.post_process import DECODING_VERSION
 from utils.precision import Precision, agreed_precision, resolve_precision
 from utils.scoring import evaluate
 
@@ -386,6 +387,7 @@ def evaluate_dataset(
     summary = {
         **measured(args, ckpt, dataset),
         "tta": args.tta,
+        "decoding": DECODING_VERSION,
         "precision": precision.describe(),
         **out.results.summary(),
         "network_ms_per_image": out.network_ms,

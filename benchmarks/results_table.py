@@ -39,13 +39,14 @@ import train_net  # noqa: E402
 from models import count_parameters, get_network  # noqa: E402
 from utils.baselines import mask_centroid_grasp  # noqa: E402
 from utils.checkpoint import load_model  # noqa: E402
-from utils.data.benchmark import BENCHMARK_IMAGES, benchmark_name  # noqa: E402
+from utils.data.benchmark import BENCHMARK_IMAGES, benchmark_name, benchmark_root  # noqa: E402
 from utils.data.build import (  # noqa: E402
     benchmark_dataset,  # noqa: E402
     dataset_from_args,
     split_from_args,
 )
 from utils.evaluation import EvaluationResults, evaluate_grasps  # noqa: E402
+from utils.post_process import DECODING_VERSION  # noqa: E402
 from utils.stats import format_rate, mcnemar_test, mean_std, paired_bootstrap  # noqa: E402
 
 #: The table's training budget per model: about 10 minutes a seed on a 2-core CPU, so that 3
@@ -162,7 +163,9 @@ def cached_score(
     """:func:`score` of the run's chosen checkpoint (several runs: theirs, as one model) with
     ``flags`` (their ``--dataset-path``, if any, is the data), reusing ``results.json`` in
     ``out`` (default ``<run>/<name>``) when it scored the same checkpoints on the same folder
-    without test-time augmentation."""
+    without test-time augmentation and with today's decoding
+    (:data:`utils.post_process.DECODING_VERSION`; a run restored from its record without
+    checkpoints keeps the score it has)."""
     runs = [runs] if isinstance(runs, Path) else runs
     ckpts = [chosen_checkpoint(r) for r in runs]
     root = flags[flags.index("--dataset-path") + 1] if "--dataset-path" in flags else None
@@ -181,6 +184,12 @@ def cached_score(
             # the run folder and file: the same run wherever the checkout lies
             and [Path(c).parts[-2:] for c in scored] == [c.parts[-2:] for c in ckpts]
             and summary.get("tta", "none") == "none"
+            # scored by today's decoding (results before the version was written: 1), or
+            # a record without weights, which keeps what it was scored with
+            and (
+                summary.get("decoding", 1) == DECODING_VERSION
+                or not all(c.exists() for c in ckpts)
+            )
         ):
             per_image = summary["per_image"]
             summary["failed"] = [
@@ -242,9 +251,7 @@ def baseline_rows(input_size: int, jacquard: Path | None, train_args: list[str])
 def run_row(name: str, seed: int, run: Path, jacquard: Path | None) -> dict:
     report = json.loads((run / "test_results.json").read_text())
     summary = report["summary"]
-    bench = report.get("benchmark", {}).get("summary")
-    if bench is None:
-        raise RuntimeError(f"{run}: no benchmark figures (trained with --benchmark-images 0?)")
+    bench = benchmark_report(run)["summary"]
     ckpt = chosen_checkpoint(run)
     if ckpt.exists():
         model, stored = load_model(ckpt)
@@ -273,11 +280,38 @@ def run_row(name: str, seed: int, run: Path, jacquard: Path | None) -> dict:
     }
 
 
-def benchmark_successes(run: Path) -> tuple[list[str], list[bool]]:
+def benchmark_report(run: Path) -> dict:
+    """The run's benchmark figures: the ``benchmark`` block of its ``test_results.json``
+    (``scored``, ``summary``, ``per_image``), or, when that was decoded otherwise than today
+    (:data:`~utils.post_process.DECODING_VERSION`) and the run's checkpoint and benchmark
+    folder are here, the same checkpoint scored again by eval_net (kept in
+    ``<run>/eval_benchmark``). A record without weights keeps the figures it was scored with."""
     report = json.loads((run / "test_results.json").read_text())
-    if "benchmark" not in report:
+    bench = report.get("benchmark")
+    if bench is None:
         raise RuntimeError(f"{run}: no benchmark figures (trained with --benchmark-images 0?)")
-    per = report["benchmark"]["per_image"]
+    if bench.get("decoding", 1) == DECODING_VERSION or not chosen_checkpoint(run).exists():
+        return bench
+    args = json.loads((run / "args.json").read_text())
+    n = bench["summary"]["images"]
+    root = Path(args.get("benchmark_path") or benchmark_root(n))
+    if not root.is_dir() or benchmark_name(n, root) != bench["scored"]:
+        return bench
+    flags = ["--dataset", "benchmark", "--dataset-path", str(root),
+             "--benchmark-images", str(n)]  # fmt: skip
+    r = cached_score(run, "eval_benchmark", flags)
+    return {
+        "scored": bench["scored"],
+        "decoding": r["decoding"],
+        "summary": {
+            k: r[k] for k in ("images", "correct", "success_rate", "success_ci95", "mean_best_iou")
+        },
+        "per_image": r["per_image"],
+    }
+
+
+def benchmark_successes(run: Path) -> tuple[list[str], list[bool]]:
+    per = benchmark_report(run)["per_image"]
     return per["ids"], per["successes"]
 
 

@@ -40,6 +40,7 @@ from results_table import (  # noqa: E402
     JACQUARD_SAMPLES,
     V2_BENCHMARK,
     baseline,
+    benchmark_report,
     cached_score,
     mean_rate,
     newest_run,
@@ -152,7 +153,10 @@ def row(run: Path, jacquard: Path | None, v2_benchmark: bool = False) -> dict:
         out["real"] = [r["correct"], r["images"]]
         out["real_per_image"] = r["per_image"]
         out["real_failed"] = r["failed"]
-    trained = json.loads((run / "test_results.json").read_text()).get("benchmark", {})
+    try:  # the training's own benchmark figures, scored again if decoded otherwise than today
+        trained = benchmark_report(run)
+    except RuntimeError:  # trained without a benchmark
+        trained = {}
     for key, version, root in (
         ("bench_cur", GENERATOR_VERSION, CUR_BENCHMARK),
         ("bench_v3", 3, V3_BENCHMARK),

@@ -116,3 +116,49 @@ def test_records_bring_back_finished_runs_without_checkpoints(tmp_path, monkeypa
     assert results_table.newest_run(outdir, "ggcnn2_s0", weights=True) is None  # a teacher
     with pytest.raises(RuntimeError, match="no checkpoint to score"):
         results_table.cached_score(run, "eval_y", ["--dataset-path", str(tmp_path)])
+
+
+def test_scores_of_an_older_decoding_are_scored_again(tmp_path, monkeypatch):
+    """A stored eval or benchmark result decoded otherwise than today (no ``decoding`` field:
+    before negative openings were clamped) is scored again when the checkpoint is there, and
+    kept when it is not (a record)."""
+    import json
+
+    import results_table
+
+    from utils.post_process import DECODING_VERSION
+
+    run = make_run(tmp_path, "261201_100000_ggcnn2_s0", ("best.pt",))
+    per = {"ids": ["a", "b"], "successes": [True, True]}
+    old = {"images": 2, "correct": 2, "checkpoint": str(run / "best.pt"), "per_image": per}
+    (run / "eval_x").mkdir()
+    (run / "eval_x" / "results.json").write_text(json.dumps(old))
+    new_per = {"ids": ["a", "b"], "successes": [True, False]}
+    calls = []
+
+    def score(ckpts, out, flags):
+        calls.append(flags)
+        return {**old, "correct": 1, "decoding": DECODING_VERSION, "per_image": new_per,
+                "success_rate": 0.5, "success_ci95": [0.1, 0.9], "mean_best_iou": 0.3}  # fmt: skip
+
+    monkeypatch.setattr(results_table, "score", score)
+    monkeypatch.setattr(results_table.records, "save", lambda run: None)
+    assert results_table.cached_score(run, "eval_x", ["--part", "all"])["correct"] == 1
+    assert len(calls) == 1
+    (run / "eval_x" / "results.json").write_text(json.dumps({**old, "decoding": DECODING_VERSION}))
+    assert results_table.cached_score(run, "eval_x", ["--part", "all"])["correct"] == 2
+    assert len(calls) == 1  # today's decoding: reused
+
+    # The training's own benchmark block: scored again through eval_net on the same folder.
+    bench_root = tmp_path / "bench"
+    monkeypatch.setattr(results_table, "benchmark_name", lambda n, root=None: "bench v9")
+    report = {"summary": {}, "benchmark": {"scored": "bench v9", "summary": {"images": 2},
+                                           "per_image": per}}  # fmt: skip
+    (run / "test_results.json").write_text(json.dumps(report))
+    (run / "args.json").write_text(json.dumps({"benchmark_path": str(bench_root)}))
+    assert results_table.benchmark_successes(run) == (["a", "b"], [True, True])  # no folder
+    bench_root.mkdir()
+    assert results_table.benchmark_successes(run) == (["a", "b"], [True, False])
+    assert calls[-1][:4] == ["--dataset", "benchmark", "--dataset-path", str(bench_root)]
+    (run / "best.pt").unlink()  # a record: its figures as they were scored
+    assert results_table.benchmark_successes(run) == (["a", "b"], [True, True])

@@ -45,6 +45,7 @@ from utils.entrypoint import STOP, Interrupted
 from utils.grasp import WIDTH_SCALE
 from utils.logger import RunLogger
 from utils.optim import build_optimizer, build_scheduler, set_weight_decay
+from utils.post_process import DECODING_VERSION
 from utils.precision import Precision, agreed_precision, resolve_precision
 from utils.scoring import evaluate
 from utils.seeding import seed_everything
@@ -518,7 +519,7 @@ def score_test(
                 f"{name}_images": len(res.results),
             }
         )
-        report[name] = {"scored": label, **res.results.to_dict()}
+        report[name] = {"scored": label, "decoding": DECODING_VERSION, **res.results.to_dict()}
         logger.print(
             f"{label} ({final.name}, {weights}): {res.results.describe()} images succeed, "
             f"mean best IoU {res.results.mean_best_iou:.3f}"

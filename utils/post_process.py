@@ -17,6 +17,12 @@ from utils.grasp import WIDTH_SCALE, Grasp
 
 ArrayLike = np.ndarray | torch.Tensor
 
+#: Bumped whenever decoding changes what a grasp is, so stored scores of an older decoding are
+#: not reused (eval_net writes it into its results; ``benchmarks/results_table.cached_score``
+#: compares). 1: openings as predicted, a negative one scoring as its absolute value (before
+#: 2026-12-04); 2: openings clamped at 0.
+DECODING_VERSION = 2
+
 
 def _as_numpy_batch(x: ArrayLike) -> tuple[np.ndarray, bool]:
     """(N, H, W) float32 numpy from (H, W), (N, H, W) or (N, 1, H, W); and whether it was batched."""
