@@ -138,7 +138,9 @@ def make_step(run: harness.RunContext, model: torch.nn.Module) -> DistillStep:
         teacher = teacher.to(memory_format=torch.channels_last)
     if args.feature_weight > 0 and run.dist.distributed:
         raise ValueError("--feature-weight runs in one process only (its adapter is not DDP)")
-    return DistillStep(teacher, model, args.task_weight, args.kd_weight, args.feature_weight)
+    return DistillStep(
+        teacher, model, args.task_weight, args.kd_weight, args.feature_weight, args.map_loss
+    )
 
 
 def main(args: argparse.Namespace) -> dict:

@@ -78,7 +78,7 @@ def make_data(args: argparse.Namespace, dist) -> harness.RunData:
 
 def make_step(run: harness.RunContext, model: torch.nn.Module) -> MixMatchStep:
     a = run.args
-    return MixMatchStep(a.k, a.t, a.alpha, a.lambda_u, a.rampup)
+    return MixMatchStep(a.k, a.t, a.alpha, a.lambda_u, a.rampup, a.map_loss)
 
 
 def main(args: argparse.Namespace) -> dict:

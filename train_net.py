@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> dict:
-    return harness.run_training(args, lambda run, model: SupervisedStep())
+    return harness.run_training(args, lambda run, model: SupervisedStep(args.map_loss))
 
 
 if __name__ == "__main__":

@@ -187,8 +187,7 @@ def cached_score(
             # scored by today's decoding (results before the version was written: 1), or
             # a record without weights, which keeps what it was scored with
             and (
-                summary.get("decoding", 1) == DECODING_VERSION
-                or not all(c.exists() for c in ckpts)
+                summary.get("decoding", 1) == DECODING_VERSION or not all(c.exists() for c in ckpts)
             )
         ):
             per_image = summary["per_image"]

@@ -109,6 +109,9 @@ TEACHERS["v4-table-kd3-ggcnn2"] = ("ggcnn2", "v4-table", 3)
 # the FLOPs): thin rungs and legs a few pixels apart need finer maps than stride 16 gives.
 RECIPES["v4-table-kd3-ggcnn2-os8"] = RECIPES["v3-table-kd3"] + ["--output-stride", "8"]
 TEACHERS["v4-table-kd3-ggcnn2-os8"] = TEACHERS["v4-table-kd3-ggcnn2"]
+# Angle and opening learnt on the grasp pixels only (--map-loss grasp): thin parts' drawn
+# grasps are 1-2 px wide, and learning 0 around them pulls their openings towards 0.
+RECIPES["v4-table-gmask"] = RECIPES["v3-table"] + ["--map-loss", "grasp"]
 CUR_BENCHMARK = REPO / "data" / "benchmark" / f"synthetic_v{GENERATOR_VERSION}_n{BENCHMARK_IMAGES}"
 #: The v3 generator's benchmark, for runs of a later generator: does their figure fall there?
 V3_BENCHMARK = REPO / "data" / "benchmark" / f"synthetic_v3_n{BENCHMARK_IMAGES}"

@@ -13,7 +13,7 @@ pooling). ``grasp_map_loss`` (sum of per-map MSEs) is shared with distillation/M
 """
 
 from . import ggcnn, ggcnn2, pspnet  # noqa: F401 -- imported to register the networks
-from .base import GRASP_MAP_NAMES, GraspNet, count_parameters, grasp_map_loss
+from .base import GRASP_MAP_NAMES, MAP_LOSSES, GraspNet, count_parameters, grasp_map_loss
 from .ensemble import MapEnsemble
 from .ggcnn import GGCNN
 from .ggcnn2 import GGCNN2
@@ -24,6 +24,7 @@ __all__ = [
     "GGCNN",
     "GGCNN2",
     "GRASP_MAP_NAMES",
+    "MAP_LOSSES",
     "GraspNet",
     "MapEnsemble",
     "PSPNet",

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 __all__ = [
     "GRASP_MAP_NAMES",
     "GraspNet",
+    "MAP_LOSSES",
     "check_input_channels",
     "count_parameters",
     "grasp_map_loss",
@@ -33,12 +34,25 @@ __all__ = [
 GRASP_MAP_NAMES: tuple[str, str, str, str] = ("quality", "cos", "sin", "width")
 
 
-def grasp_map_loss(pred: Tensor, target: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+#: Where :func:`grasp_map_loss` learns the angle and opening maps (``--map-loss``).
+MAP_LOSSES: tuple[str, str] = ("all", "grasp")
+
+
+def grasp_map_loss(
+    pred: Tensor, target: Tensor, where: str = "all"
+) -> tuple[Tensor, dict[str, Tensor]]:
     """Sum over the four grasp maps of the per-map mean squared error (GG-CNN convention).
 
     Args:
         pred: ``N x 4 x H x W`` predicted maps (quality, cos 2θ, sin 2θ, width).
         target: same shape; may be soft targets (e.g. a teacher's maps for distillation).
+        where: ``"all"`` (GG-CNN): every map at every pixel, so off the grasps the angle and
+            opening are learnt as 0. ``"grasp"``: quality at every pixel, angle and opening only
+            where the quality target is above 0 (as CenterNet learns box sizes at object
+            centres only): the squared errors there are summed over the same count of pixels,
+            so the terms are those of ``"all"`` without the off-grasp pixels. A thin part's
+            drawn grasps are 1-2 px wide, and learning 0 around them pulls its predicted
+            opening at the quality peak towards 0 (or below, which decodes as no grasp).
 
     Returns:
         ``(total, terms)``: ``total`` is a scalar float32 tensor; ``terms`` maps ``"quality"``,
@@ -50,12 +64,22 @@ def grasp_map_loss(pred: Tensor, target: Tensor) -> tuple[Tensor, dict[str, Tens
             f"grasp_map_loss expects pred and target of the same shape N x 4 x H x W, "
             f"got {tuple(pred.shape)} and {tuple(target.shape)}"
         )
+    if where not in MAP_LOSSES:
+        raise ValueError(f"where must be one of {MAP_LOSSES}, got {where!r}")
     # float32 so that the reduction is accurate under bf16 autocast.
     pred32 = pred.float()
     target32 = target.float()
-    terms = {
-        name: F.mse_loss(pred32[:, i], target32[:, i]) for i, name in enumerate(GRASP_MAP_NAMES)
-    }
+    if where == "all":
+        terms = {
+            name: F.mse_loss(pred32[:, i], target32[:, i]) for i, name in enumerate(GRASP_MAP_NAMES)
+        }
+    else:
+        on = (target32[:, :1] > 0).to(pred32.dtype)
+        sq = (pred32[:, 1:] - target32[:, 1:]).square()
+        terms = {"quality": F.mse_loss(pred32[:, 0], target32[:, 0])}  # as "all", bitwise
+        terms.update(
+            {name: (sq[:, i] * on[:, 0]).mean() for i, name in enumerate(GRASP_MAP_NAMES[1:])}
+        )
     total = terms["quality"] + terms["cos"] + terms["sin"] + terms["width"]
     return total, terms
 
@@ -107,17 +131,20 @@ class GraspNet(nn.Module):
         main, aux = self(x, with_aux=True)
         return main, aux
 
-    def loss_from_outputs(self, main: Tensor, aux: Tensor | None, y: Tensor) -> dict[str, Any]:
-        """Loss dict from already computed outputs (e.g. ``ddp_model(x, with_aux=True)``).
+    def loss_from_outputs(
+        self, main: Tensor, aux: Tensor | None, y: Tensor, where: str = "all"
+    ) -> dict[str, Any]:
+        """Loss dict from already computed outputs (e.g. ``ddp_model(x, with_aux=True)``);
+        ``where``: :func:`grasp_map_loss`'s (``--map-loss``), for both heads.
 
         Returns ``{"loss": scalar tensor with grad, "terms": {"quality", "cos", "sin", "width"
         [, "aux"]: detached scalar tensors}, "pred": main}``. ``"aux"`` is the weighted total
         ``aux_weight * grasp_map_loss(aux, y)``, already included in ``"loss"``.
         """
-        loss, terms = grasp_map_loss(main, y)
+        loss, terms = grasp_map_loss(main, y, where)
         detached = {k: v.detach() for k, v in terms.items()}
         if aux is not None and self.aux_weight > 0:
-            aux_loss, _ = grasp_map_loss(aux, y)
+            aux_loss, _ = grasp_map_loss(aux, y, where)
             aux_term = self.aux_weight * aux_loss
             loss = loss + aux_term
             detached["aux"] = aux_term.detach()

@@ -204,6 +204,34 @@ def test_grasp_map_loss() -> None:
         grasp_map_loss(pred, target[:, :3])
 
 
+def test_grasp_map_loss_on_grasp_pixels_only() -> None:
+    """--map-loss grasp: angle and opening errors off the grasps cost nothing and get no
+    gradient; on the grasps the terms are those of the GG-CNN loss; quality is unchanged."""
+    torch.manual_seed(0)
+    target = torch.zeros(2, 4, 8, 8)
+    target[:, 0, 2:4, 3:6] = 1.0  # 12 grasp pixels of 64 an image
+    target[:, 1:, 2:4, 3:6] = torch.rand(2, 3, 2, 3)
+    pred = torch.randn(2, 4, 8, 8, requires_grad=True)
+    _, every = grasp_map_loss(pred, target)
+    total, on = grasp_map_loss(pred, target, "grasp")
+    assert torch.equal(on["quality"], every["quality"])
+    grasp = target[:, :1] > 0
+    for i, name in enumerate(GRASP_MAP_NAMES[1:], start=1):
+        err = (pred[:, i] - target[:, i]).square()[grasp[:, 0]].sum() / err_count(pred)
+        assert on[name].item() == pytest.approx(err.item())
+    total.backward()
+    off = ~grasp[:, 0]
+    assert pred.grad[:, 1:].permute(1, 0, 2, 3)[:, off].abs().max() == 0
+    assert pred.grad[:, 0][off].abs().min() > 0  # quality learns everywhere
+    with pytest.raises(ValueError, match="where must be one of"):
+        grasp_map_loss(pred, target, "mask")
+
+
+def err_count(pred: torch.Tensor) -> int:
+    """Pixels a per-map mean divides by: N x H x W."""
+    return pred.shape[0] * pred.shape[2] * pred.shape[3]
+
+
 @pytest.mark.parametrize(("name", "kwargs"), [("ggcnn", {}), ("pspnet", {"backbone": "resnet18"})])
 def test_bf16_autocast_channels_last(name: str, kwargs: dict) -> None:
     torch.manual_seed(0)

@@ -104,14 +104,14 @@ def make_trainer(model, step, precision=None, lr=1e-3, **kw) -> Trainer:
     return Trainer(model, opt, step, precision or cpu_fp32(), **kw)
 
 
-@pytest.mark.parametrize("amp", ["off", "bf16"])
-def test_supervised_training_lowers_loss(amp):
+@pytest.mark.parametrize(("amp", "map_loss"), [("off", "all"), ("bf16", "all"), ("off", "grasp")])
+def test_supervised_training_lowers_loss(amp, map_loss):
     torch.manual_seed(0)
     model = get_network("ggcnn")
     precision = resolve_precision(amp, "auto", torch.device("cpu"))
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    trainer = make_trainer(model, SupervisedStep(), precision, lr=3e-3)
+    trainer = make_trainer(model, SupervisedStep(map_loss), precision, lr=3e-3)
     data = tiny_batches(4)
     ctx = StepContext(torch.device("cpu"), precision)
     with torch.no_grad(), precision.autocast():
@@ -381,3 +381,20 @@ def test_fast_optimisers_make_the_plain_loops_update(name):
             opt.step()
     for (k, a), b in zip(fast.state_dict().items(), plain.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_map_loss_flag_reaches_each_scripts_step(monkeypatch):
+    """--map-loss is the step's, in train_net.py and mixmatch_train.py (distill.py passes it
+    the same way); the default is GG-CNN's loss over every pixel."""
+    from types import SimpleNamespace
+
+    import mixmatch_train
+    import train_net
+
+    monkeypatch.setattr(
+        train_net.harness, "run_training", lambda args, make_step: make_step(None, None)
+    )
+    assert train_net.main(train_net.parse_args(["--map-loss", "grasp"])).map_loss == "grasp"
+    assert train_net.main(train_net.parse_args([])).map_loss == "all"
+    args = mixmatch_train.parse_args(["--map-loss", "grasp", "--labeled-fraction", "0.5"])
+    assert mixmatch_train.make_step(SimpleNamespace(args=args), None).map_loss == "grasp"

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from models import list_networks
+from models import MAP_LOSSES, list_networks
 from utils.atomic import atomic_write_json
 from utils.depth import DEPTH_NORMS, LEGACY_DEPTH_NORM
 
@@ -279,6 +279,13 @@ def add_optim_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--warmup-steps", type=int, default=50)
     g.add_argument("--grad-clip", type=float, default=None, help="max gradient norm")
+    g.add_argument(
+        "--map-loss",
+        default="all",
+        choices=MAP_LOSSES,
+        help="where the label loss learns the angle and opening maps: all pixels (GG-CNN: 0 off "
+        "the grasps) or only the grasp pixels (quality above 0); quality is learnt everywhere",
+    )
     g.add_argument("--ds-shuffle", type=str2bool, default=True, help="shuffle training batches")
     g.add_argument(
         "--augment", type=str2bool, default=True, help="random rotation and zoom in training"

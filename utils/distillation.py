@@ -91,8 +91,10 @@ class DistillStep:
         task_weight: float = 1.0,
         kd_weight: float = 1.0,
         feature_weight: float = 0.0,
+        map_loss: str = "all",
     ) -> None:
         self.teacher = teacher
+        self.map_loss = map_loss  # where the label loss learns angle and opening
         self.task_weight = float(task_weight)
         self.kd_weight = float(kd_weight)
         self.feature_weight = float(feature_weight)
@@ -123,7 +125,7 @@ class DistillStep:
         if self.task_weight > 0:
             y = labelled["y"].to(ctx.device, non_blocking=True)
             sup = unwrap(model).loss_from_outputs(
-                main[:n_lab], None if aux is None else aux[:n_lab], y
+                main[:n_lab], None if aux is None else aux[:n_lab], y, self.map_loss
             )
             loss = loss + self.task_weight * sup["loss"]
             terms["task"] = sup["loss"].detach()

@@ -109,6 +109,7 @@ class MixMatchStep:
         alpha: float = 0.75,
         lambda_u: float = 1.0,
         rampup: int = 1000,
+        map_loss: str = "all",
     ) -> None:
         if not 1 <= k <= DIHEDRAL_VIEWS:
             raise ValueError(f"--k must be in 1..{DIHEDRAL_VIEWS}, got {k}")
@@ -117,6 +118,7 @@ class MixMatchStep:
         if not alpha > 0:
             raise ValueError(f"--alpha must be > 0, got {alpha}")
         self.k, self.temperature, self.alpha = int(k), float(temperature), float(alpha)
+        self.map_loss = map_loss  # where the supervised term learns angle and opening
         self.lambda_u, self.rampup = float(lambda_u), int(rampup)
 
     def unlabelled_weight(self, global_step: int) -> float:
@@ -144,7 +146,9 @@ class MixMatchStep:
         with running_stats_frozen(unwrap(model)):
             main, aux = model(x_mix, with_aux=True)
         n = len(xl)
-        sup = unwrap(model).loss_from_outputs(main[:n], None if aux is None else aux[:n], y_mix[:n])
+        sup = unwrap(model).loss_from_outputs(
+            main[:n], None if aux is None else aux[:n], y_mix[:n], self.map_loss
+        )
         # Summed over the four maps like the supervised loss, so --lambda-u weighs like for like.
         unsup, _ = grasp_map_loss(main[n:], y_mix[n:])
         w = self.unlabelled_weight(ctx.global_step)

@@ -53,12 +53,17 @@ class Step(Protocol):
 
 
 class SupervisedStep:
-    """Maps against the batch's drawn targets (plus the auxiliary head's loss, if any)."""
+    """Maps against the batch's drawn targets (plus the auxiliary head's loss, if any);
+    ``map_loss``: where angle and opening are learnt (``--map-loss``,
+    :func:`models.base.grasp_map_loss`)."""
+
+    def __init__(self, map_loss: str = "all") -> None:
+        self.map_loss = map_loss
 
     def __call__(self, model: nn.Module, batch: dict, ctx: StepContext) -> StepOutput:
         x = ctx.precision.to_input(batch["x"], ctx.device)
         y = batch["y"].to(ctx.device, non_blocking=True)
         # Through the (possibly DDP-wrapped) model, so every parameter is seen by DDP.
         main, aux = model(x, with_aux=True)
-        out = unwrap(model).loss_from_outputs(main, aux, y)
+        out = unwrap(model).loss_from_outputs(main, aux, y, self.map_loss)
         return StepOutput(out["loss"], out["terms"], x.shape[0])
