@@ -162,3 +162,25 @@ def test_scores_of_an_older_decoding_are_scored_again(tmp_path, monkeypatch):
     assert calls[-1][:4] == ["--dataset", "benchmark", "--dataset-path", str(bench_root)]
     (run / "best.pt").unlink()  # a record: its figures as they were scored
     assert results_table.benchmark_successes(run) == (["a", "b"], [True, True])
+
+
+def test_family_sets_are_one_object_of_their_family_and_deterministic(tmp_path):
+    import hashlib
+
+    import family_table
+
+    from utils.image import load_mask
+
+    def digest(folder: Path) -> str:
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
+
+    a = family_table.ensure_family_set(tmp_path / "a", "wire_frame", 2, seed=7)
+    b = family_table.ensure_family_set(tmp_path / "b", "wire_frame", 2, seed=7)
+    assert digest(a) == digest(b)
+    assert family_table.ensure_family_set(tmp_path / "a", "wire_frame", 2, seed=7) == a  # kept
+    views = sorted(a.glob("*/0_*_mask.png"))
+    assert [v.parent.name for v in views] == ["wireframe00000", "wireframe00001"]
+    assert all(load_mask(v).any() for v in views)
+    other = family_table.ensure_family_set(tmp_path / "c", "box", 2, seed=7)
+    assert digest(other) != digest(a)
