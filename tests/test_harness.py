@@ -267,6 +267,38 @@ def test_machine_resolved_workers_and_threads_are_not_inherited(short_run, tmp_p
     assert train_net.parse_args(["--resume", str(run / "last.pt")]).num_workers == 2
 
 
+def test_bf16_that_auto_chose_is_not_inherited_by_a_cpu_without_bf16_units(
+    short_run, tmp_path, monkeypatch
+):
+    """A run started with --amp auto on a bf16 machine stores bf16; resumed (without --amp) on
+    a CPU without bf16 units it goes on in fp32 and says so, instead of emulating bf16."""
+    import json
+
+    import utils.harness as harness
+
+    run = copy_run(short_run, tmp_path / "run")
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["precision_requested"] == {"amp": "off", "channels_last": "off"}  # as tiny_args
+    ckpt["precision_requested"] = {"amp": "auto", "channels_last": "auto"}
+    ckpt["args"].update(amp="bf16", channels_last="on")  # what auto chose on that machine
+    torch.save(ckpt, run / "last.pt")
+    monkeypatch.setattr(harness, "cpu_has_bf16_instructions", lambda: False)
+    out = train(tmp_path, resume=run / "last.pt")
+    assert "the run goes on in fp32" in out and "fp32 + channels_last" in out.split("\n")[0]
+    assert json.loads((run / "args_resume.json").read_text())["amp"] == "off"
+    # The request travels on: the next checkpoint still says the run asked for auto.
+    assert load_checkpoint(run / "last.pt")["precision_requested"]["amp"] == "auto"
+
+    torch.save(ckpt, run / "last.pt")
+    given = train_net.parse_args(["--resume", str(run / "last.pt"), "--amp", "bf16"])
+    harness._reresolve_emulated_bf16(given, torch.device("cpu"))
+    assert given.amp == "bf16"  # asked for on this command: kept
+    monkeypatch.setattr(harness, "cpu_has_bf16_instructions", lambda: True)
+    same = train_net.parse_args(["--resume", str(run / "last.pt")])
+    harness._reresolve_emulated_bf16(same, torch.device("cpu"))
+    assert same.amp == "bf16"  # a CPU with bf16 units keeps the run's numerics
+
+
 def test_each_rank_resumes_its_own_running_loss_sums(tmp_path):
     model = get_network("ggcnn")
     opt = torch.optim.Adam(model.parameters())

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,7 +47,12 @@ from utils.grasp import WIDTH_SCALE
 from utils.logger import RunLogger
 from utils.optim import build_optimizer, build_scheduler, set_weight_decay
 from utils.post_process import DECODING_VERSION
-from utils.precision import Precision, agreed_precision, resolve_precision
+from utils.precision import (
+    Precision,
+    agreed_precision,
+    cpu_has_bf16_instructions,
+    resolve_precision,
+)
 from utils.scoring import evaluate
 from utils.seeding import seed_everything
 from utils.steps import Step
@@ -158,6 +164,9 @@ def parse_training_args(
             )
         _check_resume_kind(args, ckpt, parser)
         args._resume_ckpt = ckpt
+        args._precision_requested = ckpt.get("precision_requested")
+        raw = sys.argv[1:] if argv is None else argv
+        args._amp_given = any(a == "--amp" or a.startswith("--amp=") for a in raw)
         args._resume_changes = {k: v for k, v in changes.items() if cli.RESUME_OVERRIDES[k]}
     from utils.data.benchmark import is_benchmark_folder
 
@@ -253,7 +262,33 @@ def setup_run(args: argparse.Namespace) -> tuple[DistInfo, Precision]:
     )
     torch.set_num_threads(args.threads)
     seed_everything(args.seed + dist.rank)
+    _reresolve_emulated_bf16(args, dist.device)
     return dist, resolve_precision(args.amp, args.channels_last, dist.device)
+
+
+def _reresolve_emulated_bf16(args: argparse.Namespace, device: torch.device) -> None:
+    """A run stores ``--amp auto`` as what it resolved to (so a resume on the same machine keeps
+    the same numerics); resumed without ``--amp`` on a CPU that has no bf16 units, a stored bf16
+    from ``auto`` would be emulated, about 10x slower, so ``auto`` is resolved again here
+    (fp32; the weights carry on, the rounding changes). ``args._precision_requested`` is what the
+    run was given, kept in its checkpoints."""
+    requested = getattr(args, "_precision_requested", None)
+    if requested is None:  # a new run (or a checkpoint from before this was recorded)
+        requested = {"amp": args.amp, "channels_last": args.channels_last}
+    args._precision_requested = requested
+    if (
+        requested.get("amp") == "auto"
+        and args.amp == "bf16"
+        and not getattr(args, "_amp_given", False)
+        and device.type == "cpu"
+        and not cpu_has_bf16_instructions()
+    ):
+        args.amp = "off"  # what auto resolves to on such a CPU
+        args._precision_note = (
+            "--amp auto had chosen bf16 on the machine that started this run; this CPU has no "
+            "bf16 units (bf16 would be emulated, ~10x slower), so the run goes on in fp32 "
+            "(give --amp bf16 to keep bf16)"
+        )
 
 
 def build_model(args: argparse.Namespace, dist: DistInfo, precision: Precision) -> nn.Module:
@@ -410,7 +445,8 @@ def _train_and_test(
     n = epoch_length(data.train_loader, data.unlabelled_loader, args.batches_per_epoch)
     scheduler = build_scheduler(args, optimizer, args.epochs * n)
     meta = {"data_fingerprint": fingerprint, "epoch_length": n,
-            "given_flags": dict(getattr(args, "_given_flags", {}))}  # fmt: skip
+            "given_flags": dict(getattr(args, "_given_flags", {})),
+            "precision_requested": dict(getattr(args, "_precision_requested", None) or {})}  # fmt: skip
     if getattr(args, "_script", None):
         meta["script"] = args._script
     trainer = Trainer(
@@ -448,6 +484,8 @@ def _train_and_test(
             + (" into a new run folder (--fork)" if run.forked else "")
             + ("" if "rng" in run.resume else " (an older checkpoint: random states not saved)")
         )
+        if getattr(args, "_precision_note", None):
+            logger.print(args._precision_note)
     if stop_agreed(dist.device):  # a signal during set-up: nothing trained, nothing to save
         raise KeyboardInterrupt
     t0 = time.perf_counter()
