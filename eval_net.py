@@ -77,6 +77,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     g.add_argument("--n-grasps", type=cli.positive_int, default=1, help="top grasps per image")
     g.add_argument("--iou-threshold", type=float, default=0.25)
+    g.add_argument(
+        "--min-opening",
+        type=cli.non_negative_float,
+        default=0.0,
+        metavar="PX",
+        help="decode every grasp's opening as at least PX pixels of the network input "
+        "(default 0: the openings as predicted, clamped at 0)",
+    )
     g.add_argument("--batch-size", type=cli.positive_int, default=8)
     g.add_argument(
         "--tta",
@@ -380,6 +388,7 @@ def evaluate_dataset(
         precision=precision,
         n_grasps=args.n_grasps,
         iou_threshold=args.iou_threshold,
+        min_opening=args.min_opening,
         sample_id=dataset.sample_id,
         on_batch=on_batch,
         desc="eval",
@@ -388,12 +397,18 @@ def evaluate_dataset(
         **measured(args, ckpt, dataset),
         "tta": args.tta,
         "decoding": DECODING_VERSION,
+        "min_opening": args.min_opening,
         "precision": precision.describe(),
         **out.results.summary(),
         "network_ms_per_image": out.network_ms,
         "post_ms_per_image": out.post_ms,
     }
-    summary["per_image"] = {"ids": out.results.ids, "successes": out.results.successes}
+    summary["outcomes"] = out.results.outcome_counts()
+    summary["per_image"] = {
+        "ids": out.results.ids,
+        "successes": out.results.successes,
+        "outcomes": out.results.outcomes,
+    }
     if dist.is_main:
         print(
             f"{ckpt['network']['name']}"
@@ -413,6 +428,9 @@ def evaluate_dataset(
                 ("post-processing ms/image", f"{out.post_ms:.1f}"),
             ]
         )
+        misses = {k: n for k, n in summary["outcomes"].items() if k != "hit"}
+        if misses:
+            print("misses: " + ", ".join(f"{n} {k}" for k, n in misses.items()))
         if args.jacquard_output:
             print(f"Jacquard-format grasps: {jo_dir}")
         if args.vis:
@@ -613,6 +631,7 @@ def main(args: argparse.Namespace):
                     model.input_channels, args.crop, dist.device, precision, WIDTH_SCALE,
                     depth_norm=trained_depth_norm(trained),
                 )  # fmt: skip
+            predictor.min_opening = args.min_opening
             one = argparse.Namespace(**{**vars(args), "network": path})
             result = infer_images(one, predictor, trained, dist)
             finished = True

@@ -163,12 +163,15 @@ def cached_score(
     """:func:`score` of the run's chosen checkpoint (several runs: theirs, as one model) with
     ``flags`` (their ``--dataset-path``, if any, is the data), reusing ``results.json`` in
     ``out`` (default ``<run>/<name>``) when it scored the same checkpoints on the same folder
-    without test-time augmentation and with today's decoding
+    without test-time augmentation, with the same ``--min-opening`` and with today's decoding
     (:data:`utils.post_process.DECODING_VERSION`; a run restored from its record without
     checkpoints keeps the score it has)."""
     runs = [runs] if isinstance(runs, Path) else runs
     ckpts = [chosen_checkpoint(r) for r in runs]
     root = flags[flags.index("--dataset-path") + 1] if "--dataset-path" in flags else None
+    min_opening = (
+        float(flags[flags.index("--min-opening") + 1]) if "--min-opening" in flags else 0.0
+    )
     out = out or runs[0] / name
     try:
         summary = json.loads((out / "results.json").read_text())
@@ -184,6 +187,7 @@ def cached_score(
             # the run folder and file: the same run wherever the checkout lies
             and [Path(c).parts[-2:] for c in scored] == [c.parts[-2:] for c in ckpts]
             and summary.get("tta", "none") == "none"
+            and summary.get("min_opening", 0.0) == min_opening
             # scored by today's decoding (results before the version was written: 1), or
             # a record without weights, which keeps what it was scored with
             and (

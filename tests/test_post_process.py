@@ -223,3 +223,50 @@ def test_raw_batch_evaluation_equals_decoding_whole_maps():
     np.testing.assert_allclose(w[ok], wid[i, pts[:, 0], pts[:, 1]][ok], rtol=1e-5, atol=1e-4)
     with pytest.raises(ValueError, match=r"\(N, 4, H, W\)"):
         evaluate_raw_batch(raw[:, :3], gts)
+
+
+def test_min_opening_raises_short_openings_on_both_paths():
+    """--min-opening: a grasp whose opening collapsed to 0 (a thin part) is decoded at the
+    floor instead, on the whole-map and the at-the-peak paths alike; longer ones stay."""
+    from utils.evaluation import evaluate_batch, evaluate_raw_batch
+
+    g = Grasp((32, 32), 0.3, 12, 6)
+    gt, y = target_for([g], 64)
+    y[3] = 0.0  # the width head read 0 everywhere
+    (miss,) = evaluate_raw_batch(y[None], [gt])
+    assert not miss.success and miss.outcome == "opening short"
+    (hit,) = evaluate_raw_batch(y[None], [gt], min_opening=12.0)
+    assert hit.success and hit.grasps[0].length == pytest.approx(12.0)
+    maps = post_process_output(*y, min_opening=12.0)
+    assert maps[2].min() == pytest.approx(12.0)
+    (whole,) = evaluate_batch(*(m[None] for m in maps), [gt])
+    assert whole.success and whole.best_iou == pytest.approx(hit.best_iou, abs=1e-5)
+    y[3] = 40 / WIDTH_SCALE  # longer than the floor: unchanged
+    assert post_process_output(*y, min_opening=12.0)[2].min() == pytest.approx(40.0, rel=1e-4)
+
+
+def test_outcome_names_why_a_grasp_missed():
+    from utils.evaluation import OUTCOMES, outcome
+
+    true = Grasp((40, 40), 0.4, 30, 15)
+    gt = GraspRectangles([true.as_gr])
+
+    def why(g):
+        return outcome(g, gt, g.max_iou(gt) if g is not None else 0.0)
+
+    assert why(true) == "hit"  # a grasp equals itself
+    assert why(None) == "no grasp"
+    assert why(Grasp((5, 5), 0.4, 30, 15)) == "off the grasps"
+    assert why(Grasp((40, 40), 0.4 + math.pi / 2, 30, 15)) == "angle"
+    assert why(Grasp((40, 40), 0.4, 0.0, 0.0)) == "opening short"
+    assert why(Grasp((40, 40), 0.4, 300, 150)) == "opening long"
+    assert why(Grasp((40, 40), 0.4, 30, 400)) == "size"  # the jaw, not the opening
+    assert outcome(true, GraspRectangles(), 0.0) == "off the grasps"
+    assert set(OUTCOMES) >= {"hit", "no grasp", "off the grasps", "angle", "size"}
+    # the rectangle metric's own results carry the outcome, and the counts add up
+    res = EvaluationResults()
+    for g in (true, None, Grasp((40, 40), 0.4, 0.0, 0.0)):
+        res.add("x", evaluate_grasps([] if g is None else [g], gt))
+    assert res.outcomes == ["hit", "no grasp", "opening short"]
+    assert res.outcome_counts() == {"hit": 1, "no grasp": 1, "opening short": 1}
+    assert res.merge(res).outcome_counts()["hit"] == 2

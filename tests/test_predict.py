@@ -49,6 +49,24 @@ class MapsOf:
         return self.maps[None].repeat(len(x), axis=0)
 
 
+def test_min_opening_floors_a_collapsed_opening():
+    """A network whose opening map reads 0 (a thin part) gives a grasp of no opening; with
+    ``min_opening`` (network-input pixels) the same grasp opens that far, in source pixels."""
+    truth = Grasp((229.5, 339.5), 0.3, 40.0, 20.0)
+    oracle = MapsOf(truth, "center")
+    oracle.maps[3] = 0.0
+    depth = table_with_box()
+    (closed,) = GraspPredictor(oracle, S).predict(depth)
+    (opened,) = GraspPredictor(oracle, S, min_opening=10.0).predict(depth)
+    _, side = crop_region("center", (ROWS, COLS))
+    assert closed.opening == 0.0
+    assert opened.opening == pytest.approx(10.0 * side / S, rel=1e-4)
+    assert np.allclose(opened.center, closed.center)
+    # a grasp of no opening keeps its angle in the source frame (no edge to read it from)
+    assert closed.angle == pytest.approx(0.3, abs=0.02)
+    assert opened.angle == pytest.approx(closed.angle, abs=1e-6)
+
+
 @pytest.mark.parametrize("crop", ["center", "full", "200,100,500,400"])
 def test_a_known_grasp_comes_back_at_its_pose_in_metres(crop):
     depth = table_with_box()

@@ -108,6 +108,26 @@ def test_eval_net_table_and_jacquard_output(trained_run, workdir, capsys):
     assert list((out_dir / "vis").glob("*.png"))
     per_image = json.loads((out_dir / "results.json").read_text())["per_image"]
     assert len(per_image["ids"]) == summary["images"]
+    # why each image missed: one outcome an image, the counts add up to the images
+    assert len(per_image["outcomes"]) == summary["images"]
+    assert sum(summary["outcomes"].values()) == summary["images"]
+    assert summary["outcomes"].get("hit", 0) <= summary["correct"]  # a lower grasp may hit
+    assert summary["min_opening"] == 0.0
+
+
+def test_eval_net_min_opening_is_recorded_and_checked(trained_run, workdir):
+    """--min-opening reaches the results (decoding itself: tests/test_post_process.py and
+    tests/test_predict.py); a negative value is refused with the flag named."""
+    run, _ = trained_run
+    args = eval_net.parse_args(
+        ["--network", str(run / "best.pt"), "--min-opening", "20", "--outdir",
+         str(workdir / "floor"), "--num-workers", "0", "--cache-dir", str(workdir / "cache")]
+    )  # fmt: skip
+    summary = eval_net.main(args)
+    assert summary["min_opening"] == 20.0 and "opening short" not in summary["outcomes"]
+    res = run_script("eval_net.py", "--network", str(run / "best.pt"), "--min-opening", "-1")
+    assert res.returncode == 2 and "--min-opening" in res.stderr
+    assert "expected a number >= 0" in res.stderr
 
 
 def test_eval_net_test_time_augmentation(trained_run, workdir, capsys):

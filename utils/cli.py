@@ -108,6 +108,13 @@ def positive_float(v: str) -> float:
     return x
 
 
+def non_negative_float(v: str) -> float:
+    x = float(v)
+    if not 0 <= x < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {v}")
+    return x
+
+
 def non_negative_int(v: str) -> int:
     n = int(v)
     if n < 0:

@@ -16,6 +16,7 @@ from utils.grasp import (
     WIDTH_SCALE,
     Grasp,
     GraspRectangles,
+    angle_difference,
     max_iou_per_image,
 )
 from utils.post_process import decode_at, detect_grasps, smooth_maps
@@ -26,13 +27,63 @@ def _as_rectangles(gt: GraspRectangles | np.ndarray) -> GraspRectangles:
     return gt if isinstance(gt, GraspRectangles) else GraspRectangles(np.asarray(gt))
 
 
+#: What :func:`outcome` calls an image's result, in the order a cascade tests them.
+OUTCOMES = ("hit", "no grasp", "off the grasps", "angle", "opening short", "opening long", "size")
+
+
+def outcome(
+    grasp: Grasp | None,
+    gt: GraspRectangles | np.ndarray,
+    iou: float,
+    iou_threshold: float = 0.25,
+    angle_threshold: float = DEFAULT_ANGLE_THRESHOLD,
+) -> str:
+    """Why a detection missed, tested in order (one of :data:`OUTCOMES`):
+
+    - ``hit``: ``iou`` (its best IoU with ``gt``) is above ``iou_threshold``;
+    - ``no grasp``: no quality peak above the detection threshold;
+    - ``off the grasps``: its centre (row, col) lies inside no ground-truth rectangle;
+    - ``angle``: inside some, but every rectangle it lies in is more than ``angle_threshold``
+      (radians, modulo pi) from its angle;
+    - ``opening short`` / ``opening long``: inside a rectangle of a fitting angle, and its
+      opening (pixels) is below the smallest / above the largest opening of those rectangles;
+    - ``size``: within their openings, and still no IoU above the threshold (jaw size, or the
+      centre near a rectangle's end).
+    """
+    if iou > iou_threshold:
+        return "hit"
+    if grasp is None:
+        return "no grasp"
+    gt = _as_rectangles(gt)
+    if not len(gt):
+        return "off the grasps"
+    pts = gt.points  # K x 4 x 2, convex, corners in order
+    edges = np.roll(pts, -1, axis=1) - pts
+    rel = grasp.center[None, None, :] - pts
+    cross = edges[..., 0] * rel[..., 1] - edges[..., 1] * rel[..., 0]
+    inside = (cross >= 0).all(axis=1) | (cross <= 0).all(axis=1)
+    if not inside.any():
+        return "off the grasps"
+    fits = inside & (angle_difference(gt.angles, grasp.angle) <= angle_threshold + 1e-12)
+    if not fits.any():
+        return "angle"
+    openings = np.linalg.norm(pts[fits, 1] - pts[fits, 0], axis=1)
+    if grasp.length < openings.min() - 1e-6:  # a hair of rounding is not a short opening
+        return "opening short"
+    if grasp.length > openings.max() + 1e-6:
+        return "opening long"
+    return "size"
+
+
 @dataclass
 class ImageResult:
-    """One image's score: success, the best IoU of any top grasp, and the grasps themselves."""
+    """One image's score: success, the best IoU of any top grasp, the grasps themselves, and
+    the :func:`outcome` of the top grasp."""
 
     success: bool
     best_iou: float
     grasps: list[Grasp] = field(default_factory=list)
+    outcome: str = ""
 
 
 def evaluate_grasps(
@@ -44,7 +95,8 @@ def evaluate_grasps(
     """Score already-detected grasps against ground truth (rectangles in the same pixel frame)."""
     gt = _as_rectangles(gt)
     best = max((g.max_iou(gt, angle_threshold) for g in grasps), default=0.0)
-    return ImageResult(success=best > iou_threshold, best_iou=best, grasps=grasps)
+    kind = outcome(grasps[0] if grasps else None, gt, best, iou_threshold, angle_threshold)
+    return ImageResult(success=best > iou_threshold, best_iou=best, grasps=grasps, outcome=kind)
 
 
 def evaluate_image(
@@ -121,6 +173,7 @@ def evaluate_raw_batch(
     angle_threshold: float = DEFAULT_ANGLE_THRESHOLD,
     threshold: float = 0.2,
     jaw_ratio: float = 0.5,
+    min_opening: float = 0.0,
 ) -> list[ImageResult]:
     """Raw network maps (N x 4 x H x W: quality, cos 2a, sin 2a, opening / ``width_scale``)
     straight to one scored grasp per image: the results of
@@ -133,7 +186,9 @@ def evaluate_raw_batch(
         raise ValueError(f"expected raw maps of shape (N, 4, H, W), got {raw.shape}")
     q = smooth_maps(np.ascontiguousarray(raw[:, 0]), sigma[0])
     points, ok = top_peaks(q, threshold)
-    angles, lengths = decode_at(raw[:, 1], raw[:, 2], raw[:, 3], points, width_scale, sigma[1:])
+    angles, lengths = decode_at(
+        raw[:, 1], raw[:, 2], raw[:, 3], points, width_scale, sigma[1:], min_opening
+    )
     quality = q[np.arange(len(q)), points[:, 0], points[:, 1]]
     return _score_peaks(
         points, ok, quality, angles, lengths, gts, iou_threshold, angle_threshold, jaw_ratio
@@ -161,12 +216,16 @@ def _score_peaks(
         )  # fmt: skip
     # Every image's IoUs in one pass: the same values as evaluate_grasps, image by image.
     rects = [None if g is None else g.as_gr for g in found]
-    best = max_iou_per_image(rects, [_as_rectangles(g) for g in gts], angle_threshold)
+    gts = [_as_rectangles(g) for g in gts]
+    best = max_iou_per_image(rects, gts, angle_threshold)
     return [
         ImageResult(
-            success=bool(b > iou_threshold), best_iou=float(b), grasps=[] if g is None else [g]
+            success=bool(b > iou_threshold),
+            best_iou=float(b),
+            grasps=[] if g is None else [g],
+            outcome=outcome(g, gt, float(b), iou_threshold, angle_threshold),
         )
-        for g, b in zip(found, best, strict=True)
+        for g, gt, b in zip(found, gts, best, strict=True)
     ]
 
 
@@ -193,16 +252,25 @@ class EvaluationResults:
     ids: list[str] = field(default_factory=list)
     successes: list[bool] = field(default_factory=list)
     best_ious: list[float] = field(default_factory=list)
+    outcomes: list[str] = field(default_factory=list)
 
     def add(self, image_id: str, result: ImageResult) -> None:
         self.ids.append(str(image_id))
         self.successes.append(bool(result.success))
         self.best_ious.append(float(result.best_iou))
+        self.outcomes.append(result.outcome)
 
     def merge(self, other: EvaluationResults) -> EvaluationResults:
         return EvaluationResults(
-            self.ids + other.ids, self.successes + other.successes, self.best_ious + other.best_ious
+            self.ids + other.ids,
+            self.successes + other.successes,
+            self.best_ious + other.best_ious,
+            self.outcomes + other.outcomes,
         )
+
+    def outcome_counts(self) -> dict[str, int]:
+        """How many images had each :func:`outcome`, in :data:`OUTCOMES` order, zeros left out."""
+        return {k: n for k in OUTCOMES if (n := self.outcomes.count(k))}
 
     def __len__(self) -> int:
         return len(self.ids)

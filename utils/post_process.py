@@ -86,15 +86,17 @@ def decode_at(
     points: np.ndarray,
     width_scale: float = WIDTH_SCALE,
     sigma: tuple[float, float] = (2.0, 1.0),
+    min_opening: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The angle (radians) and opening (pixels) maps of :func:`post_process_output` read at
     one (row, col) pixel per map: ``(N,)`` each, within float32 rounding of those maps, at a
     fraction of the cost when only the grasp's pixel is needed (evaluation). ``sigma`` is
-    (angle, opening) in pixels; the maps are (N, H, W), ``points`` (N, 2)."""
+    (angle, opening) in pixels; the maps are (N, H, W), ``points`` (N, 2); openings are at
+    least ``min_opening`` pixels."""
     sa, sw = sigma
     c, s = smooth_at(cos, points, sa), smooth_at(sin, points, sa)
     angle = 0.5 * torch.atan2(torch.from_numpy(s), torch.from_numpy(c)).numpy()
-    opening = np.maximum(smooth_at(width, points, sw) * np.float32(width_scale), 0.0)
+    opening = np.maximum(smooth_at(width, points, sw) * np.float32(width_scale), min_opening)
     return angle.astype(np.float32), opening
 
 
@@ -105,6 +107,7 @@ def post_process_output(
     width: ArrayLike,
     width_scale: float = WIDTH_SCALE,
     sigma: tuple[float, float, float] = (2.0, 2.0, 1.0),
+    min_opening: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode raw network maps into (quality, angle, opening) numpy maps.
 
@@ -113,6 +116,9 @@ def post_process_output(
       were encoded with (both sides default to :data:`utils.grasp.WIDTH_SCALE`). The width
       head has no activation; a negative opening would draw the same rectangle as its
       absolute value (both half-extents flip), so it is clamped to 0, a grasp of no area;
+      ``min_opening`` (pixels, default 0) raises every opening to at least that: the width
+      head regresses toward the 0 it learns off the grasps, and on parts a few pixels thin
+      it reads 0-6 px where the labels open 7-17 (README, "Openings that collapse");
     - Gaussian smoothing with ``sigma`` = (quality, angle, opening) in pixels. The angle is
       smoothed through its cos/sin components before the atan2, so smoothing never averages
       across the +-pi/2 wrap. A sigma of 0 skips that map.
@@ -127,7 +133,7 @@ def post_process_output(
     # on an AVX2-only EPYC); the same angles within float32 rounding.
     ang = torch.atan2(torch.from_numpy(smooth_maps(s, sa)), torch.from_numpy(smooth_maps(c, sa)))
     ang = ang.mul_(0.5).numpy()
-    w_out = np.maximum(smooth_maps(w * width_scale, sw), 0.0)
+    w_out = np.maximum(smooth_maps(w * width_scale, sw), min_opening)
     out = tuple(m.astype(np.float32, copy=False) for m in (q_out, ang, w_out))
     return out if batched else tuple(x[0] for x in out)
 

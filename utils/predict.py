@@ -262,6 +262,8 @@ class GraspPredictor:
     precision: Any = None
     width_scale: float = WIDTH_SCALE
     depth_norm: str = "mean"
+    #: Smallest opening a grasp is given, pixels of the network input (``eval_net --min-opening``).
+    min_opening: float = 0.0
     timing: Timing = field(default_factory=Timing)
     #: View pixels inside the frame (and box), cached for one (frame shape, crop, size).
     _inside_key: tuple | None = field(default=None, init=False, repr=False)
@@ -399,7 +401,9 @@ class GraspPredictor:
         t1 = time.perf_counter()
         raw = self.maps(x)[0]
         t2 = time.perf_counter()
-        q, ang, wid = post_process_output(raw[0], raw[1], raw[2], raw[3], self.width_scale)
+        q, ang, wid = post_process_output(
+            raw[0], raw[1], raw[2], raw[3], self.width_scale, min_opening=self.min_opening
+        )
         to_source = invert_affine(matrix)
         # Peaks on the mirrored margin (crop full, a box near the edge) or outside a box would
         # map to phantom grasps: only view pixels that show the frame (the box) may be picked.
@@ -411,8 +415,11 @@ class GraspPredictor:
         for g in detect_grasps(q, ang, wid, n_grasps=n_grasps):
             rect = g.as_gr.affine(to_source)
             center = rect.center
+            # A grasp of no opening has no edge to carry its angle: take it from a unit one.
+            unit = rect if g.length > 0 else Grasp(g.center, g.angle, 1.0, 1.0).as_gr
+            angle = unit.angle if unit is rect else unit.affine(to_source).angle
             pg = PredictedGrasp(
-                (float(center[0]), float(center[1])), rect.angle, rect.length, rect.width,
+                (float(center[0]), float(center[1])), angle, rect.length, rect.width,
                 float(g.quality),
             )  # fmt: skip
             if intrinsics is not None:

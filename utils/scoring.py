@@ -83,6 +83,7 @@ def evaluate(
     device: torch.device,
     precision: Precision,
     width_scale: float = WIDTH_SCALE,
+    min_opening: float = 0.0,
     n_grasps: int = 1,
     iou_threshold: float = 0.25,
     max_batches: int | None = None,
@@ -129,12 +130,12 @@ def evaluate(
             # Nothing needs whole decoded maps: decode at each image's peak only.
             image_results = evaluate_raw_batch(
                 pred_cpu.float().numpy(), list(batch["gt"]), width_scale,
-                iou_threshold=iou_threshold,
+                iou_threshold=iou_threshold, min_opening=min_opening,
             )  # fmt: skip
         else:
             maps = post_process_output(
                 pred_cpu[:, 0], pred_cpu[:, 1], pred_cpu[:, 2], pred_cpu[:, 3],
-                width_scale=width_scale,
+                width_scale=width_scale, min_opening=min_opening,
             )  # fmt: skip
             image_results = evaluate_batch(
                 *maps, list(batch["gt"]), n_grasps=n_grasps, iou_threshold=iou_threshold
