@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -184,3 +187,25 @@ def test_family_sets_are_one_object_of_their_family_and_deterministic(tmp_path):
     assert all(load_mask(v).any() for v in views)
     other = family_table.ensure_family_set(tmp_path / "c", "box", 2, seed=7)
     assert digest(other) != digest(a)
+
+
+def test_family_groups_and_opening_floors_parse(tmp_path):
+    """``NAME[@PX]=RUN,...``: a group's runs and its --min-opening; bad groups name the
+    text and what was expected."""
+    import argparse
+
+    import family_table
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.pt").write_bytes(b"")
+    assert family_table.parse_group(f"a={run}") == ("a", [run], 0.0)
+    assert family_table.parse_group(f"b@10={run / 'best.pt'},{run}") == ("b", [run, run], 10.0)
+    for bad, says in [
+        (f"c@-1={run}", "expected pixels >= 0"),
+        (f"c@x={run}", "expected pixels >= 0"),
+        (str(run), "expected NAME[@PX]=RUN"),
+        (f"d={tmp_path}", "not a run folder"),
+    ]:
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(says)):
+            family_table.parse_group(bad)
