@@ -112,6 +112,7 @@ TEACHERS["v4-table-kd3-ggcnn2-os8"] = TEACHERS["v4-table-kd3-ggcnn2"]
 # Angle and opening learnt on the grasp pixels only (--map-loss grasp): thin parts' drawn
 # grasps are 1-2 px wide, and learning 0 around them pulls their openings towards 0.
 RECIPES["v4-table-gmask"] = RECIPES["v3-table"] + ["--map-loss", "grasp"]
+RECIPES["v4-table-gwidth"] = RECIPES["v3-table"] + ["--map-loss", "width"]
 # GG-CNN's own input size (the frames' 300 px, not resized to 224): thin rungs and legs 1.34x
 # wider in pixels, 1.8x the compute.
 RECIPES["v4-table-300"] = RECIPES["v3-table"] + ["--input-size", "300"]

@@ -35,7 +35,7 @@ GRASP_MAP_NAMES: tuple[str, str, str, str] = ("quality", "cos", "sin", "width")
 
 
 #: Where :func:`grasp_map_loss` learns the angle and opening maps (``--map-loss``).
-MAP_LOSSES: tuple[str, str] = ("all", "grasp")
+MAP_LOSSES: tuple[str, ...] = ("all", "grasp", "width")
 
 
 def grasp_map_loss(
@@ -53,6 +53,8 @@ def grasp_map_loss(
             so the terms are those of ``"all"`` without the off-grasp pixels. A thin part's
             drawn grasps are 1-2 px wide, and learning 0 around them pulls its predicted
             opening at the quality peak towards 0 (or below, which decodes as no grasp).
+            ``"width"``: as ``"all"``, but the opening only on the grasp pixels (as
+            ``"grasp"`` learns it); the angle everywhere.
 
     Returns:
         ``(total, terms)``: ``total`` is a scalar float32 tensor; ``terms`` maps ``"quality"``,
@@ -75,11 +77,13 @@ def grasp_map_loss(
         }
     else:
         on = (target32[:, :1] > 0).to(pred32.dtype)
-        sq = (pred32[:, 1:] - target32[:, 1:]).square()
-        terms = {"quality": F.mse_loss(pred32[:, 0], target32[:, 0])}  # as "all", bitwise
-        terms.update(
-            {name: (sq[:, i] * on[:, 0]).mean() for i, name in enumerate(GRASP_MAP_NAMES[1:])}
-        )
+        masked = GRASP_MAP_NAMES[1:] if where == "grasp" else ("width",)
+        terms = {}
+        for i, name in enumerate(GRASP_MAP_NAMES):
+            if name in masked:
+                terms[name] = ((pred32[:, i] - target32[:, i]).square() * on[:, 0]).mean()
+            else:  # as "all", bitwise
+                terms[name] = F.mse_loss(pred32[:, i], target32[:, i])
     total = terms["quality"] + terms["cos"] + terms["sin"] + terms["width"]
     return total, terms
 

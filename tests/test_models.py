@@ -225,6 +225,15 @@ def test_grasp_map_loss_on_grasp_pixels_only() -> None:
     assert pred.grad[:, 0][off].abs().min() > 0  # quality learns everywhere
     with pytest.raises(ValueError, match="where must be one of"):
         grasp_map_loss(pred, target, "mask")
+    # "width": the opening as "grasp" learns it, quality and angle as "all"
+    pred.grad = None
+    total, width_only = grasp_map_loss(pred, target, "width")
+    for name in ("quality", "cos", "sin"):
+        assert torch.equal(width_only[name], every[name])
+    assert torch.equal(width_only["width"], on["width"])
+    total.backward()
+    assert pred.grad[:, 3][off].abs().max() == 0
+    assert pred.grad[:, 1][off].abs().min() > 0
 
 
 def err_count(pred: torch.Tensor) -> int:

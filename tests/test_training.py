@@ -104,7 +104,9 @@ def make_trainer(model, step, precision=None, lr=1e-3, **kw) -> Trainer:
     return Trainer(model, opt, step, precision or cpu_fp32(), **kw)
 
 
-@pytest.mark.parametrize(("amp", "map_loss"), [("off", "all"), ("bf16", "all"), ("off", "grasp")])
+@pytest.mark.parametrize(
+    ("amp", "map_loss"), [("off", "all"), ("bf16", "all"), ("off", "grasp"), ("off", "width")]
+)
 def test_supervised_training_lowers_loss(amp, map_loss):
     torch.manual_seed(0)
     model = get_network("ggcnn")

@@ -291,7 +291,8 @@ def add_optim_args(p: argparse.ArgumentParser) -> None:
         default="all",
         choices=MAP_LOSSES,
         help="where the label loss learns the angle and opening maps: all pixels (GG-CNN: 0 off "
-        "the grasps) or only the grasp pixels (quality above 0); quality is learnt everywhere",
+        "the grasps), only the grasp pixels (quality above 0), or 'width': the opening only "
+        "there, the angle everywhere; quality is learnt everywhere",
     )
     g.add_argument("--ds-shuffle", type=str2bool, default=True, help="shuffle training batches")
     g.add_argument(
