@@ -3,8 +3,8 @@ then measured once on held-out sets, paired with the openings as predicted.
 
     python benchmarks/opening_floor.py RUN [RUN ...] --floors 0 4 6 8 10 12 15
 
-Why: on the parts a few pixels thin the width head reads 0-6 px at the quality peak (it
-regresses toward the 0 it learns off the grasps) where the labels open 7-17 px, and a grasp
+Why: on the parts a few pixels thin the width head's opening at the quality peak falls
+below every label's there (it regresses toward the 0 it learns off the grasps), and a grasp
 of no opening overlaps nothing: ``eval_net.py`` counts those misses as ``opening short``.
 
 1. **Tuning set**: ``--tune-images`` synthetic images of generator seed ``--tune-seed``

@@ -118,7 +118,8 @@ def post_process_output(
       absolute value (both half-extents flip), so it is clamped to 0, a grasp of no area;
       ``min_opening`` (pixels, default 0) raises every opening to at least that: the width
       head regresses toward the 0 it learns off the grasps, and on parts a few pixels thin
-      it reads 0-6 px where the labels open 7-17 (README, "Openings that collapse");
+      its opening at the peak falls below every label's there (README, "Openings that
+      collapse on thin parts");
     - Gaussian smoothing with ``sigma`` = (quality, angle, opening) in pixels. The angle is
       smoothed through its cos/sin components before the atan2, so smoothing never averages
       across the +-pi/2 wrap. A sigma of 0 skips that map.
