@@ -323,20 +323,29 @@ def paired(a_runs: list[Path], b_runs: list[Path]) -> dict:
     McNemar per seed (``b_only``: images only b gets right), and a paired bootstrap over
     images of the seed-averaged success (95% interval of b - a; it resamples images, not
     seeds: the seed spread is the table's ± column)."""
-    per_seed, a_all, b_all, ids0 = [], [], [], None
     for ra, rb in zip(a_runs, b_runs, strict=True):
         seeds = [json.loads((r / "args.json").read_text()).get("seed") for r in (ra, rb)]
         if seeds[0] != seeds[1]:
             raise RuntimeError(f"{ra} and {rb} are not the same seed ({seeds})")
-        ids_a, a = benchmark_successes(ra)
-        ids_b, b = benchmark_successes(rb)
+    return paired_successes(
+        [benchmark_successes(r) for r in a_runs], [benchmark_successes(r) for r in b_runs]
+    )
+
+
+def paired_successes(
+    a: list[tuple[list[str], list[bool]]], b: list[tuple[list[str], list[bool]]]
+) -> dict:
+    """:func:`paired` on given ``(image ids, successes)`` per seed, ``a[i]`` and ``b[i]`` the
+    same seed; every seed scored on the same images."""
+    per_seed, a_all, b_all, ids0 = [], [], [], None
+    for (ids_a, sa), (ids_b, sb) in zip(a, b, strict=True):
         if ids_a != ids_b or (ids0 is not None and ids_a != ids0):
-            raise RuntimeError(f"{ra} and {rb} scored different benchmark images")
+            raise RuntimeError("paired runs scored different images")
         ids0 = ids_a
-        t = mcnemar_test(b, a)
+        t = mcnemar_test(sb, sa)
         per_seed.append({"b_only": t["a_only"], "a_only": t["b_only"], "p": t["p"]})
-        a_all.append(a)
-        b_all.append(b)
+        a_all.append(sa)
+        b_all.append(sb)
     diff, lo, hi = paired_bootstrap(np.mean(a_all, axis=0), np.mean(b_all, axis=0))
     return {"per_seed": per_seed, "diff": diff, "ci95": [lo, hi]}
 

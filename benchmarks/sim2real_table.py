@@ -4,6 +4,8 @@
     python benchmarks/sim2real_table.py --seeds 3 --no-train         # print finished runs
     python benchmarks/sim2real_table.py --networks ggcnn2 --recipes v3 v3-table --seeds 1
     python benchmarks/sim2real_table.py --networks ggcnn2 --recipes v3-table v3-table-kd3 --ensembles
+    python benchmarks/sim2real_table.py --networks ggcnn2 --recipes v4-table v4-table-gwidth \
+        --min-opening 10          # every score decoded with eval_net.py --min-opening 10
 
 Rows: (network, recipe) over seeds 0..N-1, with the results table's flags and epochs
 (``results_table.MODELS``). Recipes (:data:`RECIPES`): ``v2`` is the results table's own runs
@@ -19,13 +21,15 @@ and on the v2 benchmark (when its folder exists; ``--v2-benchmark``: for the cur
 generator's runs too), beside the mask-centroid rule. A recipe's ``v<N>`` prefix is the
 generator it trains on: runs of another generator than this checkout's are only listed. The paired column: the recipe's seed-averaged
 success on the real views minus the ``v2`` row's of the same network, with a 95% bootstrap
-interval over the views (it resamples views, not seeds).
+interval over the views (it resamples views, not seeds). Recipes are also paired with the
+network's first recipe listed, by seed, on the real views and on today's benchmark images.
+``--min-opening PX`` scores every run (and ensemble) with openings decoded at least PX pixels
+(kept in the run folder under ``opening_floor.py``'s names, so each reuses the other's).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -44,13 +48,15 @@ from results_table import (  # noqa: E402
     cached_score,
     mean_rate,
     newest_run,
-    paired,
+    paired_successes,
+    real_flags,
     real_result,
     train,
 )
 
 import distill  # noqa: E402
 from utils.atomic import atomic_write_json  # noqa: E402
+from utils.cli import non_negative_float  # noqa: E402
 from utils.data.benchmark import BENCHMARK_IMAGES  # noqa: E402
 from utils.data.synthetic import (  # noqa: E402
     GENERATOR_VERSION,
@@ -153,15 +159,33 @@ def find_run(net: str, recipe: str, seed: int, outdir: Path, results_dir: Path, 
     return train(NETWORKS[net], seed, outdir, flags, script=distill, desc=desc)
 
 
-def row(run: Path, jacquard: Path | None, v2_benchmark: bool = False) -> dict:
+def floor_flags(min_opening: float) -> list[str]:
+    """eval_net flags for openings decoded at least ``min_opening`` px (none for 0)."""
+    return ["--min-opening", f"{min_opening:g}"] if min_opening else []
+
+
+def floor_name(name: str, min_opening: float) -> str:
+    """A cached score's folder name; with a floor, ``opening_floor.py``'s, so both reuse it."""
+    return f"{name}_floor{min_opening:g}" if min_opening else name
+
+
+def row(run: Path, jacquard: Path | None, v2_benchmark: bool = False, min_opening: float = 0.0):
+    """A run's scores: real views, and the benchmarks of today's generator, v3 and v2 (where
+    their folders are), as ``[correct, images]``, with per-image successes on the real views
+    and today's benchmark (for pairing). ``min_opening`` > 0: every score decoded with
+    ``eval_net.py --min-opening`` (scored here, not the training's own benchmark figure)."""
     out = {"run": str(run)}
     if jacquard is not None:
-        r = real_result(run, jacquard)
+        if min_opening:
+            name = floor_name(f"eval_{jacquard.name}", min_opening)
+            r = cached_score(run, name, real_flags(jacquard) + floor_flags(min_opening))
+        else:
+            r = real_result(run, jacquard)
         out["real"] = [r["correct"], r["images"]]
         out["real_per_image"] = r["per_image"]
         out["real_failed"] = r["failed"]
     try:  # the training's own benchmark figures, scored again if decoded otherwise than today
-        trained = benchmark_report(run)
+        trained = {} if min_opening else benchmark_report(run)
     except RuntimeError:  # trained without a benchmark
         trained = {}
     for key, version, root in (
@@ -171,15 +195,24 @@ def row(run: Path, jacquard: Path | None, v2_benchmark: bool = False) -> dict:
     ):
         if trained.get("scored") == f"synthetic benchmark v{version} ({BENCHMARK_IMAGES} images)":
             out[key] = [trained["summary"]["correct"], trained["summary"]["images"]]
+            per_image = trained["per_image"]
         elif root.is_dir() and (key != "bench_v2" or v2_benchmark):  # another version's
-            r = cached_score(run, f"eval_{root.name}", folder_flags(root))
+            name = floor_name(f"eval_{root.name}", min_opening)
+            r = cached_score(run, name, folder_flags(root) + floor_flags(min_opening))
             out[key] = [r["correct"], r["images"]]
+            per_image = r["per_image"]
+        else:
+            continue
+        if key == "bench_cur":
+            out["bench_cur_per_image"] = {k: per_image[k] for k in ("ids", "successes")}
     return out
 
 
-def print_ensembles(table: dict, jacquard: Path | None, outdir: Path) -> None:
+def print_ensembles(
+    table: dict, jacquard: Path | None, outdir: Path, min_opening: float = 0.0
+) -> None:
     """Each row's runs as one model (the mean of their maps), on the real views and the
-    current benchmark."""
+    current benchmark (openings decoded at least ``min_opening`` px)."""
     print(f"\n| network | recipe | ensemble of the seeds' runs: real dev views [95% CI] | "
           f"synthetic benchmark v{GENERATOR_VERSION} [95% CI] | runs |")  # fmt: skip
     print("|---|---|---:|---:|---:|")
@@ -188,13 +221,14 @@ def print_ensembles(table: dict, jacquard: Path | None, outdir: Path) -> None:
             if len(rows) < 2:
                 continue
             runs = [Path(r["run"]) for r in rows]
-            where = outdir / "ensembles" / f"{recipe}_{net}_{len(runs)}"
+            where = outdir / "ensembles" / floor_name(f"{recipe}_{net}_{len(runs)}", min_opening)
             cells = []
             for root in (jacquard, CUR_BENCHMARK):
                 if root is None or not root.is_dir():
                     cells.append("–")
                     continue
-                r = cached_score(runs, root.name, folder_flags(root), out=where / root.name)
+                flags = folder_flags(root) + floor_flags(min_opening)
+                r = cached_score(runs, root.name, flags, out=where / root.name)
                 lo, hi = r["success_ci95"]
                 cells.append(
                     f"{100 * r['success_rate']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] "
@@ -217,13 +251,6 @@ def paired_real(a: list[dict], b: list[dict]) -> tuple[float, float, float]:
     if ids_a != ids_b:
         raise RuntimeError("runs scored different real views")
     return paired_bootstrap(sa, sb)
-
-
-def scored_on(rows: list[dict]) -> set[str]:
-    return {
-        json.loads((Path(r["run"]) / "test_results.json").read_text())["benchmark"]["scored"]
-        for r in rows
-    }
 
 
 def against_first(table: dict[str, dict[str, list[dict]]], usable=bool):
@@ -257,17 +284,20 @@ def print_real_pairs(table: dict[str, dict[str, list[dict]]]) -> None:
 
 
 def print_benchmark_pairs(table: dict[str, dict[str, list[dict]]]) -> None:
-    """Each recipe against the first one listed of its network, paired by seed on the
-    benchmark images both were scored on (``results_table.paired``); recipes scored on
-    another benchmark (another generator) are not paired."""
+    """Each recipe against the first one listed of its network, paired by seed on the images
+    of today's benchmark (``results_table.paired_successes``)."""
     lines = []
     for net, first_name, name, first, rows in against_first(table):
-        seeds = sorted({r["seed"] for r in rows} & {r["seed"] for r in first})
-        if not seeds or len(scored_on(first) | scored_on(rows)) != 1:
+        a = {r["seed"]: r for r in first if "bench_cur_per_image" in r}
+        b = {r["seed"]: r for r in rows if "bench_cur_per_image" in r}
+        seeds = sorted(a.keys() & b.keys())
+        if not seeds:
             continue
-        a = [Path(r["run"]) for r in first if r["seed"] in seeds]
-        b = [Path(r["run"]) for r in rows if r["seed"] in seeds]
-        t = paired(a, b)
+
+        def successes(r: dict) -> tuple[list[str], list[bool]]:
+            return r["bench_cur_per_image"]["ids"], r["bench_cur_per_image"]["successes"]
+
+        t = paired_successes([successes(a[s]) for s in seeds], [successes(b[s]) for s in seeds])
         per_seed = ", ".join(f"+{x['b_only']}/-{x['a_only']} (p = {x['p']:.2g})"
                              for x in t["per_seed"])  # fmt: skip
         lines.append(
@@ -295,6 +325,14 @@ def main() -> None:
         "--ensemble), on the real views and the current benchmark",
     )
     p.add_argument(
+        "--min-opening",
+        type=non_negative_float,
+        default=0.0,
+        metavar="PX",
+        help="score every run with openings decoded at least PX pixels of the network input "
+        "(eval_net.py --min-opening; default 0: as predicted)",
+    )
+    p.add_argument(
         "--v2-benchmark",
         action="store_true",
         help="also score runs of the current generator on the v2 benchmark (2,000 more images)",
@@ -313,7 +351,9 @@ def main() -> None:
                     print(f"{recipe} {net} seed {seed}: no finished run, left out")
                     continue
                 try:
-                    rows.append({"seed": seed, **row(run, jacquard, args.v2_benchmark)})
+                    rows.append(
+                        {"seed": seed, **row(run, jacquard, args.v2_benchmark, args.min_opening)}
+                    )
                 except RuntimeError as e:  # a run restored from its record lacks a score
                     print(f"{recipe} {net} seed {seed}: {e}; left out")
                     continue
@@ -322,6 +362,8 @@ def main() -> None:
             table.setdefault(net, {})[recipe] = rows
 
     cur = f"synthetic benchmark v{GENERATOR_VERSION}"
+    if args.min_opening:
+        print(f"\nopenings decoded at least {args.min_opening:g} px (eval_net.py --min-opening)")
     print(f"\n| network | training data, recipe | real Jacquard dev views, no TTA: mean ± std | "
           f"per seed | real: minus v2 [95% CI] | {cur} | synthetic benchmark v3 | "
           f"synthetic benchmark v2 | seeds |")  # fmt: skip
@@ -353,7 +395,7 @@ def main() -> None:
     print_real_pairs(table)
     print_benchmark_pairs(table)
     if args.ensembles:
-        print_ensembles(table, jacquard, outdir)
+        print_ensembles(table, jacquard, outdir, args.min_opening)
     if jacquard is not None:
         print("\nreal views missed (<view>_<object>) per run:")
         for net, recipes in table.items():

@@ -209,3 +209,43 @@ def test_family_groups_and_opening_floors_parse(tmp_path):
     ]:
         with pytest.raises(argparse.ArgumentTypeError, match=re.escape(says)):
             family_table.parse_group(bad)
+
+
+def test_sim2real_rows_with_an_opening_floor_score_and_pair_at_that_floor(tmp_path, monkeypatch):
+    """``sim2real_table.py --min-opening PX``: the real views and today's benchmark are scored
+    with ``--min-opening PX`` under opening_floor.py's cache names (not the training's own
+    floor-0 figures), and recipes pair on those per-image successes."""
+    import sim2real_table
+
+    bench = tmp_path / "synthetic_v9_n4"
+    bench.mkdir()
+    monkeypatch.setattr(sim2real_table, "CUR_BENCHMARK", bench)
+    monkeypatch.setattr(sim2real_table, "V3_BENCHMARK", tmp_path / "absent_v3")
+    monkeypatch.setattr(sim2real_table, "V2_BENCHMARK", tmp_path / "absent_v2")
+    real = tmp_path / "jacquard_samples"
+    real.mkdir()
+    calls = []
+
+    def cached_score(run, name, flags, out=None):
+        calls.append((name, flags))
+        ok = [True, False, True, run.name.endswith("b")]
+        return {"correct": sum(ok), "images": 4, "failed": [],
+                "per_image": {"ids": list("wxyz"), "successes": ok}}  # fmt: skip
+
+    monkeypatch.setattr(sim2real_table, "cached_score", cached_score)
+    monkeypatch.setattr(sim2real_table, "benchmark_report", lambda run: pytest.fail("floor 0"))
+    rows = {k: sim2real_table.row(tmp_path / k, real, min_opening=10) for k in ("a", "b")}
+    assert [name for name, _ in calls[:2]] == [
+        "eval_jacquard_samples_floor10",
+        "eval_synthetic_v9_n4_floor10",
+    ]
+    assert all(flags[-2:] == ["--min-opening", "10"] for _, flags in calls)
+    assert rows["b"]["bench_cur"] == [3, 4] and rows["a"]["real"] == [2, 4]
+    t = sim2real_table.paired_successes(
+        [(r["bench_cur_per_image"]["ids"], r["bench_cur_per_image"]["successes"])
+         for r in (rows["a"],)],
+        [(r["bench_cur_per_image"]["ids"], r["bench_cur_per_image"]["successes"])
+         for r in (rows["b"],)],
+    )  # fmt: skip
+    assert t["per_seed"][0]["b_only"] == 1 and t["per_seed"][0]["a_only"] == 0
+    assert t["diff"] == pytest.approx(0.25)
