@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from utils.evaluation import EvaluationResults, ImageResult
-from utils.stats import format_rate, mcnemar_test, mean_std, paired_bootstrap, wilson_interval
+from utils.stats import (
+    bootstrap_mean,
+    format_rate,
+    mcnemar_test,
+    mean_std,
+    paired_bootstrap,
+    wilson_interval,
+)
 
 
 @pytest.mark.parametrize(
@@ -56,6 +63,21 @@ def test_paired_bootstrap_constructed_cases():
     a2 = [False] * 30 + a[30:]
     diff, lo, hi = paired_bootstrap(a2, b)
     assert diff == pytest.approx(0.15) and 0.09 < lo < 0.15 < hi < 0.21
+
+
+def test_bootstrap_mean_of_one_sample():
+    """The interval of a plain mean: none for a constant, about the Wald width for a
+    proportion, and the paired test is the same bootstrap on the differences."""
+    assert bootstrap_mean([1.0] * 18) == (1.0, 1.0, 1.0)
+    assert bootstrap_mean([]) == (0.0, 0.0, 0.0)
+    x = [1.0] * 14 + [0.0] * 4  # 14 of 18 views
+    mean, lo, hi = bootstrap_mean(x)
+    half = 1.96 * (mean * (1 - mean) / len(x)) ** 0.5
+    assert mean == pytest.approx(14 / 18) and lo < mean < hi <= 1.0
+    assert (hi - lo) / 2 == pytest.approx(half, abs=0.03)
+    a, b = [True, False, True] * 10, [True, True, False] * 10
+    diffs = [float(y) - float(z) for y, z in zip(b, a, strict=True)]
+    assert paired_bootstrap(a, b) == bootstrap_mean(diffs)
 
 
 def test_mean_std():

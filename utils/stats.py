@@ -64,15 +64,24 @@ def paired_bootstrap(
     if len(a) != len(b):
         raise ValueError(f"paired results differ in length: {len(a)} and {len(b)}")
     diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
-    if len(diff) == 0:
+    return bootstrap_mean(diff, n_boot, seed)
+
+
+def bootstrap_mean(
+    values: Sequence[float], n_boot: int = 10000, seed: int = 0
+) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of ``values`` and its 95% percentile bootstrap interval
+    (items resampled with replacement; (0, 0, 0) for no items)."""
+    v = np.asarray(values, dtype=float)
+    if len(v) == 0:
         return 0.0, 0.0, 0.0
     rng = np.random.default_rng(seed)
     means = np.empty(n_boot)
     for start in range(0, n_boot, 500):  # in chunks: n_boot x n indices would not fit
-        idx = rng.integers(0, len(diff), size=(min(500, n_boot - start), len(diff)))
-        means[start : start + len(idx)] = diff[idx].mean(axis=1)
+        idx = rng.integers(0, len(v), size=(min(500, n_boot - start), len(v)))
+        means[start : start + len(idx)] = v[idx].mean(axis=1)
     lo, hi = np.quantile(means, [0.025, 0.975])
-    return float(diff.mean()), float(lo), float(hi)
+    return float(v.mean()), float(lo), float(hi)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
