@@ -71,8 +71,9 @@ def ensure_family_set(root: Path, family: str, views: int, seed: int) -> Path:
 
 
 def parse_group(text: str) -> tuple[str, list[Path], float]:
-    """``NAME[@PX]=RUN[,RUN...]`` -> (name, run folders, the runs' ``eval_net.py
-    --min-opening``: PX, default 0); a ``.pt`` path stands for its folder."""
+    """``NAME[@PX]=RUN[,RUN...]`` -> (label, run folders, the runs' ``eval_net.py
+    --min-opening``: PX, default 0); a ``.pt`` path stands for its folder. The label is
+    ``NAME@PX`` where a floor is given, so ``all=A,B all@10=A,B`` are two groups."""
     name, sep, paths = text.partition("=")
     runs = [Path(p).expanduser() for p in paths.split(",") if p]
     name, at, floor_text = name.partition("@")
@@ -86,7 +87,7 @@ def parse_group(text: str) -> tuple[str, list[Path], float]:
     for r in runs:
         if not (r / "best.pt").is_file() and not (r / "last.pt").is_file():
             raise argparse.ArgumentTypeError(f"{r}: no best.pt or last.pt (not a run folder)")
-    return name, runs, floor
+    return (f"{name}@{floor:g}" if at else name), runs, floor
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -96,7 +97,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--views", type=int, default=80, help="one-object views per family")
     p.add_argument("--seed", type=int, default=2_000_003, help="the sets' generator seed")
     p.add_argument("--json", default=None, help="also write the table's figures here")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    labels = [label for label, _, _ in args.groups]
+    if len(set(labels)) < len(labels):
+        p.error(f"groups: each NAME[@PX] once, got {' '.join(labels)}")
+    return args
 
 
 def successes(

@@ -200,7 +200,7 @@ def test_family_groups_and_opening_floors_parse(tmp_path):
     run.mkdir()
     (run / "best.pt").write_bytes(b"")
     assert family_table.parse_group(f"a={run}") == ("a", [run], 0.0)
-    assert family_table.parse_group(f"b@10={run / 'best.pt'},{run}") == ("b", [run, run], 10.0)
+    assert family_table.parse_group(f"b@10={run / 'best.pt'},{run}") == ("b@10", [run, run], 10.0)
     for bad, says in [
         (f"c@-1={run}", "expected pixels >= 0"),
         (f"c@x={run}", "expected pixels >= 0"),
@@ -209,6 +209,11 @@ def test_family_groups_and_opening_floors_parse(tmp_path):
     ]:
         with pytest.raises(argparse.ArgumentTypeError, match=re.escape(says)):
             family_table.parse_group(bad)
+    # the same run with and without a floor: two groups, paired, not one overwriting the other
+    args = family_table.parse_args([f"all={run}", f"all@10={run}"])
+    assert [label for label, _, _ in args.groups] == ["all", "all@10"]
+    with pytest.raises(SystemExit):
+        family_table.parse_args([f"a={run}", f"a={run}"])
 
 
 def test_sim2real_rows_with_an_opening_floor_score_and_pair_at_that_floor(tmp_path, monkeypatch):
