@@ -122,8 +122,6 @@ RECIPES["v4-table-gwidth"] = RECIPES["v3-table"] + ["--map-loss", "width"]
 # Twice the epochs (30, the cosine plan stretched to them): the results table's 15-epoch
 # GG-CNN2 is below its plateau (benchmarks/epoch_curve.py: +5 to 8 points by epoch 25-35 on v2).
 RECIPES["v4-table-long"] = RECIPES["v3-table"] + ["--epochs", "30"]
-# Both: the opening learnt on the grasp pixels only, for twice the epochs.
-RECIPES["v4-table-long-gwidth"] = RECIPES["v4-table-long"] + ["--map-loss", "width"]
 # GG-CNN's own input size (the frames' 300 px, not resized to 224): thin rungs and legs 1.34x
 # wider in pixels, 1.8x the compute.
 RECIPES["v4-table-300"] = RECIPES["v3-table"] + ["--input-size", "300"]
