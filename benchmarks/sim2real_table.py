@@ -25,6 +25,8 @@ interval over the views (it resamples views, not seeds). Recipes are also paired
 network's first recipe listed, by seed, on the real views and on today's benchmark images.
 ``--min-opening PX`` scores every run (and ensemble) with openings decoded at least PX pixels
 (kept in the run folder under ``opening_floor.py``'s names, so each reuses the other's).
+Each row's dev-view figure also gets a 95% bootstrap interval over the views, and today's
+benchmark images are counted by ``eval_net.py``'s outcome (hit or why it missed) over the runs.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +66,7 @@ from utils.data.synthetic import (  # noqa: E402
     default_root,
     ensure_synthetic_dataset,
 )
+from utils.evaluation import OUTCOMES  # noqa: E402
 from utils.stats import bootstrap_mean, paired_bootstrap  # noqa: E402
 
 #: Unlabelled synthetic scenes for the distilled recipes (seed 1: no object of the training set).
@@ -208,6 +212,8 @@ def row(run: Path, jacquard: Path | None, v2_benchmark: bool = False, min_openin
             continue
         if key == "bench_cur":
             out["bench_cur_per_image"] = {k: per_image[k] for k in ("ids", "successes")}
+            if "outcomes" in per_image:  # eval_net's reason for each image's hit or miss
+                out["bench_cur_outcomes"] = dict(Counter(per_image["outcomes"]))
     return out
 
 
@@ -248,13 +254,11 @@ def seed_averaged_real(rows: list[dict]) -> tuple[list[str], np.ndarray]:
     return ids, np.mean([r["real_per_image"]["successes"] for r in rows], axis=0)
 
 
-def real_interval(rows: list[dict]) -> str:
-    """The seed-averaged success on the real views with a 95% bootstrap interval over the
-    views (the views' spread, not the seeds': 18 views of 4 objects, so it is optimistic
-    where views of one object fail together)."""
-    if not rows or any("real_per_image" not in r for r in rows):
-        return "–"
-    _, lo, hi = bootstrap_mean(seed_averaged_real(rows)[1])
+def interval_cell(successes: list[float] | np.ndarray) -> str:
+    """``[low, high]`` in percent: the 95% bootstrap interval of a success rate over its views
+    (the views' spread, not the seeds': 18 views of 4 objects, so it is optimistic where views
+    of one object fail together)."""
+    _, lo, hi = bootstrap_mean(successes)
     return f"[{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
@@ -319,6 +323,20 @@ def print_benchmark_pairs(table: dict[str, dict[str, list[dict]]]) -> None:
             f"{100 * t['ci95'][1]:+.1f}] points; McNemar per seed {per_seed}"
         )
     print_pairs("benchmark, paired by seed against the first recipe (bootstrap over images)", lines)
+
+
+def print_benchmark_outcomes(table: dict[str, dict[str, list[dict]]]) -> None:
+    """Today's benchmark images by ``eval_net.py``'s outcome, summed over each row's runs."""
+    rows = [(net, recipe, rs) for net, recipes in table.items() for recipe, rs in recipes.items()
+            if rs and all("bench_cur_outcomes" in r for r in rs)]  # fmt: skip
+    if not rows:
+        return
+    print(f"\nsynthetic benchmark v{GENERATOR_VERSION}, images by outcome summed over the runs:")
+    print("| network | recipe | runs | " + " | ".join(OUTCOMES) + " |")
+    print("|---|---|---:|" + "---:|" * len(OUTCOMES))
+    for net, recipe, rs in rows:
+        counts = [sum(r["bench_cur_outcomes"].get(k, 0) for r in rs) for k in OUTCOMES]
+        print(f"| {net} | {recipe} | {len(rs)} | " + " | ".join(f"{n:,}" for n in counts) + " |")
 
 
 def main() -> None:
@@ -386,9 +404,8 @@ def main() -> None:
         from utils.data import JacquardDataset
 
         base = baseline(ds := JacquardDataset(jacquard, output_size=224), list(range(len(ds))))
-        _, lo, hi = bootstrap_mean(base.successes)
         print(f"| mask-centroid rule | – | {100 * base.success_rate:.1f}% | "
-              f"{sum(base.successes)}/{len(base)} | [{100 * lo:.1f}, {100 * hi:.1f}] | – | – | "
+              f"{sum(base.successes)}/{len(base)} | {interval_cell(base.successes)} | – | – | "
               f"– | – | – |")  # fmt: skip
     for net, recipes in table.items():
         for recipe, rows in recipes.items():
@@ -403,7 +420,8 @@ def main() -> None:
             cells = [
                 mean_rate(real)[0] if real else "–",
                 ", ".join(f"{k}/{n}" for k, n in real) or "–",
-                real_interval(rows),
+                interval_cell(seed_averaged_real(rows)[1])
+                if all("real_per_image" in r for r in rows) else "–",
                 diff,
                 *(mean_rate([r[k] for r in rows])[0] if all(k in r for r in rows) else "–"
                   for k in ("bench_cur", "bench_v3", "bench_v2")),
@@ -411,6 +429,7 @@ def main() -> None:
             print(f"| {net} | {recipe} | " + " | ".join(cells) + f" | {len(rows)} |")
     print_real_pairs(table)
     print_benchmark_pairs(table)
+    print_benchmark_outcomes(table)
     if args.ensembles:
         print_ensembles(table, jacquard, outdir, args.min_opening)
     if jacquard is not None:

@@ -234,8 +234,9 @@ def test_sim2real_rows_with_an_opening_floor_score_and_pair_at_that_floor(tmp_pa
     def cached_score(run, name, flags, out=None):
         calls.append((name, flags))
         ok = [True, False, True, run.name.endswith("b")]
+        why = ["hit" if x else "angle" for x in ok]
         return {"correct": sum(ok), "images": 4, "failed": [],
-                "per_image": {"ids": list("wxyz"), "successes": ok}}  # fmt: skip
+                "per_image": {"ids": list("wxyz"), "successes": ok, "outcomes": why}}  # fmt: skip
 
     monkeypatch.setattr(sim2real_table, "cached_score", cached_score)
     monkeypatch.setattr(sim2real_table, "benchmark_report", lambda run: pytest.fail("floor 0"))
@@ -254,3 +255,6 @@ def test_sim2real_rows_with_an_opening_floor_score_and_pair_at_that_floor(tmp_pa
     )  # fmt: skip
     assert t["per_seed"][0]["b_only"] == 1 and t["per_seed"][0]["a_only"] == 0
     assert t["diff"] == pytest.approx(0.25)
+    # the benchmark's outcomes are counted per run, as the outcome table sums them
+    assert rows["a"]["bench_cur_outcomes"] == {"hit": 2, "angle": 2}
+    assert rows["b"]["bench_cur_outcomes"] == {"hit": 3, "angle": 1}
