@@ -5,6 +5,7 @@
     python benchmarks/mixmatch_table.py --networks ggcnn2 --fractions 0.1 --seeds 1
     python benchmarks/mixmatch_table.py --real --seeds 3                 # real unlabelled depth
     python benchmarks/mixmatch_table.py --ablation mixup --networks pspnet-r18-ppm --fractions 0.25
+    python benchmarks/mixmatch_table.py --data defaults --more-unlabelled --networks ggcnn2
 
 For each network (``results_table.MODELS`` flags and epochs), labelled fraction and seed, on
 the same labelled subset (``--labeled-seed`` = the seed, so the seeds differ in their
@@ -16,6 +17,13 @@ own run (``--alone-dir``). Paired tests: exact McNemar per seed and a paired boo
 seed-averaged success on the benchmark's images, MixMatch against labelled only. "Gap
 closed": (MixMatch - labelled only) / (fully supervised - labelled only), on the means; "–"
 where fully supervised is less than a point above labelled only (no gap to close).
+
+``--data defaults``: every run on today's defaults (this checkout's generator, training set and
+benchmark, ``--depth-norm table``) instead of the v2 data; the fully supervised runs are then
+trained here too, with the EMA and steps of the other two, so that labels are all that
+differ. ``--more-unlabelled``: a third column, MixMatch with 1,400 more synthetic scenes as
+unlabelled images (``--unlabeled-path``, another seed: other objects; the distillation
+recipes' scenes), paired against labelled only: labels are what costs, images are cheap.
 
 ``--real``: GG-CNN2 MixMatch at ``--real-fraction`` with the real unlabelled Jacquard depth
 images (``--unlabeled-path``, grasp files withheld) against the same runs without them,
@@ -55,6 +63,11 @@ import mixmatch_train  # noqa: E402
 import train_net  # noqa: E402
 from utils.data.benchmark import BENCHMARK_IMAGES, benchmark_name  # noqa: E402
 from utils.data.build import dataset_from_args, split_from_args  # noqa: E402
+from utils.data.synthetic import (  # noqa: E402
+    GENERATOR_VERSION,
+    default_root,
+    ensure_synthetic_dataset,
+)
 from utils.stats import mcnemar_test, mean_std  # noqa: E402
 
 REAL_UNLABELLED = REPO.parent / "shared" / "data" / "jacquard_unlabelled"
@@ -65,6 +78,14 @@ REAL_UNLABELLED = REPO.parent / "shared" / "data" / "jacquard_unlabelled"
 #: for a newer generator).
 V2_DATA = ["--dataset-path", str(V2_TRAINING_SET), "--benchmark-path", str(V2_BENCHMARK),
            "--depth-norm", "mean"]  # fmt: skip
+
+
+#: ``--data``: the flags and the run-name tag of each choice of training data.
+DATA = {"v2": (V2_DATA, ""), "defaults": ([], f"_v{GENERATOR_VERSION}")}
+#: ``--more-unlabelled``: the unlabelled scenes MixMatch adds (1,400, seed 1: no object of
+#: the default training set).
+MORE_N, MORE_SEED = 1400, 1
+MORE_SCENES = default_root("jacquard", MORE_N, 300, MORE_SEED)
 
 
 #: The last commit whose generator wrote v2 (the parent of the commit that made v3).
@@ -91,14 +112,17 @@ def check_v2_data() -> None:
             raise SystemExit(2)  # bad input, as the scripts' bad flags
 
 
-def run_name(method: str, net: str, fraction: float, seed: int, tag: str = "") -> str:
-    return f"{method}_{net}_f{round(100 * fraction)}{tag}_s{seed}"
+def run_name(method: str, net: str, fraction: float | None, seed: int, tag: str = "") -> str:
+    """``<method>_<net>_f<percent><tag>_s<seed>``; no ``f<percent>`` for a fully supervised
+    run (``fraction`` None)."""
+    labels = "" if fraction is None else f"_f{round(100 * fraction)}"
+    return f"{method}_{net}{labels}{tag}_s{seed}"
 
 
 @functools.cache
-def full_batches(net: str) -> int:
+def full_batches(net: str, data: str = "v2") -> int:
     """Optimiser steps per epoch of the fully supervised run (the full training part)."""
-    args = train_net.parse_args([*MODELS[net], *V2_DATA])
+    args = train_net.parse_args([*MODELS[net], *DATA[data][0]])
     ds = dataset_from_args(args, augment=False)
     return len(split_from_args(args, ds)["train"]) // args.batch_size
 
@@ -109,16 +133,20 @@ NO_MIXUP = ("--alpha", "0.01")
 
 
 def find_or_train(
-    method, net, fraction, seed, outdir, train_ok, extra=(), tag: str = ""
+    method, net, fraction, seed, outdir, train_ok, extra=(), tag: str = "", data: str = "v2"
 ) -> Path | None:
     """The newest finished (method, net, fraction, seed) run, trained first if missing and
-    ``train_ok``: the labelled subset drawn by the seed, EMA, the full part's steps; ``extra``
-    flags make another variant, which ``tag`` names (``_real``, ``_nomixup``)."""
-    desc = run_name(method, net, fraction, seed, tag)
+    ``train_ok``: the labelled subset drawn by the seed (all of the training part for method
+    ``full``, fraction None), EMA, the full part's steps, on the ``data`` (:data:`DATA`);
+    ``extra`` flags make another variant, which ``tag`` names (``_real``, ``_nomixup``)."""
+    data_flags, data_tag = DATA[data]
+    desc = run_name(method, net, fraction, seed, data_tag + tag)
     run = newest_run(outdir, desc)
     if run is None and train_ok:
-        flags = [*V2_DATA, "--labeled-fraction", str(fraction), "--labeled-seed", str(seed),
-                 "--model-ema", "1", "--batches-per-epoch", str(full_batches(net)), *extra]  # fmt: skip
+        labels = [] if fraction is None else ["--labeled-fraction", str(fraction),
+                                              "--labeled-seed", str(seed)]  # fmt: skip
+        flags = [*data_flags, *labels, "--model-ema", "1",
+                 "--batches-per-epoch", str(full_batches(net, data)), *extra]  # fmt: skip
         script = mixmatch_train if method == "mixmatch" else train_net
         run = train(net, seed, outdir, flags, script=script, desc=desc)
     return run
@@ -129,26 +157,40 @@ def rates(runs: list[Path]) -> list[list[int]]:
 
 
 def benchmark_table(args: argparse.Namespace, outdir: Path, alone_dir: Path) -> list[dict]:
-    rows = []
+    rows, train_ok, data = [], not args.no_train, args.data
     for net in args.networks:
-        full = [r for s in range(args.seeds) if (r := newest_run(alone_dir, f"{net}_s{s}"))]
-        if len(full) < args.seeds and not args.no_train:
-            full = [newest_run(alone_dir, f"{net}_s{s}") or train(net, s, alone_dir, V2_DATA)
-                    for s in range(args.seeds)]  # fmt: skip
+        if data == "v2":  # the results table's own runs (no EMA)
+            full = [r for s in range(args.seeds) if (r := newest_run(alone_dir, f"{net}_s{s}"))]
+            if len(full) < args.seeds and train_ok:
+                full = [newest_run(alone_dir, f"{net}_s{s}") or train(net, s, alone_dir, V2_DATA)
+                        for s in range(args.seeds)]  # fmt: skip
+        else:  # trained here, as the other two: EMA and the same steps
+            full = [r for s in range(args.seeds)
+                    if (r := find_or_train("full", net, None, s, outdir, train_ok, data=data))]  # fmt: skip
         for f in args.fractions:
-            lab, mm = [], []
+            runs: dict[str, list[Path]] = {"labelled": [], "mixmatch": [], "more": []}
             for s in range(args.seeds):
-                a = find_or_train("labelled", net, f, s, outdir, not args.no_train)
-                b = find_or_train("mixmatch", net, f, s, outdir, not args.no_train)
-                if a is not None and b is not None:
-                    lab.append(a)
-                    mm.append(b)
-            if not mm:
+                a = find_or_train("labelled", net, f, s, outdir, train_ok, data=data)
+                b = find_or_train("mixmatch", net, f, s, outdir, train_ok, data=data)
+                c = None
+                if args.more_unlabelled:
+                    more = ("--unlabeled-path", str(MORE_SCENES))
+                    c = find_or_train("mixmatch", net, f, s, outdir, train_ok, more, "_more", data)
+                if a is None or b is None or (args.more_unlabelled and c is None):
+                    continue
+                for key, run in (("labelled", a), ("mixmatch", b), ("more", c)):
+                    if run is not None:
+                        runs[key].append(run)
+            if not runs["mixmatch"]:
                 print(f"{net} at {f:.0%}: no finished pair of runs, left out")
                 continue
-            rows.append({"network": net, "fraction": f, "labelled": rates(lab),
-                         "mixmatch": rates(mm), "full": rates(full) if full else None,
-                         "paired": paired(lab, mm), "runs": [str(r) for r in lab + mm]})  # fmt: skip
+            lab, mm, more = runs["labelled"], runs["mixmatch"], runs["more"]
+            row = {"network": net, "fraction": f, "labelled": rates(lab),
+                   "mixmatch": rates(mm), "full": rates(full) if full else None,
+                   "paired": paired(lab, mm), "runs": [str(r) for r in lab + mm + more]}  # fmt: skip
+            if more:
+                row["more"], row["paired_more"] = rates(more), paired(lab, more)
+            rows.append(row)
     return rows
 
 
@@ -165,34 +207,45 @@ def scored_name(rows: list[dict], n: int) -> str:
     return benchmark_name(n)
 
 
-def print_benchmark(rows: list[dict]) -> None:
+def print_benchmark(rows: list[dict], data: str = "v2") -> None:
     n = rows[0]["mixmatch"][0][1] if rows else BENCHMARK_IMAGES
+    full = (
+        "the results table's runs (no EMA)"
+        if data == "v2"
+        else "all of the training part labelled, the same EMA and steps"
+    )
     print(
         "\nlabelled only and MixMatch: EMA weights, the same labelled subset and optimiser steps; "
-        "fully supervised: the results table's runs (no EMA). The bootstrap interval resamples "
-        "images, not seeds."
+        f"fully supervised: {full}. The bootstrap interval resamples images, not seeds."
     )
-    print(
-        f"\n| network | labels | {scored_name(rows, n)}: labelled only | MixMatch | fully supervised "
-        "| MixMatch - labelled only [95% CI]; per seed: points, McNemar p | gap closed | seeds |"
-    )
-    print("|---|---:|---:|---:|---:|---|---:|---:|")
-    for r in rows:
-        (lt, lm), (mt, mm) = mean_rate(r["labelled"]), mean_rate(r["mixmatch"])
-        ft, fm = mean_rate(r["full"]) if r["full"] else ("–", None)
-        # A ratio over a gap of under a point is noise, not a fraction closed.
-        gap = "–" if fm is None or fm - lm < 1.0 else f"{(mm - lm) / (fm - lm):.0%}"
-        t = r["paired"]
-        # Signed per seed: images only MixMatch gets right minus those only labelled-only does.
-        ps = ", ".join(
-            f"{100 * (x['b_only'] - x['a_only']) / n:+.1f} (p = {x['p']:.2g})"
-            for x in t["per_seed"]
-        )
-        test = f"{100 * t['diff']:+.1f} [{100 * t['ci95'][0]:+.1f}, {100 * t['ci95'][1]:+.1f}]"
+    columns = [("mixmatch", "paired", "MixMatch")]
+    if any("more" in r for r in rows):
+        columns.append(("more", "paired_more", f"MixMatch + {MORE_N:,} unlabelled scenes"))
+    for key, test_key, name in columns:
         print(
-            f"| {r['network']} | {r['fraction']:.0%} | {lt} | {mt} | {ft} | {test}; {ps} "
-            f"| {gap} | {len(r['mixmatch'])} |"
+            f"\n| network | labels | {scored_name(rows, n)}: labelled only | {name} | fully "
+            f"supervised | {name} - labelled only [95% CI]; per seed: points, McNemar p "
+            "| gap closed | seeds |"
         )
+        print("|---|---:|---:|---:|---:|---|---:|---:|")
+        for r in rows:
+            if key not in r:
+                continue
+            (lt, lm), (mt, mm) = mean_rate(r["labelled"]), mean_rate(r[key])
+            ft, fm = mean_rate(r["full"]) if r["full"] else ("–", None)
+            # A ratio over a gap of under a point is noise, not a fraction closed.
+            gap = "–" if fm is None or fm - lm < 1.0 else f"{(mm - lm) / (fm - lm):.0%}"
+            t = r[test_key]
+            # Signed per seed: images only MixMatch gets right minus those only labelled-only does.
+            ps = ", ".join(
+                f"{100 * (x['b_only'] - x['a_only']) / n:+.1f} (p = {x['p']:.2g})"
+                for x in t["per_seed"]
+            )
+            test = f"{100 * t['diff']:+.1f} [{100 * t['ci95'][0]:+.1f}, {100 * t['ci95'][1]:+.1f}]"
+            print(
+                f"| {r['network']} | {r['fraction']:.0%} | {lt} | {mt} | {ft} | {test}; {ps} "
+                f"| {gap} | {len(r[key])} |"
+            )
 
 
 def mixup_table(args: argparse.Namespace, outdir: Path) -> list[dict]:
@@ -291,10 +344,19 @@ def main() -> None:
     p.add_argument("--real-fraction", type=float, default=0.25)
     p.add_argument("--real-unlabelled", default=str(REAL_UNLABELLED))
     p.add_argument("--jacquard-path", default=str(JACQUARD_SAMPLES))
+    p.add_argument("--data", choices=list(DATA), default="v2",
+                   help="v2: the generator v2 data and mean normalisation (the README's first "
+                   "tables); defaults: today's defaults, fully supervised runs trained here")  # fmt: skip
+    p.add_argument("--more-unlabelled", action="store_true",
+                   help=f"also MixMatch with {MORE_N:,} more unlabelled synthetic scenes")  # fmt: skip
     p.add_argument("--json", default=None, help="also write the rows as JSON")
     args = p.parse_args()
-    if not args.no_train:  # both tables train on the v2 data
+    if (args.data != "v2" or args.more_unlabelled) and (args.real or args.ablation):
+        p.error("--data and --more-unlabelled are for the benchmark table, not --real/--ablation")
+    if not args.no_train and args.data == "v2":  # the v2 tables train on the v2 data
         check_v2_data()
+    if not args.no_train and args.more_unlabelled:
+        ensure_synthetic_dataset(MORE_SCENES, n_scenes=MORE_N, seed=MORE_SEED)
     outdir, t0 = Path(args.outdir), time.perf_counter()
     result: dict = {}
     if args.real:
@@ -306,7 +368,7 @@ def main() -> None:
         print_mixup(result["mixup"])
     else:
         result["rows"] = benchmark_table(args, outdir, Path(args.alone_dir))
-        print_benchmark(result["rows"])
+        print_benchmark(result["rows"], args.data)
     print(f"\nwhole table: {(time.perf_counter() - t0) / 60:.1f} min")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

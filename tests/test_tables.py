@@ -258,3 +258,58 @@ def test_sim2real_rows_with_an_opening_floor_score_and_pair_at_that_floor(tmp_pa
     # the benchmark's outcomes are counted per run, as the outcome table sums them
     assert rows["a"]["bench_cur_outcomes"] == {"hit": 2, "angle": 2}
     assert rows["b"]["bench_cur_outcomes"] == {"hit": 3, "angle": 1}
+
+
+def test_mixmatch_table_on_the_defaults_trains_full_runs_and_more_unlabelled(
+    tmp_path, monkeypatch, capsys
+):
+    """``mixmatch_table.py --data defaults --more-unlabelled``: no v2 flags, the run names carry
+    the generator version, the fully supervised runs are trained there with EMA and the same
+    steps and no labelled subset, and MixMatch with more unlabelled scenes gets its own column,
+    paired against labelled only."""
+    import argparse
+    import json
+
+    import mixmatch_table
+
+    from utils.post_process import DECODING_VERSION
+
+    trained = []
+
+    def train(net, seed, outdir, flags, script=None, desc=None):
+        trained.append((desc, flags))
+        run = make_run(outdir, f"261207_0000{len(trained):02d}_{desc}", ())
+        hits = {"full": 4, "labelled": 1, "mixmatch": 2}[desc.split("_")[0]]
+        hits += "_more_" in desc
+        per = {"ids": list("abcd"), "successes": [i < hits for i in range(4)]}
+        (run / "args.json").write_text(json.dumps({"seed": seed}))
+        bench = {"scored": "synthetic benchmark v4 (4 images)", "per_image": per,
+                 "decoding": DECODING_VERSION}  # fmt: skip
+        (run / "test_results.json").write_text(json.dumps({"benchmark": bench}))
+        return run
+
+    monkeypatch.setattr(mixmatch_table, "train", train)
+    monkeypatch.setattr(mixmatch_table, "full_batches", lambda net, data="v2": 61)
+    args = argparse.Namespace(networks=["ggcnn2"], fractions=[0.1], seeds=2, no_train=False,
+                              data="defaults", more_unlabelled=True)  # fmt: skip
+    rows = mixmatch_table.benchmark_table(args, tmp_path / "runs", tmp_path / "alone")
+    v = mixmatch_table.GENERATOR_VERSION
+    names = [d for d, _ in trained]
+    assert names[:2] == [f"full_ggcnn2_v{v}_s0", f"full_ggcnn2_v{v}_s1"]
+    assert f"mixmatch_ggcnn2_f10_v{v}_more_s1" in names and len(names) == 8
+    for desc, flags in trained:
+        assert "--dataset-path" not in flags and "--depth-norm" not in flags  # no v2 data
+        assert flags[flags.index("--model-ema") + 1] == "1" and "61" in flags
+        assert ("--labeled-fraction" in flags) != desc.startswith("full_")
+        assert ("--unlabeled-path" in flags) == ("_more_" in desc)
+    (row,) = rows
+    assert row["full"] == [[4, 4], [4, 4]] and row["more"] == [[3, 4], [3, 4]]
+    assert row["paired_more"]["diff"] == pytest.approx(0.5)
+    mixmatch_table.print_benchmark(rows, "defaults")
+    out = capsys.readouterr().out
+    assert "| ggcnn2 | 10% | 25.0 ± 0.0% | 75.0 ± 0.0% | 100.0 ± 0.0% |" in out  # + 1,400 scenes
+    assert "| 67% | 2 |" in out and "| 33% | 2 |" in out  # the gap closed by each
+    # A second call finds every run and trains nothing.
+    trained.clear()
+    mixmatch_table.benchmark_table(args, tmp_path / "runs", tmp_path / "alone")
+    assert trained == []
