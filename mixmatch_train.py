@@ -8,8 +8,8 @@ chosen by ``--labeled-seed``) keeps its labels; the rest of the training part is
 unlabelled images, whose grasp files are never opened, plus any images in ``--unlabeled-path``
 (more synthetic scenes, or real depth images without grasp files). The MixMatch step
 (:mod:`utils.mixmatch`): label guessing over ``--k`` dihedral views, quality sharpened at
-``--t``, MixUp with ``--alpha``, the unlabelled loss weighted by ``--lambda-u`` ramped up over
-``--rampup`` steps. The EMA of the weights is on by default and is what picks and is saved as
+``--t``, MixUp with ``--alpha`` (the opening map mixed as ``--mixup-width`` says), the
+unlabelled loss weighted by ``--lambda-u`` ramped up over ``--rampup`` steps. The EMA of the weights is on by default and is what picks and is saved as
 the evaluated weights of ``best.pt``. Every other option is ``train_net.py``'s, through the
 shared harness; the labelled subset is written to ``labeled_subset.json`` in the run folder.
 """
@@ -30,7 +30,7 @@ from utils.data.build import (
 )
 from utils.data.unlabelled import ConcatItems, SubsetItems, UnlabelledItems
 from utils.entrypoint import run_main
-from utils.mixmatch import MixMatchStep
+from utils.mixmatch import MIXUP_WIDTHS, MixMatchStep
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,11 +46,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--alpha", type=float, default=0.75, help="MixUp Beta(alpha, alpha)")
     g.add_argument("--lambda-u", type=float, default=1.0, help="weight of the unlabelled loss")
     g.add_argument("--rampup", type=int, default=500, help="optimiser steps to ramp lambda-u up")
+    g.add_argument(
+        "--mixup-width",
+        choices=MIXUP_WIDTHS,
+        default="weighted",
+        help="how MixUp mixes the opening map: weighted by the quality maps (a grasp keeps its "
+        "opening) or linearly, as every other map (the paper's MixUp; shrinks openings)",
+    )
     args = harness.parse_training_args(parser, argv, script="mixmatch_train.py")
     if args.labeled_count is None and args.labeled_fraction == 1.0:
         parser.error("--labeled-fraction 1 leaves no unlabelled image: use train_net.py")
     try:
-        MixMatchStep(args.k, args.t, args.alpha, args.lambda_u, args.rampup)
+        MixMatchStep(args.k, args.t, args.alpha, args.lambda_u, args.rampup)  # checks the values
     except ValueError as e:
         parser.error(str(e))
     return args
@@ -78,7 +85,7 @@ def make_data(args: argparse.Namespace, dist) -> harness.RunData:
 
 def make_step(run: harness.RunContext, model: torch.nn.Module) -> MixMatchStep:
     a = run.args
-    return MixMatchStep(a.k, a.t, a.alpha, a.lambda_u, a.rampup, a.map_loss)
+    return MixMatchStep(a.k, a.t, a.alpha, a.lambda_u, a.rampup, a.map_loss, a.mixup_width)
 
 
 def main(args: argparse.Namespace) -> dict:

@@ -31,6 +31,9 @@ scored on the real development views (18 Jacquard samples).
 
 ``--ablation mixup``: MixMatch with MixUp all but off (``--alpha 0.01``) against MixMatch and
 labelled only, same subsets, seeds and steps: does mixing depth images help dense maps?
+``--ablation mixup-width`` (with ``--data defaults``): MixMatch with the opening map mixed
+linearly, as the paper's MixUp and the v2 runs (``--mixup-width linear``), against the
+default quality-weighted mix.
 """
 
 from __future__ import annotations
@@ -80,8 +83,11 @@ V2_DATA = ["--dataset-path", str(V2_TRAINING_SET), "--benchmark-path", str(V2_BE
            "--depth-norm", "mean"]  # fmt: skip
 
 
-#: ``--data``: the flags and the run-name tag of each choice of training data.
+#: ``--data``: the flags and the run-name tag of each choice of training data. The v2 table's
+#: MixMatch runs mixed the opening map linearly (before ``--mixup-width``), and more of them
+#: are trained so; on the defaults MixMatch runs as ``mixmatch_train.py``'s defaults.
 DATA = {"v2": (V2_DATA, ""), "defaults": ([], f"_v{GENERATOR_VERSION}")}
+MIXMATCH_FLAGS = {"v2": ["--mixup-width", "linear"], "defaults": []}
 #: ``--more-unlabelled``: the unlabelled scenes MixMatch adds (1,400, seed 1: no object of
 #: the default training set).
 MORE_N, MORE_SEED = 1400, 1
@@ -130,6 +136,11 @@ def full_batches(net: str, data: str = "v2") -> int:
 #: ``--ablation mixup``: MixMatch whose MixUp leaves every sample as it is, or nearly
 #: (λ = max(λ, 1 - λ) with λ ~ Beta(0.01, 0.01) is above 0.99 for 96% of the draws, mean 0.993).
 NO_MIXUP = ("--alpha", "0.01")
+#: ``--ablation NAME``: (the variant's flags, its run-name tag, its column's name).
+ABLATIONS = {
+    "mixup": (NO_MIXUP, "_nomixup", "MixMatch without MixUp"),
+    "mixup-width": (("--mixup-width", "linear"), "_linear", "MixMatch, openings mixed linearly"),
+}
 
 
 def find_or_train(
@@ -148,6 +159,8 @@ def find_or_train(
         flags = [*data_flags, *labels, "--model-ema", "1",
                  "--batches-per-epoch", str(full_batches(net, data)), *extra]  # fmt: skip
         script = mixmatch_train if method == "mixmatch" else train_net
+        if method == "mixmatch":
+            flags = [*MIXMATCH_FLAGS[data], *flags]  # a variant's own flags come last and win
         run = train(net, seed, outdir, flags, script=script, desc=desc)
     return run
 
@@ -248,43 +261,43 @@ def print_benchmark(rows: list[dict], data: str = "v2") -> None:
             )
 
 
-def mixup_table(args: argparse.Namespace, outdir: Path) -> list[dict]:
-    """Labelled only, MixMatch and MixMatch without MixUp (:data:`NO_MIXUP`), same seeds."""
-    rows = []
+def ablation_table(args: argparse.Namespace, outdir: Path) -> list[dict]:
+    """Labelled only, MixMatch and MixMatch's ``--ablation`` variant (:data:`ABLATIONS`), same
+    subsets, seeds and steps."""
+    flags, tag, _ = ABLATIONS[args.ablation]
+    rows, ok, data = [], not args.no_train, args.data
     for net in args.networks:
         for f in args.fractions:
-            runs: dict[str, list[Path]] = {"labelled": [], "mixmatch": [], "nomixup": []}
+            runs: dict[str, list[Path]] = {"labelled": [], "mixmatch": [], "variant": []}
             for s in range(args.seeds):
                 trio = [
-                    find_or_train("labelled", net, f, s, outdir, not args.no_train),
-                    find_or_train("mixmatch", net, f, s, outdir, not args.no_train),
-                    find_or_train(
-                        "mixmatch", net, f, s, outdir, not args.no_train, NO_MIXUP, "_nomixup"
-                    ),
+                    find_or_train("labelled", net, f, s, outdir, ok, data=data),
+                    find_or_train("mixmatch", net, f, s, outdir, ok, data=data),
+                    find_or_train("mixmatch", net, f, s, outdir, ok, flags, tag, data),
                 ]
                 if None not in trio:
                     for key, run in zip(runs, trio, strict=True):
                         runs[key].append(run)
-            if runs["nomixup"]:
+            if runs["variant"]:
                 rows.append({"network": net, "fraction": f,
                              **{k: rates(v) for k, v in runs.items()},
-                             "vs_mixmatch": paired(runs["mixmatch"], runs["nomixup"]),
-                             "vs_labelled": paired(runs["labelled"], runs["nomixup"])})  # fmt: skip
+                             "vs_mixmatch": paired(runs["mixmatch"], runs["variant"]),
+                             "vs_labelled": paired(runs["labelled"], runs["variant"])})  # fmt: skip
     return rows
 
 
-def print_mixup(rows: list[dict]) -> None:
+def print_ablation(rows: list[dict], ablation: str) -> None:
     def diff(t: dict) -> str:
         return f"{100 * t['diff']:+.1f} [{100 * t['ci95'][0]:+.1f}, {100 * t['ci95'][1]:+.1f}]"
 
-    print("\n| network | labels | labelled only | MixMatch | MixMatch without MixUp "
-          "| without MixUp - MixMatch [95% CI] | without MixUp - labelled only [95% CI] "
-          "| seeds |")  # fmt: skip
+    name = ABLATIONS[ablation][2]
+    print(f"\n| network | labels | labelled only | MixMatch | {name} "
+          f"| {name} - MixMatch [95% CI] | {name} - labelled only [95% CI] | seeds |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---|---|---:|")
     for r in rows:
-        lt, mt, nt = (mean_rate(r[k])[0] for k in ("labelled", "mixmatch", "nomixup"))
+        lt, mt, nt = (mean_rate(r[k])[0] for k in ("labelled", "mixmatch", "variant"))
         print(f"| {r['network']} | {r['fraction']:.0%} | {lt} | {mt} | {nt} "
-              f"| {diff(r['vs_mixmatch'])} | {diff(r['vs_labelled'])} | {len(r['nomixup'])} |")  # fmt: skip
+              f"| {diff(r['vs_mixmatch'])} | {diff(r['vs_labelled'])} | {len(r['variant'])} |")  # fmt: skip
 
 
 def real_table(args: argparse.Namespace, outdir: Path) -> dict | None:
@@ -339,8 +352,9 @@ def main() -> None:
     p.add_argument("--alone-dir", default=str(REPO / "runs" / "results_table"))
     p.add_argument("--no-train", action="store_true", help="leave out runs not finished yet")
     p.add_argument("--real", action="store_true", help="only the real-unlabelled comparison")
-    p.add_argument("--ablation", choices=["mixup"], default=None,
-                   help="mixup: MixMatch without MixUp against MixMatch and labelled only")  # fmt: skip
+    p.add_argument("--ablation", choices=list(ABLATIONS), default=None,
+                   help="mixup: MixMatch without MixUp; mixup-width: openings mixed linearly "
+                   "(--data defaults); each against MixMatch and labelled only")  # fmt: skip
     p.add_argument("--real-fraction", type=float, default=0.25)
     p.add_argument("--real-unlabelled", default=str(REAL_UNLABELLED))
     p.add_argument("--jacquard-path", default=str(JACQUARD_SAMPLES))
@@ -351,8 +365,12 @@ def main() -> None:
                    help=f"also MixMatch with {MORE_N:,} more unlabelled synthetic scenes")  # fmt: skip
     p.add_argument("--json", default=None, help="also write the rows as JSON")
     args = p.parse_args()
-    if (args.data != "v2" or args.more_unlabelled) and (args.real or args.ablation):
-        p.error("--data and --more-unlabelled are for the benchmark table, not --real/--ablation")
+    if args.data != "v2" and args.real:
+        p.error("--data is for the benchmark and ablation tables, not --real")
+    if args.more_unlabelled and (args.real or args.ablation):
+        p.error("--more-unlabelled is for the benchmark table, not --real/--ablation")
+    if args.ablation == "mixup-width" and args.data == "v2":
+        p.error("--ablation mixup-width needs --data defaults (the v2 runs mix linearly)")
     if not args.no_train and args.data == "v2":  # the v2 tables train on the v2 data
         check_v2_data()
     if not args.no_train and args.more_unlabelled:
@@ -363,9 +381,9 @@ def main() -> None:
         result["real"] = real_table(args, outdir)
         if result["real"]:
             print_real(result["real"], args.real_fraction)
-    elif args.ablation == "mixup":
-        result["mixup"] = mixup_table(args, outdir)
-        print_mixup(result["mixup"])
+    elif args.ablation:
+        result[args.ablation] = ablation_table(args, outdir)
+        print_ablation(result[args.ablation], args.ablation)
     else:
         result["rows"] = benchmark_table(args, outdir, Path(args.alone_dir))
         print_benchmark(result["rows"], args.data)

@@ -205,3 +205,29 @@ def test_mixmatch_checkpoint_evaluates_and_resumes_exactly(workdir):
          "--cache-dir", str(workdir / "cache"), "--outdir", str(workdir / "eval")]
     ))  # fmt: skip
     assert summary["weights"] == "model_ema" and summary["images"] > 0
+
+
+def test_mixup_keeps_a_grasps_opening_over_the_other_images_background():
+    """Weighted MixUp (the default): a pixel only one image grasps keeps that grasp's opening
+    (a linear mix would shrink it by lambda), overlapping grasps average their openings by
+    quality, pixels no image grasps mix linearly; cos and sin mix linearly in both."""
+    y = torch.zeros(2, 4, 1, 3)
+    y[0, :, 0, 0] = torch.tensor([1.0, 1.0, 0.0, 0.6])  # only image 0 grasps pixel 0
+    y[0, :, 0, 1] = torch.tensor([1.0, 0.0, 1.0, 0.2])  # both grasp pixel 1
+    y[1, :, 0, 1] = torch.tensor([1.0, 1.0, 0.0, 0.8])
+    y[0, 3, 0, 2], y[1, 3, 0, 2] = 0.5, 0.1  # neither grasps pixel 2 (a guessed map's opening)
+    x = torch.randn(2, 1, 1, 3)
+    perm, lam = torch.tensor([1, 0]), 0.75
+    xm, ym = mixup(x, y, lam, perm)
+    xl, yl = mixup(x, y, lam, perm, width="linear")
+    assert torch.equal(xm, xl) and torch.allclose(xm[0], 0.75 * x[0] + 0.25 * x[1])
+    assert torch.allclose(ym[:, :3], yl[:, :3])
+    assert yl[0, 3, 0, 0] == pytest.approx(0.75 * 0.6)  # linear: the opening shrinks
+    assert ym[0, 3, 0, 0] == pytest.approx(0.6) and ym[1, 3, 0, 0] == pytest.approx(0.6)
+    assert ym[0, 3, 0, 1] == pytest.approx(0.75 * 0.2 + 0.25 * 0.8)
+    assert ym[0, 3, 0, 2] == pytest.approx(0.75 * 0.5 + 0.25 * 0.1)
+    assert ym[0, 0, 0, 0] == pytest.approx(0.75) and ym[1, 0, 0, 0] == pytest.approx(0.25)
+    same = mixup(x, y, 0.6, torch.tensor([0, 1]))  # mixed with itself: unchanged
+    assert torch.allclose(same[0], x) and torch.allclose(same[1], y)
+    with pytest.raises(ValueError, match="--mixup-width"):
+        mixup(x, y, lam, perm, width="nearest")

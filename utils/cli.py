@@ -25,7 +25,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DEPTH_NORM = "table"
 DEFAULT_DEPTH_AUG = False
 #: Values of flags added later, for checkpoints written before them (resume, eval, predict).
-LEGACY_DEFAULTS: dict[str, Any] = {"depth_norm": LEGACY_DEPTH_NORM, "depth_aug": False}
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "depth_norm": LEGACY_DEPTH_NORM,
+    "depth_aug": False,
+    "mixup_width": "linear",  # mixmatch_train.py runs before --mixup-width
+}
 
 
 class ArgumentParser(argparse.ArgumentParser):
