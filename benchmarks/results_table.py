@@ -108,15 +108,18 @@ def train(
     (train_net, distill or mixmatch_train: same parse_args/main) into ``<outdir>/<stamp>_<desc>``
     (default desc ``<name>_s<seed>``); returns the run folder."""
     desc = desc or f"{name}_s{seed}"
+    flags = [*MODELS[name], "--seed", str(seed), "--description", desc, "--outdir", str(outdir),
+             "--benchmark-images", str(BENCHMARK_IMAGES), *extra]  # fmt: skip
     stopped = newest_run(outdir, desc, finished=False)
+    args = None
     if stopped is not None:  # a table stopped mid-run (a session's end): go on exactly
         print(f"{desc}: resuming {stopped}")
-        args = script.parse_args(["--resume", str(stopped / "last.pt")])
-    else:
-        args = script.parse_args(
-            [*MODELS[name], "--seed", str(seed), "--description", desc, "--outdir", str(outdir),
-             "--benchmark-images", str(BENCHMARK_IMAGES), *extra]
-        )  # fmt: skip
+        try:  # with the table's flags, which the resume refuses if the run had others
+            args = script.parse_args(["--resume", str(stopped / "last.pt"), *flags])
+        except SystemExit:
+            print(f"{desc}: {stopped.name} was trained with other flags (above): training anew")
+    if args is None:
+        args = script.parse_args(flags)
     t0 = time.perf_counter()
     script.main(args)
     run = newest_run(outdir, desc, weights=True)  # the run just trained, not a restored one

@@ -197,6 +197,9 @@ def test_mixmatch_checkpoint_evaluates_and_resumes_exactly(workdir):
     out = run_mixmatch(workdir, resume=cut / "last.pt")
     assert "resuming at epoch 1, batch 3" in out
     (full,) = (workdir / "runs").glob("*_mm_full")
+    # Resuming with another --mixup-width than the run's own is refused.
+    with pytest.raises(SystemExit):
+        mixmatch_train.parse_args(["--resume", str(cut / "last.pt"), "--mixup-width", "linear"])
     a, b = load_checkpoint(full / "last.pt"), load_checkpoint(cut / "last.pt")
     for k in ("model", "model_ema"):
         assert all(torch.equal(a[k][n], b[k][n]) for n in a[k]), k

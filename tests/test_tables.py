@@ -60,11 +60,40 @@ def test_train_resumes_a_stopped_run_instead_of_starting_again(tmp_path):
 
     stopped = make_run(tmp_path, "261201_120000_ggcnn2_s0", ("last.pt",))
     assert train("ggcnn2", 0, tmp_path, [], script=Script) == stopped
-    assert calls == [["--resume", str(stopped / "last.pt")]]
+    # resumed with the table's flags, which the script checks against the run's own
+    assert calls[0][:2] == ["--resume", str(stopped / "last.pt")]
+    assert calls[0][2:4] == ["--network", "ggcnn2"] and len(calls) == 1
     # Finished now: a second call starts a new run with the table's flags.
     calls.clear()
     assert train("ggcnn2", 0, tmp_path, ["--x"], script=Script).name == "261201_130000_ggcnn2_s0"
     assert calls[0][:2] == ["--network", "ggcnn2"] and calls[0][-1] == "--x"
+
+
+def test_a_stopped_run_of_other_flags_is_trained_anew(tmp_path, capsys):
+    """A stopped run whose resume the script refuses (the table's flags differ from the run's
+    own, e.g. a default that changed since) is left alone and a new run starts."""
+    from results_table import train
+
+    calls = []
+
+    class Script:
+        @staticmethod
+        def parse_args(argv):
+            calls.append(argv)
+            if argv[0] == "--resume":
+                raise SystemExit(2)  # what the harness does for a flag that differs
+            return argv
+
+        @staticmethod
+        def main(args):
+            make_run(tmp_path, "261201_130000_ggcnn2_s0", ("test_results.json",))
+
+    stopped = make_run(tmp_path, "261201_120000_ggcnn2_s0", ("last.pt",))
+    run = train("ggcnn2", 0, tmp_path, ["--x"], script=Script)
+    assert run.name == "261201_130000_ggcnn2_s0" and run != stopped
+    assert [c[0] for c in calls] == ["--resume", "--network"]
+    assert (stopped / "last.pt").exists()  # left as it was
+    assert "trained with other flags" in capsys.readouterr().out
 
 
 def test_records_bring_back_finished_runs_without_checkpoints(tmp_path, monkeypatch):
