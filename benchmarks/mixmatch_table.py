@@ -54,6 +54,7 @@ from results_table import (  # noqa: E402
     MODELS,
     V2_BENCHMARK,
     V2_TRAINING_SET,
+    benchmark_report,
     benchmark_successes,
     mean_rate,
     newest_run,
@@ -71,6 +72,7 @@ from utils.data.synthetic import (  # noqa: E402
     default_root,
     ensure_synthetic_dataset,
 )
+from utils.evaluation import OUTCOMES  # noqa: E402
 from utils.stats import mcnemar_test, mean_std  # noqa: E402
 
 REAL_UNLABELLED = REPO.parent / "shared" / "data" / "jacquard_unlabelled"
@@ -170,6 +172,34 @@ def rates(runs: list[Path]) -> list[list[int]]:
     return [[sum(ok), len(ok)] for ok in (benchmark_successes(r)[1] for r in runs)]
 
 
+def outcome_counts(runs: list[Path]) -> dict[str, int] | None:
+    """The benchmark's images by ``eval_net.py`` outcome, summed over ``runs``; None when a
+    run was scored before outcomes were recorded."""
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for run in runs:
+        kinds = benchmark_report(run)["per_image"].get("outcomes")
+        if kinds is None:
+            return None
+        for kind in kinds:
+            counts[kind] += 1
+    return counts
+
+
+def print_outcomes(rows: list[dict], columns: dict[str, str]) -> None:
+    """Images by outcome summed over the seeds, for each row and column (key -> name)."""
+    if not any(c for r in rows for c in r.get("outcomes", {}).values()):
+        return
+    print("\nbenchmark images by outcome, summed over the seeds:")
+    print("| network | labels | runs | " + " | ".join(OUTCOMES) + " |")
+    print("|---|---:|---|" + "---:|" * len(OUTCOMES))
+    for r in rows:
+        for key, name in columns.items():
+            c = r.get("outcomes", {}).get(key)
+            if c is not None:
+                print(f"| {r['network']} | {r['fraction']:.0%} | {name} | "
+                      + " | ".join(f"{c[k]:,}" for k in OUTCOMES) + " |")  # fmt: skip
+
+
 def benchmark_table(args: argparse.Namespace, outdir: Path, alone_dir: Path) -> list[dict]:
     rows, train_ok, data = [], not args.no_train, args.data
     for net in args.networks:
@@ -204,6 +234,9 @@ def benchmark_table(args: argparse.Namespace, outdir: Path, alone_dir: Path) -> 
                    "paired": paired(lab, mm), "runs": [str(r) for r in lab + mm + more]}  # fmt: skip
             if more:
                 row["more"], row["paired_more"] = rates(more), paired(lab, more)
+            row["outcomes"] = {k: outcome_counts(v) for k, v in runs.items() if v}
+            if full:
+                row["outcomes"]["full"] = outcome_counts(full)
             rows.append(row)
     return rows
 
@@ -260,6 +293,8 @@ def print_benchmark(rows: list[dict], data: str = "v2") -> None:
                 f"| {r['network']} | {r['fraction']:.0%} | {lt} | {mt} | {ft} | {test}; {ps} "
                 f"| {gap} | {len(r[key])} |"
             )
+    names = {"labelled": "labelled only", **{k: n for k, _, n in columns}}
+    print_outcomes(rows, {**names, "full": "fully supervised"})
 
 
 def ablation_table(args: argparse.Namespace, outdir: Path) -> list[dict]:
@@ -283,7 +318,8 @@ def ablation_table(args: argparse.Namespace, outdir: Path) -> list[dict]:
                 rows.append({"network": net, "fraction": f,
                              **{k: rates(v) for k, v in runs.items()},
                              "vs_mixmatch": paired(runs["mixmatch"], runs["variant"]),
-                             "vs_labelled": paired(runs["labelled"], runs["variant"])})  # fmt: skip
+                             "vs_labelled": paired(runs["labelled"], runs["variant"]),
+                             "outcomes": {k: outcome_counts(v) for k, v in runs.items()}})  # fmt: skip
     return rows
 
 
@@ -299,6 +335,7 @@ def print_ablation(rows: list[dict], ablation: str) -> None:
         lt, mt, nt = (mean_rate(r[k])[0] for k in ("labelled", "mixmatch", "variant"))
         print(f"| {r['network']} | {r['fraction']:.0%} | {lt} | {mt} | {nt} "
               f"| {diff(r['vs_mixmatch'])} | {diff(r['vs_labelled'])} | {len(r['variant'])} |")  # fmt: skip
+    print_outcomes(rows, {"labelled": "labelled only", "mixmatch": "MixMatch", "variant": name})
 
 
 def real_table(args: argparse.Namespace, outdir: Path) -> dict | None:

@@ -301,6 +301,7 @@ def test_mixmatch_table_on_the_defaults_trains_full_runs_and_more_unlabelled(
 
     import mixmatch_table
 
+    from utils.evaluation import OUTCOMES
     from utils.post_process import DECODING_VERSION
 
     trained = []
@@ -310,7 +311,9 @@ def test_mixmatch_table_on_the_defaults_trains_full_runs_and_more_unlabelled(
         run = make_run(outdir, f"261207_0000{len(trained):02d}_{desc}", ())
         hits = {"full": 4, "labelled": 1, "mixmatch": 2}[desc.split("_")[0]]
         hits += "_more_" in desc
-        per = {"ids": list("abcd"), "successes": [i < hits for i in range(4)]}
+        ok = [i < hits for i in range(4)]
+        per = {"ids": list("abcd"), "successes": ok,
+               "outcomes": ["hit" if x else "no grasp" for x in ok]}  # fmt: skip
         (run / "args.json").write_text(json.dumps({"seed": seed}))
         bench = {"scored": "synthetic benchmark v4 (4 images)", "per_image": per,
                  "decoding": DECODING_VERSION}  # fmt: skip
@@ -338,6 +341,9 @@ def test_mixmatch_table_on_the_defaults_trains_full_runs_and_more_unlabelled(
     out = capsys.readouterr().out
     assert "| ggcnn2 | 10% | 25.0 ± 0.0% | 75.0 ± 0.0% | 100.0 ± 0.0% |" in out  # + 1,400 scenes
     assert "| 67% | 2 |" in out and "| 33% | 2 |" in out  # the gap closed by each
+    # the benchmark's images by outcome, summed over the seeds: 2 seeds x 4 images
+    assert row["outcomes"]["more"] == {**dict.fromkeys(OUTCOMES, 0), "hit": 6, "no grasp": 2}
+    assert "| ggcnn2 | 10% | fully supervised | 8 | 0 |" in out
     # A second call finds every run and trains nothing.
     trained.clear()
     mixmatch_table.benchmark_table(args, tmp_path / "runs", tmp_path / "alone")
