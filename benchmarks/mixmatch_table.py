@@ -16,7 +16,8 @@ the EMA of the weights and the same optimiser steps as the fully supervised run
 own run (``--alone-dir``). Paired tests: exact McNemar per seed and a paired bootstrap of the
 seed-averaged success on the benchmark's images, MixMatch against labelled only. "Gap
 closed": (MixMatch - labelled only) / (fully supervised - labelled only), on the means; "–"
-where fully supervised is less than a point above labelled only (no gap to close).
+where fully supervised is less than a point above labelled only (no gap to close). Then the
+benchmark's images by ``eval_net.py`` outcome (hit, or why it missed), summed over the seeds.
 
 ``--data defaults``: every run on today's defaults (this checkout's generator, training set and
 benchmark, ``--depth-norm table``) instead of the v2 data; the fully supervised runs are then
