@@ -9,8 +9,9 @@ unlabelled images, whose grasp files are never opened, plus any images in ``--un
 (more synthetic scenes, or real depth images without grasp files). The MixMatch step
 (:mod:`utils.mixmatch`): label guessing over ``--k`` dihedral views, quality sharpened at
 ``--t``, MixUp with ``--alpha`` (the opening map mixed as ``--mixup-width`` says), the
-unlabelled loss weighted by ``--lambda-u`` ramped up over ``--rampup`` steps. The EMA of the weights is on by default and is what picks and is saved as
-the evaluated weights of ``best.pt``. Every other option is ``train_net.py``'s, through the
+unlabelled loss weighted by ``--lambda-u`` ramped up over ``--rampup`` steps. The EMA of the
+weights is on by default and is what picks and is saved as the evaluated weights of
+``best.pt``. Every other option is ``train_net.py``'s, through the
 shared harness; the labelled subset is written to ``labeled_subset.json`` in the run folder.
 """
 

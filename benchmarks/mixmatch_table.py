@@ -86,12 +86,14 @@ V2_DATA = ["--dataset-path", str(V2_TRAINING_SET), "--benchmark-path", str(V2_BE
            "--depth-norm", "mean"]  # fmt: skip
 
 
-#: ``--data``: the flags and the run-name tag of each choice of training data. The v2 table's
-#: MixMatch runs mixed the opening map linearly (before ``--mixup-width``), and more of them
-#: are trained so; on the defaults, with today's default, named (a run stopped before the
-#: flag existed is then refused as a resume, and trained anew).
-DATA = {"v2": (V2_DATA, ""), "defaults": ([], f"_v{GENERATOR_VERSION}")}
-MIXMATCH_FLAGS = {"v2": ["--mixup-width", "linear"], "defaults": ["--mixup-width", "weighted"]}
+#: ``--data``: (every run's data flags, the run-name tag, MixMatch's own flags). The v2 runs
+#: mixed the opening linearly (before ``--mixup-width``), and any added are trained so; on the
+#: defaults the mix is named too, so that a run stopped before the flag existed is refused as
+#: a resume (``results_table.train``) and trained anew.
+DATA = {
+    "v2": (V2_DATA, "", ["--mixup-width", "linear"]),
+    "defaults": ([], f"_v{GENERATOR_VERSION}", ["--mixup-width", "weighted"]),
+}
 #: ``--more-unlabelled``: the unlabelled scenes MixMatch adds (1,400, seed 1: no object of
 #: the default training set).
 MORE_N, MORE_SEED = 1400, 1
@@ -132,7 +134,8 @@ def run_name(method: str, net: str, fraction: float | None, seed: int, tag: str 
 @functools.cache
 def full_batches(net: str, data: str = "v2") -> int:
     """Optimiser steps per epoch of the fully supervised run (the full training part)."""
-    args = train_net.parse_args([*MODELS[net], *DATA[data][0]])
+    data_flags, _, _ = DATA[data]
+    args = train_net.parse_args([*MODELS[net], *data_flags])
     ds = dataset_from_args(args, augment=False)
     return len(split_from_args(args, ds)["train"]) // args.batch_size
 
@@ -154,17 +157,17 @@ def find_or_train(
     ``train_ok``: the labelled subset drawn by the seed (all of the training part for method
     ``full``, fraction None), EMA, the full part's steps, on the ``data`` (:data:`DATA`);
     ``extra`` flags make another variant, which ``tag`` names (``_real``, ``_nomixup``)."""
-    data_flags, data_tag = DATA[data]
+    data_flags, data_tag, mixmatch_flags = DATA[data]
     desc = run_name(method, net, fraction, seed, data_tag + tag)
     run = newest_run(outdir, desc)
     if run is None and train_ok:
         labels = [] if fraction is None else ["--labeled-fraction", str(fraction),
                                               "--labeled-seed", str(seed)]  # fmt: skip
-        flags = [*data_flags, *labels, "--model-ema", "1",
+        mixmatch = method == "mixmatch"
+        # A variant's own flags (``extra``) come last and win over MixMatch's.
+        flags = [*(mixmatch_flags if mixmatch else []), *data_flags, *labels, "--model-ema", "1",
                  "--batches-per-epoch", str(full_batches(net, data)), *extra]  # fmt: skip
-        script = mixmatch_train if method == "mixmatch" else train_net
-        if method == "mixmatch":
-            flags = [*MIXMATCH_FLAGS[data], *flags]  # a variant's own flags come last and win
+        script = mixmatch_train if mixmatch else train_net
         run = train(net, seed, outdir, flags, script=script, desc=desc)
     return run
 
@@ -212,32 +215,34 @@ def benchmark_table(args: argparse.Namespace, outdir: Path, alone_dir: Path) -> 
         else:  # trained here, as the other two: EMA and the same steps
             full = [r for s in range(args.seeds)
                     if (r := find_or_train("full", net, None, s, outdir, train_ok, data=data))]  # fmt: skip
+        full_outcomes = outcome_counts(full) if full else None  # the same runs at every fraction
+        more = ("--unlabeled-path", str(MORE_SCENES))
         for f in args.fractions:
             runs: dict[str, list[Path]] = {"labelled": [], "mixmatch": [], "more": []}
             for s in range(args.seeds):
-                a = find_or_train("labelled", net, f, s, outdir, train_ok, data=data)
-                b = find_or_train("mixmatch", net, f, s, outdir, train_ok, data=data)
-                c = None
+                seed_runs = {
+                    "labelled": find_or_train("labelled", net, f, s, outdir, train_ok, data=data),
+                    "mixmatch": find_or_train("mixmatch", net, f, s, outdir, train_ok, data=data),
+                }
                 if args.more_unlabelled:
-                    more = ("--unlabeled-path", str(MORE_SCENES))
-                    c = find_or_train("mixmatch", net, f, s, outdir, train_ok, more, "_more", data)
-                if a is None or b is None or (args.more_unlabelled and c is None):
-                    continue
-                for key, run in (("labelled", a), ("mixmatch", b), ("more", c)):
-                    if run is not None:
+                    seed_runs["more"] = find_or_train(
+                        "mixmatch", net, f, s, outdir, train_ok, more, "_more", data
+                    )
+                if None not in seed_runs.values():  # only seeds with every column finished
+                    for key, run in seed_runs.items():
                         runs[key].append(run)
-            if not runs["mixmatch"]:
+            lab, mm, more_runs = runs["labelled"], runs["mixmatch"], runs["more"]
+            if not mm:
                 print(f"{net} at {f:.0%}: no finished pair of runs, left out")
                 continue
-            lab, mm, more = runs["labelled"], runs["mixmatch"], runs["more"]
             row = {"network": net, "fraction": f, "labelled": rates(lab),
                    "mixmatch": rates(mm), "full": rates(full) if full else None,
-                   "paired": paired(lab, mm), "runs": [str(r) for r in lab + mm + more]}  # fmt: skip
-            if more:
-                row["more"], row["paired_more"] = rates(more), paired(lab, more)
-            row["outcomes"] = {k: outcome_counts(v) for k, v in runs.items() if v}
+                   "paired": paired(lab, mm), "runs": [str(r) for r in lab + mm + more_runs],
+                   "outcomes": {k: outcome_counts(v) for k, v in runs.items() if v}}  # fmt: skip
+            if more_runs:
+                row["more"], row["paired_more"] = rates(more_runs), paired(lab, more_runs)
             if full:
-                row["outcomes"]["full"] = outcome_counts(full)
+                row["outcomes"]["full"] = full_outcomes
             rows.append(row)
     return rows
 
