@@ -150,13 +150,21 @@ ABLATIONS = {
 }
 
 
+@functools.cache
+def ensure_more_scenes() -> Path:
+    """The ``--more-unlabelled`` scenes, generated the first time a run needs them."""
+    return ensure_synthetic_dataset(MORE_SCENES, n_scenes=MORE_N, seed=MORE_SEED)
+
+
 def find_or_train(
-    method, net, fraction, seed, outdir, train_ok, extra=(), tag: str = "", data: str = "v2"
-) -> Path | None:
+    method, net, fraction, seed, outdir, train_ok, extra=(), tag: str = "", data: str = "v2",
+    prepare=None,
+) -> Path | None:  # fmt: skip
     """The newest finished (method, net, fraction, seed) run, trained first if missing and
     ``train_ok``: the labelled subset drawn by the seed (all of the training part for method
     ``full``, fraction None), EMA, the full part's steps, on the ``data`` (:data:`DATA`);
-    ``extra`` flags make another variant, which ``tag`` names (``_real``, ``_nomixup``)."""
+    ``extra`` flags make another variant, which ``tag`` names (``_real``, ``_nomixup``);
+    ``prepare()`` runs before training it (what only a training needs: its data)."""
     data_flags, data_tag, mixmatch_flags = DATA[data]
     desc = run_name(method, net, fraction, seed, data_tag + tag)
     run = newest_run(outdir, desc)
@@ -168,6 +176,8 @@ def find_or_train(
         flags = [*(mixmatch_flags if mixmatch else []), *data_flags, *labels, "--model-ema", "1",
                  "--batches-per-epoch", str(full_batches(net, data)), *extra]  # fmt: skip
         script = mixmatch_train if mixmatch else train_net
+        if prepare is not None:
+            prepare()
         run = train(net, seed, outdir, flags, script=script, desc=desc)
     return run
 
@@ -226,7 +236,16 @@ def benchmark_table(args: argparse.Namespace, outdir: Path, alone_dir: Path) -> 
                 }
                 if args.more_unlabelled:
                     seed_runs["more"] = find_or_train(
-                        "mixmatch", net, f, s, outdir, train_ok, more, "_more", data
+                        "mixmatch",
+                        net,
+                        f,
+                        s,
+                        outdir,
+                        train_ok,
+                        more,
+                        "_more",
+                        data,
+                        prepare=ensure_more_scenes,
                     )
                 if None not in seed_runs.values():  # only seeds with every column finished
                     for key, run in seed_runs.items():
@@ -417,8 +436,6 @@ def main() -> None:
         p.error("--ablation mixup-width needs --data defaults (the v2 runs mix linearly)")
     if not args.no_train and args.data == "v2":  # the v2 tables train on the v2 data
         check_v2_data()
-    if not args.no_train and args.more_unlabelled:
-        ensure_synthetic_dataset(MORE_SCENES, n_scenes=MORE_N, seed=MORE_SEED)
     outdir, t0 = Path(args.outdir), time.perf_counter()
     result: dict = {}
     if args.real:
