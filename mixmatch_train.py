@@ -8,7 +8,8 @@ chosen by ``--labeled-seed``) keeps its labels; the rest of the training part is
 unlabelled images, whose grasp files are never opened, plus any images in ``--unlabeled-path``
 (more synthetic scenes, or real depth images without grasp files). The MixMatch step
 (:mod:`utils.mixmatch`): label guessing over ``--k`` dihedral views, quality sharpened at
-``--t``, MixUp with ``--alpha`` (the opening map mixed as ``--mixup-width`` says), the
+``--t``, MixUp with ``--alpha`` (the opening map mixed as ``--mixup-width`` says; ``--mix
+cutmix``: boxes cut from the other sample instead of a blend), the
 unlabelled loss weighted by ``--lambda-u`` ramped up over ``--rampup`` steps. The EMA of the
 weights is on by default and is what picks and is saved as the evaluated weights of
 ``best.pt``. Every other option is ``train_net.py``'s, through the
@@ -31,7 +32,7 @@ from utils.data.build import (
 )
 from utils.data.unlabelled import ConcatItems, SubsetItems, UnlabelledItems
 from utils.entrypoint import run_main
-from utils.mixmatch import MIXUP_WIDTHS, MixMatchStep
+from utils.mixmatch import MIX_KINDS, MIXUP_WIDTHS, MixMatchStep
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,6 +54,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="weighted",
         help="how MixUp mixes the opening map: weighted by the quality maps (a grasp keeps its "
         "opening) or linearly, as every other map (the paper's MixUp; shrinks openings)",
+    )
+    g.add_argument(
+        "--mix",
+        choices=MIX_KINDS,
+        default="mixup",
+        help="how samples are mixed: mixup (the paper's: λ a + (1 - λ) b) or cutmix (a box of "
+        "1 - λ of the frame from the other sample, inputs and maps alike)",
     )
     args = harness.parse_training_args(parser, argv, script="mixmatch_train.py")
     if args.labeled_count is None and args.labeled_fraction == 1.0:
@@ -86,7 +94,7 @@ def make_data(args: argparse.Namespace, dist) -> harness.RunData:
 
 def make_step(run: harness.RunContext, model: torch.nn.Module) -> MixMatchStep:
     a = run.args
-    return MixMatchStep(a.k, a.t, a.alpha, a.lambda_u, a.rampup, a.map_loss, a.mixup_width)
+    return MixMatchStep(a.k, a.t, a.alpha, a.lambda_u, a.rampup, a.map_loss, a.mixup_width, a.mix)
 
 
 def main(args: argparse.Namespace) -> dict:

@@ -34,7 +34,10 @@ scored on the real development views (18 Jacquard samples).
 labelled only, same subsets, seeds and steps: does mixing depth images help dense maps?
 ``--ablation mixup-width`` (with ``--data defaults``): MixMatch with the opening map mixed
 linearly, as the paper's MixUp and the v2 runs (``--mixup-width linear``), against the
-default quality-weighted mix.
+default quality-weighted mix. ``--ablation sharpen``: the guessed quality left as guessed
+(``--t 1``) instead of sharpened at 0.5, which pushes every guess under 0.5 toward 0.
+``--ablation cutmix``: boxes cut from the other sample (``--mix cutmix``) instead of MixUp's
+blend of two depth scenes.
 """
 
 from __future__ import annotations
@@ -147,6 +150,8 @@ NO_MIXUP = ("--alpha", "0.01")
 ABLATIONS = {
     "mixup": (NO_MIXUP, "_nomixup", "MixMatch without MixUp"),
     "mixup-width": (("--mixup-width", "linear"), "_linear", "MixMatch, openings mixed linearly"),
+    "sharpen": (("--t", "1"), "_t1", "MixMatch without sharpening"),
+    "cutmix": (("--mix", "cutmix"), "_cutmix", "MixMatch with CutMix"),
 }
 
 

@@ -21,7 +21,7 @@ from utils.checkpoint import load_checkpoint
 from utils.data.build import labelled_subset
 from utils.dihedral import DihedralTTA
 from utils.grasp import GraspRectangles
-from utils.mixmatch import guess_maps, mixup, sharpen
+from utils.mixmatch import MixMatchStep, cut_boxes, cutmix, guess_maps, mixup, sharpen
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,8 @@ def test_unlabelled_grasp_files_are_never_opened(workdir, monkeypatch):
     assert last["eval_weights"] == "model_ema" and "model_ema" in last
 
 
-def test_a_short_mixmatch_run_lowers_the_supervised_loss():
+@pytest.mark.parametrize("mix", ["mixup", "cutmix"])
+def test_a_short_mixmatch_run_lowers_the_supervised_loss(mix):
     from test_training import tiny_batches
 
     from utils.precision import resolve_precision
@@ -176,11 +177,9 @@ def test_a_short_mixmatch_run_lowers_the_supervised_loss():
         with torch.no_grad():
             return sum(float(SupervisedStep()(model, b, ctx).loss) for b in labelled)
 
-    from utils.mixmatch import MixMatchStep
-
     before = plain_loss()
     trainer = Trainer(model, torch.optim.Adam(model.parameters(), 3e-3),
-                      MixMatchStep(rampup=10), precision)  # fmt: skip
+                      MixMatchStep(rampup=10, mix=mix), precision)  # fmt: skip
     state = TrainState()
     for _ in range(15):
         train_one_epoch(trainer, labelled, state, device=cpu, n_batches=2,
@@ -234,3 +233,30 @@ def test_mixup_keeps_a_grasps_opening_over_the_other_images_background():
     assert torch.allclose(same[0], x) and torch.allclose(same[1], y)
     with pytest.raises(ValueError, match="--mixup-width"):
         mixup(x, y, lam, perm, width="nearest")
+
+
+def test_cutmix_takes_each_pixel_whole_from_one_sample():
+    """CutMix: inside a sample's box every channel of input and maps is the other sample's,
+    outside its own; the box is 1 - lambda of the frame (clipped at the border); lambda = 1
+    or mixing with itself changes nothing."""
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 2, 20, 30), torch.rand(6, 4, 20, 30)
+    perm = torch.tensor([1, 2, 3, 4, 5, 0])
+    box = cut_boxes(6, 20, 30, 0.75)
+    assert box.shape == (6, 1, 20, 30) and box.dtype == torch.bool
+    assert (box.sum(dim=(1, 2, 3)) <= 10 * 15).all() and box.any()
+    xm, ym = cutmix(x, y, box, perm)
+    for i in range(6):
+        inside = box[i, 0]
+        for a, m in ((x, xm), (y, ym)):
+            assert torch.equal(m[i][:, inside], a[perm[i]][:, inside])
+            assert torch.equal(m[i][:, ~inside], a[i][:, ~inside])
+    # A box centred well inside the frame has exactly 1 - lambda of its area.
+    centred = [b for b in cut_boxes(200, 20, 30, 0.75) if b[0, 0].sum() == 0 and b[0, -1].sum() == 0
+               and b[0, :, 0].sum() == 0 and b[0, :, -1].sum() == 0]  # fmt: skip
+    assert centred and all(int(b.sum()) == 10 * 15 for b in centred)
+    assert not cut_boxes(4, 20, 30, 1.0).any()
+    same = cutmix(x, y, box, torch.arange(6))
+    assert torch.equal(same[0], x) and torch.equal(same[1], y)
+    with pytest.raises(ValueError, match="--mix"):
+        MixMatchStep(mix="blend")
