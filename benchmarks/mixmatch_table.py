@@ -37,7 +37,9 @@ linearly, as the paper's MixUp and the v2 runs (``--mixup-width linear``), again
 default quality-weighted mix. ``--ablation sharpen``: the guessed quality left as guessed
 (``--t 1``) instead of sharpened at 0.5, which pushes every guess under 0.5 toward 0.
 ``--ablation cutmix``: boxes cut from the other sample (``--mix cutmix``) instead of MixUp's
-blend of two depth scenes.
+blend of two depth scenes. ``--ablation sharpen-cutmix`` / ``sharpen-mixup`` /
+``sharpen-lambda10``: unsharpened MixMatch (``--t 1``) with CutMix, without MixUp, or with the
+unlabelled term weighted 10 instead of 1.
 """
 
 from __future__ import annotations
@@ -152,6 +154,14 @@ ABLATIONS = {
     "mixup-width": (("--mixup-width", "linear"), "_linear", "MixMatch, openings mixed linearly"),
     "sharpen": (("--t", "1"), "_t1", "MixMatch without sharpening"),
     "cutmix": (("--mix", "cutmix"), "_cutmix", "MixMatch with CutMix"),
+    # Variants of the unsharpened MixMatch (``sharpen``), each changing one more thing.
+    "sharpen-cutmix": (("--t", "1", "--mix", "cutmix"), "_t1_cutmix", "MixMatch, T = 1, CutMix"),
+    "sharpen-mixup": (("--t", "1", *NO_MIXUP), "_t1_nomixup", "MixMatch, T = 1, no MixUp"),
+    "sharpen-lambda10": (
+        ("--t", "1", "--lambda-u", "10"),
+        "_t1_lu10",
+        "MixMatch, T = 1, lambda_u = 10",
+    ),  # fmt: skip
 }
 
 

@@ -14,8 +14,10 @@ epoch line). *paths*: plain eager NCHW fp32 (``--amp off --channels-last off``, 
 fp32 + channels_last, the defaults (``--amp auto --channels-last auto``) and, with
 ``--compile``, the defaults plus ``--compile`` (torch.compile; its compile time is in both runs
 and cancels out of the rate, so the table also gives the short run's epoch seconds), per network;
-*loader*: GG-CNN2 with the defaults except ``--num-workers`` / ``--threads``, against the
-default rule (``utils/cli.resolve_workers_threads``). Run it on an idle machine.
+*loader*: GG-CNN2 with the defaults except ``--num-workers`` / ``--threads`` /
+``--prefetch-thread`` (with 0 workers: batches made in the training process, in line or in a
+background thread), against the default rule (``utils/cli.resolve_workers_threads`` and
+``use_prefetch_thread``). Run it on an idle machine.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from utils.cli import resolve_workers_threads  # noqa: E402
+from utils.cli import resolve_workers_threads, use_prefetch_thread  # noqa: E402
 from utils.precision import resolve_precision  # noqa: E402
 
 NETWORKS = {
@@ -95,20 +97,30 @@ def paths_table(args: argparse.Namespace) -> None:
 
 
 def loader_table(args: argparse.Namespace) -> None:
-    rule = resolve_workers_threads(None, None)
-    print(f"\nGG-CNN2, defaults; the rule here: {rule[0]} worker(s), {rule[1]} thread(s)")
-    print("\n| --num-workers | --threads | train_net img/s | data wait |")
-    print("|---:|---:|---:|---:|")
-    combos = [(w, t) for w in args.workers for t in args.threads]
+    w, t = resolve_workers_threads(None, None)
+    rule = (w, t, "on" if use_prefetch_thread("auto", w, t) else "off")
+    print(
+        f"\nGG-CNN2, defaults; the rule here: {rule[0]} worker(s), {rule[1]} thread(s), "
+        f"batches made in a background thread: {rule[2]}"
+    )
+    print("\n| --num-workers | --threads | --prefetch-thread | train_net img/s | data wait |")
+    print("|---:|---:|---|---:|---:|")
+    combos = [
+        (w, t, p)
+        for w in args.workers
+        for t in args.threads
+        for p in (args.prefetch if w == 0 else ["off"])
+    ]
     if rule not in combos:
         combos.append(rule)
-    for w, t in combos:
+    for w, t, p in combos:
         rate, wait, _ = images_per_second(
-            [*NETWORKS["ggcnn2"], "--num-workers", str(w), "--threads", str(t)], args
-        )
-        tag = " (rule)" if (w, t) == rule else ""
+            [*NETWORKS["ggcnn2"], "--num-workers", str(w), "--threads", str(t),
+             "--prefetch-thread", p], args,
+        )  # fmt: skip
+        tag = " (rule)" if (w, t, p) == rule else ""
         shown = "–" if wait is None else f"{wait:.0%}"
-        print(f"| {w}{tag} | {t} | {rate:.1f} | {shown} |", flush=True)
+        print(f"| {w}{tag} | {t} | {p} | {rate:.1f} | {shown} |", flush=True)
 
 
 def main() -> None:
@@ -117,6 +129,8 @@ def main() -> None:
     p.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
     p.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--prefetch", nargs="+", default=["off", "on"], choices=["off", "on"],
+                   help="--prefetch-thread values tried with 0 workers")  # fmt: skip
     p.add_argument("--compile", action="store_true", help="also the defaults + --compile")
     p.add_argument("--short", type=int, default=5, help="steps of the shorter run")
     p.add_argument("--long", type=int, default=35, help="steps of the longer run")

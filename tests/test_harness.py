@@ -98,6 +98,46 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(workdir, case):
     )
 
 
+def test_batches_made_in_a_thread_train_exactly_as_in_line(workdir):
+    """--prefetch-thread on (the default with 0 workers) against off: the same weights, EMA,
+    optimiser and random states, bit for bit."""
+    common = ["--network", "ggcnn", "--epochs", "2", "--model-ema", "1", "--num-workers", "0"]
+    for mode in ("on", "off"):
+        train(workdir, *common, "--prefetch-thread", mode, "--description", f"thread_{mode}")
+    on, off = (load_checkpoint(run_dir(workdir, f"thread_{m}") / "last.pt") for m in ("on", "off"))
+    for k in STATE_KEYS:
+        assert_same(on[k], off[k], k)
+
+
+def test_thread_prefetcher_keeps_order_raises_where_the_source_fails_and_stops_on_close():
+    from utils.data.loader import ThreadPrefetcher
+
+    assert list(ThreadPrefetcher(range(7), depth=2)) == list(range(7))
+    drawn = []
+
+    def source():
+        for i in range(1000):
+            drawn.append(i)
+            if i == 3:
+                raise OSError("bad file 3")
+            yield i
+
+    it = ThreadPrefetcher(source())
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(OSError, match="bad file 3"):
+        next(it)
+    assert list(it) == []  # ended after the error
+    drawn.clear()
+    slow = ThreadPrefetcher(iter(lambda: drawn.append(0) or len(drawn), None), depth=2)
+    assert next(slow) == 1
+    slow.close()
+    n = len(drawn)
+    assert n <= 5 and list(slow) == []  # stopped a few items ahead, drew nothing more
+    assert len(drawn) == n
+    with pytest.raises(ValueError, match="depth"):
+        ThreadPrefetcher([], depth=0)
+
+
 def test_exact_resume_of_a_network_with_dropout_needs_the_saved_rng(workdir, monkeypatch):
     """PSPNet's dropout draws from the global RNG: the resumed run matches only because the
     checkpoint's RNG states are put back (without them, the weights differ)."""

@@ -209,6 +209,20 @@ def test_mixmatch_checkpoint_evaluates_and_resumes_exactly(workdir):
     assert summary["weights"] == "model_ema" and summary["images"] > 0
 
 
+def test_mixmatch_batches_made_in_a_thread_train_exactly_as_in_line(workdir):
+    """Both loaders' batches made in the background thread (--prefetch-thread on) train the
+    same weights as made in line: the thread draws nothing from the step's random stream."""
+    flags = ["--epochs", "1", "--batches-per-epoch", "3", "--num-workers", "0"]
+    for mode in ("on", "off"):
+        run_mixmatch(workdir, *flags, "--prefetch-thread", mode, "--description", f"mm_{mode}")
+    on, off = (
+        load_checkpoint(next((workdir / "runs").glob(f"*_mm_{m}")) / "last.pt")
+        for m in ("on", "off")
+    )
+    for k in ("model", "model_ema"):
+        assert all(torch.equal(on[k][n], off[k][n]) for n in on[k]), k
+
+
 def test_mixup_keeps_a_grasps_opening_over_the_other_images_background():
     """Weighted MixUp (the default): a pixel only one image grasps keeps that grasp's opening
     (a linear mix would shrink it by lambda), overlapping grasps average their openings by

@@ -351,6 +351,18 @@ def test_worker_and_thread_rule(recwarn):
         assert resolve_workers_threads(6, None, cores=2) == (2, 1)
 
 
+def test_loading_thread_rule(monkeypatch):
+    """--prefetch-thread auto: only with 0 workers and a core the torch threads leave free."""
+    import utils.cli as cli
+
+    monkeypatch.setattr(cli, "usable_cores", lambda: 2)
+    assert not cli.use_prefetch_thread("auto", 0, 2)  # the 2-core rule: no spare core
+    assert cli.use_prefetch_thread("auto", 0, 1)
+    assert not cli.use_prefetch_thread("auto", 1, 1)  # a worker process loads
+    assert not cli.use_prefetch_thread("auto", 0, 1, processes=2)  # 1 core per process
+    assert cli.use_prefetch_thread("on", 2, 2) and not cli.use_prefetch_thread("off", 0, 1)
+
+
 @pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
 def test_fast_optimisers_make_the_plain_loops_update(name):
     """build_optimizer's fused (Adam, AdamW) and multi-tensor (SGD) kernels: the same weights as

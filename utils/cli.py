@@ -215,6 +215,13 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         help="data-loading worker processes (default: the rule of resolve_workers_threads)",
     )
     g.add_argument(
+        "--prefetch-thread",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="make the next training batch in a background thread while the step runs (the "
+        "same batches; auto: with 0 workers, where --threads leaves a core free)",
+    )
+    g.add_argument(
         "--benchmark-images",
         type=non_negative_int,
         default=2000,
@@ -409,6 +416,7 @@ RESUME_OVERRIDES = {
     "lr": "the rate becomes what a run started with this --lr would have now",
     "weight_decay": "applies to every parameter group from the next step",
     "num_workers": "data order does not depend on it",
+    "prefetch_thread": "data order does not depend on it",
     "device": "", "amp": "", "channels_last": "", "threads": "", "vis": "", "logdir": "",
     "compile": "",
     "val_batches": "", "checkpoint_every": "", "save_every_epochs": "",
@@ -471,6 +479,18 @@ def model_kwargs_from_args(args: argparse.Namespace) -> dict[str, Any]:
             pretrained_backbone=args.pretrained_backbone,
         )
     return kw
+
+
+def use_prefetch_thread(mode: str, num_workers: int, threads: int, processes: int = 1) -> bool:
+    """Whether training batches are made in a background thread of the training process
+    (``--prefetch-thread``). ``auto``: only with 0 workers and a core the torch threads leave
+    free (threads < usable cores / processes). On 2 cores with 2 torch threads the thread
+    hides the loading (GG-CNN2: 13% of the loop waiting -> 1%) but slows the step by as much
+    or more (97.6-99.2 against 82.8-93.8 img/s); with 1 torch thread it gains 8%
+    (``benchmarks/train_net_speed.py --tables loader``, benchmarks/README.md)."""
+    if mode != "auto":
+        return mode == "on"
+    return num_workers == 0 and threads < max(1, usable_cores() // max(1, processes))
 
 
 def public_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -261,6 +261,9 @@ def setup_run(args: argparse.Namespace) -> tuple[DistInfo, Precision]:
         args.num_workers, args.threads, local
     )
     torch.set_num_threads(args.threads)
+    args._prefetch_thread = cli.use_prefetch_thread(
+        getattr(args, "prefetch_thread", "off"), args.num_workers, args.threads, local
+    )
     seed_everything(args.seed + dist.rank)
     _reresolve_emulated_bf16(args, dist.device)
     return dist, resolve_precision(args.amp, args.channels_last, dist.device)
@@ -472,6 +475,7 @@ def _train_and_test(
         f"{count_parameters(net) / 1e6:.3f} M parameters | {dist.device} x{dist.world_size} "
         f"{run.precision.describe()} | {args.num_workers} data worker(s), {args.threads} "
         "thread(s)"
+        + (" + a loading thread" if args._prefetch_thread else "")
         + (f" | EMA {args.model_ema_decay} (best.pt from {args.best_from})" if ema else "")
         + f"\n{data.describe(args)} | input {args.input_size}px | run folder {run.run_dir}"
     )
@@ -495,6 +499,7 @@ def _train_and_test(
         unlabelled_loader=data.unlabelled_loader, batches_per_epoch=args.batches_per_epoch,
         val_batches=args.val_batches, checkpoint_every=args.checkpoint_every or None,
         save_every_epochs=args.save_every_epochs or None,
+        prefetch_thread=args._prefetch_thread,
     )  # fmt: skip
     result: dict[str, Any] = {"train_seconds": time.perf_counter() - t0, **metrics}
     result.update(score_test(run, unwrap(model), data, {"train_seconds": result["train_seconds"]}))

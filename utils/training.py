@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from utils.checkpoint import atomic_torch_save, load_weights, make_checkpoint, unwrap
+from utils.data.loader import ThreadPrefetcher
 from utils.distributed import DistInfo, all_gather_object, broadcast_buffers, reduce_sum
 from utils.ema import ModelEma
 from utils.entrypoint import STOP, Interrupted
@@ -258,6 +259,7 @@ def train_one_epoch(
     log_every: int = 10,
     checkpoint_every: int | None = None,
     save_checkpoint: Callable[[], None] | None = None,
+    prefetch_thread: bool = False,
 ) -> dict[str, float]:
     """Train from ``state.step_in_epoch`` to the end of epoch ``state.epoch``; returns the mean
     loss terms of the whole epoch. ``state`` advances with every step. Every
@@ -265,16 +267,45 @@ def train_one_epoch(
     mid-epoch ``last.pt``). Loss values are read from the device once per ``log_every`` steps
     and before each save (one host synchronisation each), which is where a non-finite loss is
     caught. ``state.data_wait`` becomes the fraction of the loop's time this rank spent
-    waiting for the next batch."""
-    model, precision = trainer.model, trainer.precision
-    model.train()
+    waiting for the next batch. ``prefetch_thread``: the batches are made in a background
+    thread while the step runs (:class:`utils.data.loader.ThreadPrefetcher`; the same batches
+    in the same order)."""
+    trainer.model.train()
     epoch, start = state.epoch, state.step_in_epoch
-    sums = DeviceSums(state.sums)
     batches: Iterator[Any] = epoch_batches(loader, epoch, n_batches, start)
     if unlabelled_loader is not None:
         batches = zip(
             batches, epoch_batches(unlabelled_loader, epoch, n_batches, start), strict=True
         )
+    if prefetch_thread:
+        batches = ThreadPrefetcher(batches)
+    try:
+        return _train_batches(
+            trainer, batches, state, device=device, n_batches=n_batches, logger=logger,
+            log_every=log_every, checkpoint_every=checkpoint_every,
+            save_checkpoint=save_checkpoint, sums=DeviceSums(state.sums),
+        )  # fmt: skip
+    finally:
+        if isinstance(batches, ThreadPrefetcher):
+            batches.close()
+
+
+def _train_batches(
+    trainer: Trainer,
+    batches: Iterable[Any],
+    state: TrainState,
+    *,
+    device: torch.device,
+    n_batches: int,
+    logger: RunLogger | None,
+    log_every: int,
+    checkpoint_every: int | None,
+    save_checkpoint: Callable[[], None] | None,
+    sums: DeviceSums,
+) -> dict[str, float]:
+    """The step loop of :func:`train_one_epoch` over ``batches``."""
+    model, precision = trainer.model, trainer.precision
+    epoch, start = state.epoch, state.step_in_epoch
     bar = logger.progress(batches, n_batches - start, f"train {epoch}") if logger else batches
     last_read = state.global_step
 
@@ -377,6 +408,7 @@ def fit(
     checkpoint_every: int | None = None,
     save_every_epochs: int | None = None,
     width_scale: float = WIDTH_SCALE,
+    prefetch_thread: bool = False,
 ) -> dict[str, float]:
     """Train from ``state`` to the end of epoch ``epochs`` (1-based, inclusive).
 
@@ -418,6 +450,7 @@ def fit(
             trainer, train_loader, state, device=dist.device, n_batches=n_batches,
             unlabelled_loader=unlabelled_loader, logger=logger,
             checkpoint_every=checkpoint_every, save_checkpoint=lambda: save("last.pt", "last"),
+            prefetch_thread=prefetch_thread,
         )  # fmt: skip
         if state.stopped:
             raise Interrupted(

@@ -185,3 +185,88 @@ def make_loader(
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
     )
+
+
+class ThreadPrefetcher:
+    """Iterates ``iterable`` in a background thread, ``depth`` items ahead of the consumer.
+
+    For in-process loading (``--num-workers 0``): the next batch is made while the training
+    step runs, in the same process, so nothing is copied between processes. The items and
+    their order are those of ``iterable`` itself (each carries its own augmentation seed, and
+    the thread draws nothing from torch's global generator), so results do not change. An
+    exception in the thread is raised in the consumer at the item where it happened;
+    :meth:`close` (also on garbage collection or leaving a ``with`` block) stops the thread
+    after at most the item it is making, discarding the items made ahead."""
+
+    _END = object()
+
+    def __init__(self, iterable: Any, depth: int = 2) -> None:
+        import queue
+        import threading
+
+        if depth < 1:
+            raise ValueError(f"prefetch depth must be >= 1, got {depth}")
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._source = iterable
+        self._done = False
+        self._thread = threading.Thread(target=self._fill, name="batch-prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, entry: tuple[str, Any]) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _fill(self) -> None:
+        try:
+            for item in self._source:
+                if not self._put(("item", item)):
+                    return
+            self._put(("end", None))
+        except BaseException as e:  # handed to the consumer, raised there
+            self._put(("error", e))
+
+    def __iter__(self) -> ThreadPrefetcher:
+        return self
+
+    def __next__(self) -> Any:
+        if self._done:
+            raise StopIteration
+        kind, value = self._queue.get()
+        if kind == "item":
+            return value
+        self._done = True
+        self._thread.join()
+        if kind == "error":
+            raise value
+        raise StopIteration
+
+    def close(self) -> None:
+        """Stop the thread and drop what it made ahead (idempotent)."""
+        import queue
+
+        self._done = True
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+    def __enter__(self) -> ThreadPrefetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_thread", None) is not None and self._thread.is_alive():
+            self._stop.set()
