@@ -45,7 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     g.add_argument("--k", type=int, default=2, help="dihedral views per unlabelled image")
     g.add_argument("--t", type=float, default=0.5, help="sharpening temperature of the quality")
-    g.add_argument("--alpha", type=float, default=0.75, help="MixUp Beta(alpha, alpha)")
+    g.add_argument(
+        "--alpha", type=float, default=0.75, help="the mix's lambda ~ Beta(alpha, alpha)"
+    )
     g.add_argument("--lambda-u", type=float, default=1.0, help="weight of the unlabelled loss")
     g.add_argument("--rampup", type=int, default=500, help="optimiser steps to ramp lambda-u up")
     g.add_argument(
@@ -53,7 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=MIXUP_WIDTHS,
         default="weighted",
         help="how MixUp mixes the opening map: weighted by the quality maps (a grasp keeps its "
-        "opening) or linearly, as every other map (the paper's MixUp; shrinks openings)",
+        "opening) or linearly, as every other map (the paper's MixUp; shrinks openings); "
+        "not used by --mix cutmix, which copies every map",
     )
     g.add_argument(
         "--mix",

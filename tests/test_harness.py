@@ -99,8 +99,8 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(workdir, case):
 
 
 def test_batches_made_in_a_thread_train_exactly_as_in_line(workdir):
-    """--prefetch-thread on (the default with 0 workers) against off: the same weights, EMA,
-    optimiser and random states, bit for bit."""
+    """--prefetch-thread on (auto's choice with 0 workers and a spare core) against off: the
+    same weights, EMA, optimiser and random states, bit for bit."""
     common = ["--network", "ggcnn", "--epochs", "2", "--model-ema", "1", "--num-workers", "0"]
     for mode in ("on", "off"):
         train(workdir, *common, "--prefetch-thread", mode, "--description", f"thread_{mode}")
@@ -136,6 +136,15 @@ def test_thread_prefetcher_keeps_order_raises_where_the_source_fails_and_stops_o
     assert len(drawn) == n
     with pytest.raises(ValueError, match="depth"):
         ThreadPrefetcher([], depth=0)
+    # Dropped without close(): garbage collection stops the thread.
+    import gc
+
+    dropped = ThreadPrefetcher(iter(int, 1), depth=1)
+    thread = dropped._thread
+    del dropped
+    gc.collect()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
 
 
 def test_exact_resume_of_a_network_with_dropout_needs_the_saved_rng(workdir, monkeypatch):

@@ -360,7 +360,8 @@ def test_loading_thread_rule(monkeypatch):
     assert cli.use_prefetch_thread("auto", 0, 1)
     assert not cli.use_prefetch_thread("auto", 1, 1)  # a worker process loads
     assert not cli.use_prefetch_thread("auto", 0, 1, processes=2)  # 1 core per process
-    assert cli.use_prefetch_thread("on", 2, 2) and not cli.use_prefetch_thread("off", 0, 1)
+    assert cli.use_prefetch_thread("on", 0, 2) and not cli.use_prefetch_thread("off", 0, 1)
+    assert not cli.use_prefetch_thread("on", 2, 2)  # workers already load ahead
 
 
 @pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])

@@ -215,13 +215,6 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         help="data-loading worker processes (default: the rule of resolve_workers_threads)",
     )
     g.add_argument(
-        "--prefetch-thread",
-        default="auto",
-        choices=("auto", "on", "off"),
-        help="make the next training batch in a background thread while the step runs (the "
-        "same batches; auto: with 0 workers, where --threads leaves a core free)",
-    )
-    g.add_argument(
         "--benchmark-images",
         type=non_negative_int,
         default=2000,
@@ -339,6 +332,17 @@ def add_compile_arg(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="torch.compile the training step's network (the first steps compile: tens of "
         "seconds on a small CPU; benchmarks/train_speed.py --compile times both)",
+    )
+
+
+def add_prefetch_arg(p: argparse.ArgumentParser) -> None:
+    """``--prefetch-thread``, for the training scripts."""
+    p.add_argument(
+        "--prefetch-thread",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="with 0 data workers, make the next training batch in a background thread while "
+        "the step runs (the same batches); auto: where --threads leaves a core free",
     )
 
 
@@ -483,14 +487,15 @@ def model_kwargs_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def use_prefetch_thread(mode: str, num_workers: int, threads: int, processes: int = 1) -> bool:
     """Whether training batches are made in a background thread of the training process
-    (``--prefetch-thread``). ``auto``: only with 0 workers and a core the torch threads leave
-    free (threads < usable cores / processes). On 2 cores with 2 torch threads the thread
-    hides the loading (GG-CNN2: 13% of the loop waiting -> 1%) but slows the step by as much
-    or more (97.6-99.2 against 82.8-93.8 img/s); with 1 torch thread it gains 8%
-    (``benchmarks/train_net_speed.py --tables loader``, benchmarks/README.md)."""
-    if mode != "auto":
-        return mode == "on"
-    return num_workers == 0 and threads < max(1, usable_cores() // max(1, processes))
+    (``--prefetch-thread``; only with 0 workers, since worker processes already load ahead).
+    ``auto``: only where the torch threads leave a core free (threads < usable cores /
+    processes). On 2 cores with 2 torch threads the thread hides the loading (GG-CNN2: 13% of
+    the loop waiting -> 1%) but slows the step by more: 82.8-93.8 img/s threaded against
+    97.6-99.2 in line; with 1 torch thread it gains 8% (``benchmarks/train_net_speed.py
+    --tables loader``, benchmarks/README.md)."""
+    if num_workers or mode == "off":
+        return False
+    return mode == "on" or threads < max(1, usable_cores() // max(1, processes))
 
 
 def public_args(args: argparse.Namespace) -> dict[str, Any]:

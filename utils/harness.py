@@ -73,6 +73,7 @@ def training_parser(description: str) -> argparse.ArgumentParser:
     cli.add_optim_args(p)
     cli.add_runtime_args(p)
     cli.add_compile_arg(p)
+    cli.add_prefetch_arg(p)
     cli.add_output_args(p)
     cli.add_run_args(p)
     return p

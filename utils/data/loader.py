@@ -17,7 +17,11 @@ gathered results count each image exactly once, and apply no augmentation.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import queue
+import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -187,6 +191,37 @@ def make_loader(
     )
 
 
+def _put_unless_stopped(q: queue.Queue, stop: threading.Event, entry: tuple[str, Any]) -> bool:
+    while not stop.is_set():
+        try:
+            q.put(entry, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _fill(source: Any, q: queue.Queue, stop: threading.Event, cuda_device: int | None) -> None:
+    """The prefetch thread's body: a function of its parts, not a method, so the thread does
+    not keep its :class:`ThreadPrefetcher` alive (which lets garbage collection stop it)."""
+    it = None
+    try:
+        if cuda_device is not None:
+            torch.cuda.set_device(cuda_device)
+        it = iter(source)
+        for item in it:
+            if not _put_unless_stopped(q, stop, ("item", item)):
+                return
+        _put_unless_stopped(q, stop, ("end", None))
+    except BaseException as e:  # handed to the consumer, raised there
+        _put_unless_stopped(q, stop, ("error", e))
+    finally:
+        close = getattr(it, "close", None)  # a generator's or loader iterator's resources
+        if close is not None and callable(close):
+            with contextlib.suppress(Exception):
+                close()
+
+
 class ThreadPrefetcher:
     """Iterates ``iterable`` in a background thread, ``depth`` items ahead of the consumer.
 
@@ -194,44 +229,27 @@ class ThreadPrefetcher:
     step runs, in the same process, so nothing is copied between processes. The items and
     their order are those of ``iterable`` itself (each carries its own augmentation seed, and
     the thread draws nothing from torch's global generator), so results do not change. An
-    exception in the thread is raised in the consumer at the item where it happened;
-    :meth:`close` (also on garbage collection or leaving a ``with`` block) stops the thread
-    after at most the item it is making, discarding the items made ahead."""
-
-    _END = object()
+    exception in the thread is raised in the consumer at the item where it happened.
+    :meth:`close` (also leaving a ``with`` block; garbage collection signals the thread to
+    stop) stops the thread after at most the item it is making, discarding the items made
+    ahead."""
 
     def __init__(self, iterable: Any, depth: int = 2) -> None:
-        import queue
-        import threading
-
         if depth < 1:
             raise ValueError(f"prefetch depth must be >= 1, got {depth}")
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._source = iterable
         self._done = False
-        self._thread = threading.Thread(target=self._fill, name="batch-prefetch", daemon=True)
+        # Pinned copies (on CUDA) are made on the consumer's device, not the thread's default.
+        cuda_device = torch.cuda.current_device() if torch.cuda.is_initialized() else None
+        self._thread = threading.Thread(
+            target=_fill,
+            args=(iterable, self._queue, self._stop, cuda_device),
+            name="batch-prefetch",
+            daemon=True,
+        )
+        weakref.finalize(self, self._stop.set)
         self._thread.start()
-
-    def _put(self, entry: tuple[str, Any]) -> bool:
-        import queue
-
-        while not self._stop.is_set():
-            try:
-                self._queue.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _fill(self) -> None:
-        try:
-            for item in self._source:
-                if not self._put(("item", item)):
-                    return
-            self._put(("end", None))
-        except BaseException as e:  # handed to the consumer, raised there
-            self._put(("error", e))
 
     def __iter__(self) -> ThreadPrefetcher:
         return self
@@ -250,15 +268,11 @@ class ThreadPrefetcher:
 
     def close(self) -> None:
         """Stop the thread and drop what it made ahead (idempotent)."""
-        import queue
-
         self._done = True
         self._stop.set()
         while self._thread.is_alive():
-            try:
+            with contextlib.suppress(queue.Empty):
                 self._queue.get(timeout=0.1)
-            except queue.Empty:
-                pass
         self._thread.join()
 
     def __enter__(self) -> ThreadPrefetcher:
@@ -266,7 +280,3 @@ class ThreadPrefetcher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_thread", None) is not None and self._thread.is_alive():
-            self._stop.set()
