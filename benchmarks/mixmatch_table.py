@@ -214,6 +214,23 @@ def outcome_counts(runs: list[Path]) -> dict[str, int] | None:
     return counts
 
 
+def gap_closed(labelled: float, method: float, full: float | None) -> str:
+    """(method - labelled only) / (fully supervised - labelled only), means in points; "–"
+    without fully supervised runs or where their gap is under a point (noise, not a gap)."""
+    if full is None or full - labelled < 1.0:
+        return "–"
+    return f"{(method - labelled) / (full - labelled):.0%}"
+
+
+def per_seed_tests(t: dict, n: int) -> str:
+    """Per seed of a :func:`paired` test: signed points (images only b gets right minus only a),
+    images b wins / loses, exact McNemar p."""
+    return ", ".join(
+        f"{100 * (x['b_only'] - x['a_only']) / n:+.1f} ({x['b_only']}/{x['a_only']}, p = {x['p']:.2g})"
+        for x in t["per_seed"]
+    )
+
+
 def print_outcomes(rows: list[dict], columns: dict[str, str]) -> None:
     """Images by outcome summed over the seeds, for each row and column (key -> name)."""
     if not any(c for r in rows for c in r.get("outcomes", {}).values()):
@@ -251,17 +268,9 @@ def benchmark_table(args: argparse.Namespace, outdir: Path, alone_dir: Path) -> 
                 }
                 if args.more_unlabelled:
                     seed_runs["more"] = find_or_train(
-                        "mixmatch",
-                        net,
-                        f,
-                        s,
-                        outdir,
-                        train_ok,
-                        more,
-                        "_more",
-                        data,
-                        prepare=ensure_more_scenes,
-                    )
+                        "mixmatch", net, f, s, outdir, train_ok, extra=more, tag="_more",
+                        data=data, prepare=ensure_more_scenes,
+                    )  # fmt: skip
                 if None not in seed_runs.values():  # only seeds with every column finished
                     for key, run in seed_runs.items():
                         runs[key].append(run)
@@ -320,8 +329,7 @@ def print_benchmark(rows: list[dict], data: str = "v2") -> None:
                 continue
             (lt, lm), (mt, mm) = mean_rate(r["labelled"]), mean_rate(r[key])
             ft, fm = mean_rate(r["full"]) if r["full"] else ("–", None)
-            # A ratio over a gap of under a point is noise, not a fraction closed.
-            gap = "–" if fm is None or fm - lm < 1.0 else f"{(mm - lm) / (fm - lm):.0%}"
+            gap = gap_closed(lm, mm, fm)
             t = r[test_key]
             # Signed per seed: images only MixMatch gets right minus those only labelled-only does.
             ps = ", ".join(
@@ -354,9 +362,13 @@ def ablation_table(args: argparse.Namespace, outdir: Path) -> list[dict]:
                 if None not in trio:
                     for key, run in zip(runs, trio, strict=True):
                         runs[key].append(run)
+            # The gap to close: the --data defaults table's fully supervised runs, if trained.
+            full = [find_or_train("full", net, None, s, outdir, False, data=data)
+                    for s in range(len(runs["variant"]))] if data == "defaults" else []  # fmt: skip
             if runs["variant"]:
                 rows.append({"network": net, "fraction": f,
                              **{k: rates(v) for k, v in runs.items()},
+                             "full": rates(full) if full and None not in full else None,
                              "vs_mixmatch": paired(runs["mixmatch"], runs["variant"]),
                              "vs_labelled": paired(runs["labelled"], runs["variant"]),
                              "outcomes": {k: outcome_counts(v) for k, v in runs.items()}})  # fmt: skip
@@ -375,6 +387,21 @@ def print_ablation(rows: list[dict], ablation: str) -> None:
         lt, mt, nt = (mean_rate(r[k])[0] for k in ("labelled", "mixmatch", "variant"))
         print(f"| {r['network']} | {r['fraction']:.0%} | {lt} | {mt} | {nt} "
               f"| {diff(r['vs_mixmatch'])} | {diff(r['vs_labelled'])} | {len(r['variant'])} |")  # fmt: skip
+    for r in rows:
+        means = {k: mean_rate(r[k]) for k in ("labelled", "mixmatch", "variant")}
+        full = mean_rate(r["full"]) if r.get("full") else ("–", None)
+        n = r["variant"][0][1]
+        print(
+            f"\n{r['network']} at {r['fraction']:.0%}, per seed: "
+            + "; ".join(
+                f"{k} " + ", ".join(f"{100 * a / b:.1f}" for a, b in r[k])
+                for k in ("labelled", "mixmatch", "variant")
+            )
+            + f". {name} against labelled only, per seed: points (images won/lost, McNemar p): "
+            f"{per_seed_tests(r['vs_labelled'], n)}. Fully supervised {full[0]}; gap closed: "
+            f"MixMatch {gap_closed(means['labelled'][1], means['mixmatch'][1], full[1])}, "
+            f"{name} {gap_closed(means['labelled'][1], means['variant'][1], full[1])}"
+        )
     print_outcomes(rows, {"labelled": "labelled only", "mixmatch": "MixMatch", "variant": name})
 
 

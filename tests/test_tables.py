@@ -348,3 +348,21 @@ def test_mixmatch_table_on_the_defaults_trains_full_runs_and_more_unlabelled(
     trained.clear()
     mixmatch_table.benchmark_table(args, tmp_path / "runs", tmp_path / "alone")
     assert trained == []
+
+
+def test_ablation_print_gives_each_seed_and_the_gap_closed(capsys):
+    """``mixmatch_table --ablation``: under the table, each seed's rates and test against
+    labelled only, and the gap to full supervision each method closes."""
+    import mixmatch_table
+
+    test = {"diff": 0.02, "ci95": [0.01, 0.03],
+            "per_seed": [{"b_only": 30, "a_only": 10, "p": 0.001}]}  # fmt: skip
+    row = {"network": "ggcnn2", "fraction": 0.1, "labelled": [[80, 100]],
+           "mixmatch": [[78, 100]], "variant": [[82, 100]], "full": [[84, 100]],
+           "vs_mixmatch": test, "vs_labelled": test, "outcomes": {}}  # fmt: skip
+    mixmatch_table.print_ablation([row], "sharpen")
+    out = capsys.readouterr().out
+    assert "labelled 80.0; mixmatch 78.0; variant 82.0" in out
+    assert "+20.0 (30/10, p = 0.001)" in out
+    assert "gap closed: MixMatch -50%, MixMatch without sharpening 50%" in out
+    assert mixmatch_table.gap_closed(80.0, 82.0, 80.5) == "–"  # under a point: no gap

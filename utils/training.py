@@ -283,7 +283,7 @@ def train_one_epoch(
         return _train_batches(
             trainer, batches, state, device=device, n_batches=n_batches, logger=logger,
             log_every=log_every, checkpoint_every=checkpoint_every,
-            save_checkpoint=save_checkpoint, sums=DeviceSums(state.sums),
+            save_checkpoint=save_checkpoint,
         )  # fmt: skip
     finally:
         if isinstance(batches, ThreadPrefetcher):
@@ -301,11 +301,11 @@ def _train_batches(
     log_every: int,
     checkpoint_every: int | None,
     save_checkpoint: Callable[[], None] | None,
-    sums: DeviceSums,
 ) -> dict[str, float]:
     """The step loop of :func:`train_one_epoch` over ``batches``."""
     model, precision = trainer.model, trainer.precision
     epoch, start = state.epoch, state.step_in_epoch
+    sums = DeviceSums(state.sums)
     bar = logger.progress(batches, n_batches - start, f"train {epoch}") if logger else batches
     last_read = state.global_step
 

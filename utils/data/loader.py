@@ -217,7 +217,7 @@ def _fill(source: Any, q: queue.Queue, stop: threading.Event, cuda_device: int |
         _put_unless_stopped(q, stop, ("error", e))
     finally:
         close = getattr(it, "close", None)  # a generator's or loader iterator's resources
-        if close is not None and callable(close):
+        if callable(close):
             with contextlib.suppress(Exception):
                 close()
 
