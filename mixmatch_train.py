@@ -9,7 +9,7 @@ unlabelled images, whose grasp files are never opened, plus any images in ``--un
 (more synthetic scenes, or real depth images without grasp files). The MixMatch step
 (:mod:`utils.mixmatch`): label guessing over ``--k`` dihedral views, quality sharpened at
 ``--t``, MixUp with ``--alpha`` (the opening map mixed as ``--mixup-width`` says; ``--mix
-cutmix``: boxes cut from the other sample instead of a blend), the
+cutmix``: boxes cut from the other sample instead of a blend; ``none``: no mixing), the
 unlabelled loss weighted by ``--lambda-u`` ramped up over ``--rampup`` steps. The EMA of the
 weights is on by default and is what picks and is saved as the evaluated weights of
 ``best.pt``. Every other option is ``train_net.py``'s, through the
@@ -56,14 +56,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="weighted",
         help="how MixUp mixes the opening map: weighted by the quality maps (a grasp keeps its "
         "opening) or linearly, as every other map (the paper's MixUp; shrinks openings); "
-        "not used by --mix cutmix, which copies every map",
+        "only for --mix mixup",
     )
     g.add_argument(
         "--mix",
         choices=MIX_KINDS,
         default="mixup",
-        help="how samples are mixed: mixup (the paper's: λ a + (1 - λ) b) or cutmix (a box of "
-        "1 - λ of the frame from the other sample, inputs and maps alike)",
+        help="how samples are mixed: mixup (the paper's: λ a + (1 - λ) b), cutmix (a box of "
+        "1 - λ of the frame from the other sample, inputs and maps alike) or none",
     )
     args = harness.parse_training_args(parser, argv, script="mixmatch_train.py")
     if args.labeled_count is None and args.labeled_fraction == 1.0:

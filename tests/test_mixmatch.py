@@ -158,7 +158,7 @@ def test_unlabelled_grasp_files_are_never_opened(workdir, monkeypatch):
     assert last["eval_weights"] == "model_ema" and "model_ema" in last
 
 
-@pytest.mark.parametrize("mix", ["mixup", "cutmix"])
+@pytest.mark.parametrize("mix", ["mixup", "cutmix", "none"])
 def test_a_short_mixmatch_run_lowers_the_supervised_loss(mix):
     from test_training import tiny_batches
 
@@ -274,3 +274,26 @@ def test_cutmix_takes_each_pixel_whole_from_one_sample():
     assert torch.equal(same[0], x) and torch.equal(same[1], y)
     with pytest.raises(ValueError, match="--mix"):
         MixMatchStep(mix="blend")
+
+
+def test_mix_none_is_mixup_at_lambda_one(monkeypatch):
+    """--mix none trains on the batch as guessed: the same loss and terms as MixUp with
+    lambda = 1 from the same random state (λ and the partner are drawn all the same)."""
+    from test_training import tiny_batches
+
+    from utils.precision import resolve_precision
+    from utils.steps import StepContext
+
+    model = get_network("ggcnn2").eval()
+    labelled, unlabelled = tiny_batches(1, 3)[0], tiny_batches(1, 3, seed=1)[0]
+    ctx = StepContext(torch.device("cpu"), resolve_precision("off", "off", torch.device("cpu")))
+
+    def loss(mix: str) -> tuple[float, float]:
+        torch.manual_seed(0)
+        out = MixMatchStep(mix=mix, rampup=0)(model, (labelled, unlabelled), ctx)
+        return float(out.loss), float(out.terms["unsupervised"])
+
+    none = loss("none")
+    monkeypatch.setattr(torch.distributions.Beta, "sample", lambda self: torch.tensor(1.0))
+    assert loss("mixup") == pytest.approx(none, rel=1e-6)
+    assert loss("cutmix") == pytest.approx(none, rel=1e-6)  # a box of no pixel

@@ -27,7 +27,8 @@ Per step, with a labelled batch (inputs, target maps) and an unlabelled batch (i
    box of ``1 - λ`` of its area (its sides ``sqrt(1 - λ)`` of the frame's, a uniform random
    centre, clipped to the frame) from the other sample, inputs and all four maps together,
    so every pixel keeps one real scene's depth and its own labels (no superposed scenes, no
-   opening to re-weigh).
+   opening to re-weigh). ``mix="none"``: no mixing (the batch as guessed; λ and the partner
+   are still drawn, so the random stream is that of the other kinds).
 5. **Loss** = supervised grasp-map loss on the mixed labelled part (with PSPNet's auxiliary
    head) + ``λ_u(t)`` x the same squared error (per-map means, summed over the four maps) on
    the mixed unlabelled part, ``λ_u`` ramped up
@@ -113,7 +114,7 @@ def running_stats_frozen(net: nn.Module) -> Iterator[None]:
 #: How MixUp mixes the opening map (module docstring, step 4).
 MIXUP_WIDTHS = ("weighted", "linear")
 #: How samples are mixed (``--mix``; module docstring, step 4).
-MIX_KINDS = ("mixup", "cutmix")
+MIX_KINDS = ("mixup", "cutmix", "none")
 
 
 def cut_boxes(n: int, height: int, width: int, lam: float, device: torch.device | None = None):
@@ -212,6 +213,8 @@ class MixMatchStep:
         if self.mix == "cutmix":
             box = cut_boxes(len(x_all), x_all.shape[-2], x_all.shape[-1], lam, x_all.device)
             x_mix, y_mix = cutmix(x_all, y_all, box, perm)
+        elif self.mix == "none":
+            x_mix, y_mix = x_all, y_all
         else:
             x_mix, y_mix = mixup(x_all, y_all, lam, perm, self.mixup_width)
         if ctx.precision.channels_last:
