@@ -39,7 +39,9 @@ default quality-weighted mix. ``--ablation sharpen``: the guessed quality left a
 ``--ablation cutmix``: boxes cut from the other sample (``--mix cutmix``) instead of MixUp's
 blend of two depth scenes. ``--ablation sharpen-cutmix`` / ``sharpen-mixup`` /
 ``sharpen-lambda10``: unsharpened MixMatch (``--t 1``) with CutMix, without MixUp, or with the
-unlabelled term weighted 10 instead of 1.
+unlabelled term weighted 10 instead of 1. ``--without-mixmatch``: an ablation's variant against
+labelled only and fully supervised (trained when missing) without the paper's MixMatch
+column, which is then neither trained nor tested (saves a MixMatch run a seed).
 """
 
 from __future__ import annotations
@@ -214,10 +216,11 @@ def outcome_counts(runs: list[Path]) -> dict[str, int] | None:
     return counts
 
 
-def gap_closed(labelled: float, method: float, full: float | None) -> str:
+def gap_closed(labelled: float, method: float | None, full: float | None) -> str:
     """(method - labelled only) / (fully supervised - labelled only), means in points; "–"
-    without fully supervised runs or where their gap is under a point (noise, not a gap)."""
-    if full is None or full - labelled < 1.0:
+    without the method's or fully supervised runs or where their gap is under a point (noise,
+    not a gap)."""
+    if method is None or full is None or full - labelled < 1.0:
         return "–"
     return f"{(method - labelled) / (full - labelled):.0%}"
 
@@ -345,38 +348,48 @@ def print_benchmark(rows: list[dict], data: str = "v2") -> None:
     print_outcomes(rows, {**names, "full": "fully supervised"})
 
 
+#: The ablation table's columns, besides fully supervised.
+COLUMNS = ("labelled", "mixmatch", "variant")
+
+
 def ablation_table(args: argparse.Namespace, outdir: Path) -> list[dict]:
     """Labelled only, MixMatch and MixMatch's ``--ablation`` variant (:data:`ABLATIONS`), same
-    subsets, seeds and steps."""
+    subsets, seeds and steps; ``--without-mixmatch``: no MixMatch column (none trained)."""
     flags, tag, _ = ABLATIONS[args.ablation]
     rows, ok, data = [], not args.no_train, args.data
     for net in args.networks:
         for f in args.fractions:
-            runs: dict[str, list[Path]] = {"labelled": [], "mixmatch": [], "variant": []}
+            keys = ["labelled", "variant"] if args.without_mixmatch else list(COLUMNS)
+            runs: dict[str, list[Path]] = {k: [] for k in COLUMNS}
             for s in range(args.seeds):
-                trio = [
-                    find_or_train("labelled", net, f, s, outdir, ok, data=data),
-                    find_or_train("mixmatch", net, f, s, outdir, ok, data=data),
-                    find_or_train("mixmatch", net, f, s, outdir, ok, flags, tag, data),
-                ]
-                if None not in trio:
-                    for key, run in zip(runs, trio, strict=True):
-                        runs[key].append(run)
-            # The gap to close: the --data defaults table's fully supervised runs, if trained.
-            full = [find_or_train("full", net, None, s, outdir, False, data=data)
+                found = {
+                    "labelled": find_or_train("labelled", net, f, s, outdir, ok, data=data),
+                    "mixmatch": None if args.without_mixmatch
+                    else find_or_train("mixmatch", net, f, s, outdir, ok, data=data),
+                    "variant": find_or_train("mixmatch", net, f, s, outdir, ok, flags, tag, data),
+                }  # fmt: skip
+                if all(found[k] is not None for k in keys):
+                    for k in keys:
+                        runs[k].append(found[k])
+            # The gap to close: fully supervised runs on the same data (--data defaults), trained
+            # here when missing, as the other columns.
+            full = [find_or_train("full", net, None, s, outdir, ok, data=data)
                     for s in range(len(runs["variant"]))] if data == "defaults" else []  # fmt: skip
             if runs["variant"]:
+                mm = runs["mixmatch"]
                 rows.append({"network": net, "fraction": f,
                              **{k: rates(v) for k, v in runs.items()},
                              "full": rates(full) if full and None not in full else None,
-                             "vs_mixmatch": paired(runs["mixmatch"], runs["variant"]),
+                             "vs_mixmatch": paired(mm, runs["variant"]) if mm else None,
                              "vs_labelled": paired(runs["labelled"], runs["variant"]),
-                             "outcomes": {k: outcome_counts(v) for k, v in runs.items()}})  # fmt: skip
+                             "outcomes": {k: outcome_counts(v) for k, v in runs.items() if v}})  # fmt: skip
     return rows
 
 
 def print_ablation(rows: list[dict], ablation: str) -> None:
-    def diff(t: dict) -> str:
+    def diff(t: dict | None) -> str:
+        if t is None:
+            return "–"
         return f"{100 * t['diff']:+.1f} [{100 * t['ci95'][0]:+.1f}, {100 * t['ci95'][1]:+.1f}]"
 
     name = ABLATIONS[ablation][2]
@@ -384,18 +397,17 @@ def print_ablation(rows: list[dict], ablation: str) -> None:
           f"| {name} - MixMatch [95% CI] | {name} - labelled only [95% CI] | seeds |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---|---|---:|")
     for r in rows:
-        lt, mt, nt = (mean_rate(r[k])[0] for k in ("labelled", "mixmatch", "variant"))
+        lt, mt, nt = (mean_rate(r[k])[0] if r[k] else "–" for k in COLUMNS)
         print(f"| {r['network']} | {r['fraction']:.0%} | {lt} | {mt} | {nt} "
               f"| {diff(r['vs_mixmatch'])} | {diff(r['vs_labelled'])} | {len(r['variant'])} |")  # fmt: skip
     for r in rows:
-        means = {k: mean_rate(r[k]) for k in ("labelled", "mixmatch", "variant")}
+        means = {k: mean_rate(r[k]) if r[k] else ("–", None) for k in COLUMNS}
         full = mean_rate(r["full"]) if r.get("full") else ("–", None)
         n = r["variant"][0][1]
         print(
             f"\n{r['network']} at {r['fraction']:.0%}, per seed: "
             + "; ".join(
-                f"{k} " + ", ".join(f"{100 * a / b:.1f}" for a, b in r[k])
-                for k in ("labelled", "mixmatch", "variant")
+                f"{k} " + ", ".join(f"{100 * a / b:.1f}" for a, b in r[k]) for k in COLUMNS if r[k]
             )
             + f". {name} against labelled only, per seed: points (images won/lost, McNemar p): "
             f"{per_seed_tests(r['vs_labelled'], n)}. Fully supervised {full[0]}; gap closed: "
@@ -460,6 +472,9 @@ def main() -> None:
     p.add_argument("--ablation", choices=list(ABLATIONS), default=None,
                    help="mixup: MixMatch without MixUp; mixup-width: openings mixed linearly "
                    "(--data defaults); each against MixMatch and labelled only")  # fmt: skip
+    p.add_argument("--without-mixmatch", action="store_true",
+                   help="--ablation without the paper's MixMatch column (not trained): the "
+                   "variant against labelled only and fully supervised")  # fmt: skip
     p.add_argument("--real-fraction", type=float, default=0.25)
     p.add_argument("--real-unlabelled", default=str(REAL_UNLABELLED))
     p.add_argument("--jacquard-path", default=str(JACQUARD_SAMPLES))
@@ -472,6 +487,8 @@ def main() -> None:
     args = p.parse_args()
     if args.data != "v2" and args.real:
         p.error("--data is for the benchmark and ablation tables, not --real")
+    if args.without_mixmatch and not args.ablation:
+        p.error("--without-mixmatch is for --ablation")
     if args.more_unlabelled and (args.real or args.ablation):
         p.error("--more-unlabelled is for the benchmark table, not --real/--ablation")
     if args.ablation == "mixup-width" and args.data == "v2":

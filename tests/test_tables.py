@@ -311,6 +311,7 @@ def test_mixmatch_table_on_the_defaults_trains_full_runs_and_more_unlabelled(
         run = make_run(outdir, f"261207_0000{len(trained):02d}_{desc}", ())
         hits = {"full": 4, "labelled": 1, "mixmatch": 2}[desc.split("_")[0]]
         hits += "_more_" in desc
+        hits += "_cutmix" in desc
         ok = [i < hits for i in range(4)]
         per = {"ids": list("abcd"), "successes": ok,
                "outcomes": ["hit" if x else "no grasp" for x in ok]}  # fmt: skip
@@ -322,10 +323,25 @@ def test_mixmatch_table_on_the_defaults_trains_full_runs_and_more_unlabelled(
 
     monkeypatch.setattr(mixmatch_table, "train", train)
     monkeypatch.setattr(mixmatch_table, "full_batches", lambda net, data="v2": 61)
+    # --ablation without the paper's MixMatch: labelled only, the variant and fully supervised
+    # runs are trained (the gap to close), MixMatch is not; the table prints "–" for it.
+    ablation = argparse.Namespace(networks=["ggcnn2"], fractions=[0.1], seeds=1, no_train=False,
+                                  data="defaults", ablation="sharpen-cutmix",
+                                  without_mixmatch=True)  # fmt: skip
+    (row,) = mixmatch_table.ablation_table(ablation, tmp_path / "ablation")
+    v = mixmatch_table.GENERATOR_VERSION
+    assert [d for d, _ in trained] == [f"labelled_ggcnn2_f10_v{v}_s0",
+                                       f"mixmatch_ggcnn2_f10_v{v}_t1_cutmix_s0",
+                                       f"full_ggcnn2_v{v}_s0"]  # fmt: skip
+    assert row["mixmatch"] == [] and row["vs_mixmatch"] is None and row["full"] == [[4, 4]]
+    mixmatch_table.print_ablation([row], "sharpen-cutmix")
+    out = capsys.readouterr().out
+    assert "| ggcnn2 | 10% | 25.0 ± 0.0% | – | 75.0 ± 0.0% | – | +50.0" in out
+    assert "gap closed: MixMatch –, MixMatch, T = 1, CutMix 67%" in out
+    trained.clear()
     args = argparse.Namespace(networks=["ggcnn2"], fractions=[0.1], seeds=2, no_train=False,
                               data="defaults", more_unlabelled=True)  # fmt: skip
     rows = mixmatch_table.benchmark_table(args, tmp_path / "runs", tmp_path / "alone")
-    v = mixmatch_table.GENERATOR_VERSION
     names = [d for d, _ in trained]
     assert names[:2] == [f"full_ggcnn2_v{v}_s0", f"full_ggcnn2_v{v}_s1"]
     assert f"mixmatch_ggcnn2_f10_v{v}_more_s1" in names and len(names) == 8
