@@ -10,6 +10,11 @@ Prints a markdown table of median milliseconds per item, per dataset and augment
 ``utils.grasp.draw_one_at_a_time``, the angle maps' cos and sin over every pixel), with the
 ratios measured in the same run, and how many items' target maps the two paths make
 identically (a random rotation and zoom each). One thread, as in a DataLoader worker.
+
+``--stages``: then where a cached training item's time goes, with the training defaults
+(depth only, table-relative depth, random rotation and zoom): the view's matrix, the depth
+image read from the cache and warped, its normalisation (the table plane's fit), the target
+maps; median ms per stage over the items, and of each item timed whole (share of it).
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from utils.cli import DEFAULT_DEPTH_NORM  # noqa: E402
 from utils.data import JacquardDataset  # noqa: E402
 from utils.data.base import GraspDataset  # noqa: E402
 from utils.data.synthetic import DEFAULT_N_SCENES, ensure_synthetic_dataset  # noqa: E402
+from utils.depth import normalise_depth  # noqa: E402
 from utils.grasp import GraspRectangles, draw_one_at_a_time  # noqa: E402
 
 
@@ -79,6 +86,49 @@ def same_targets(dataset: JacquardDataset, n: int) -> int:
     return same
 
 
+STAGES = ("matrix", "depth read + warp", "depth normalisation", "targets")
+
+
+def stage_times(dataset: JacquardDataset, n: int, repeats: int = 3) -> dict[str, float]:
+    """Median ms per stage of :meth:`GraspDataset.view` (:data:`STAGES`) and of the whole item
+    (``"item"``, timed on its own) over ``n`` augmented items, the same view each time, cached."""
+    g = torch.Generator().manual_seed(0)
+    views = [(i, *dataset._random_view(g)) for i in range(n)]
+    for i, rot, zoom in views:  # fill the cache
+        dataset.view(i, rot, zoom)
+    times: dict[str, list[float]] = {k: [] for k in (*STAGES, "item")}
+    size = dataset.output_size
+    for _ in range(repeats):
+        for i, rot, zoom in views:
+            t = [time.perf_counter()]
+            grasps = dataset.grasps(i)
+            matrix = dataset._matrix(i, rot, zoom, grasps)
+            t.append(time.perf_counter())
+            depth = dataset._warp(i, "depth", matrix)
+            t.append(time.perf_counter())
+            normalise_depth(depth, dataset.depth_norm)
+            t.append(time.perf_counter())
+            grasps.affine(matrix).targets((size, size), dataset.width_scale)
+            t.append(time.perf_counter())
+            dataset.view(i, rot, zoom)
+            t.append(time.perf_counter())
+            parts = [b - a for a, b in zip(t, t[1:], strict=False)]
+            for k, v in zip((*STAGES, "item"), parts, strict=True):
+                times[k].append(v)
+    return {k: 1000 * statistics.median(v) for k, v in times.items()}
+
+
+def print_stages(path: str, size: int, n: int) -> None:
+    with tempfile.TemporaryDirectory() as cache:
+        ds = JacquardDataset(path, output_size=size, random_rotate=True, random_zoom=True,
+                             cache_dir=cache, depth_norm=DEFAULT_DEPTH_NORM)  # fmt: skip
+        ms = stage_times(ds, min(n, len(ds)))
+    total = ms["item"]
+    print(f"| {Path(path).name} | " + " | ".join(
+        f"{ms[k]:.2f} ({ms[k] / total:.0%})" for k in STAGES) + f" | {ms['item']:.2f} |",
+        flush=True)  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset-path", nargs="+", default=None,
@@ -87,6 +137,8 @@ def main() -> None:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--no-rgb", action="store_true", help="depth only")
     p.add_argument("--items", type=int, default=60, help="items timed per dataset")
+    p.add_argument("--stages", action="store_true",
+                   help="also where a cached training item's time goes (module doc)")  # fmt: skip
     args = p.parse_args()
     torch.set_num_threads(1)  # as in a DataLoader worker
     paths = args.dataset_path or [
@@ -122,6 +174,16 @@ def main() -> None:
                 f"{before:.1f} | {before / now:.1f}x | {same}/{n} |",
                 flush=True,
             )
+    if args.stages:
+        print(
+            f"\nA cached training item by stage: {args.size} px depth, --depth-norm "
+            f"{DEFAULT_DEPTH_NORM}, rotation + zoom, median ms (share of the whole item)\n"
+        )
+        print("| dataset | " + " | ".join(STAGES) + " | whole item |")
+        print("|---|" + "---:|" * (len(STAGES) + 1))
+        for path in paths:
+            if Path(path).is_dir():
+                print_stages(path, args.size, args.items)
 
 
 if __name__ == "__main__":

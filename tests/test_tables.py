@@ -382,3 +382,22 @@ def test_ablation_print_gives_each_seed_and_the_gap_closed(capsys):
     assert "+20.0 (30/10, p = 0.001)" in out
     assert "gap closed: MixMatch -50%, MixMatch without sharpening 50%" in out
     assert mixmatch_table.gap_closed(80.0, 82.0, 80.5) == "–"  # under a point: no gap
+
+
+def test_loader_stages_time_every_stage_of_a_real_item(shared_data, capsys):
+    """``loader_speed.py --stages``: a time for each stage and the whole item, on the real
+    Jacquard samples with the training defaults (table-relative depth)."""
+    import loader_speed
+
+    from utils.data import JacquardDataset
+
+    ds = JacquardDataset(shared_data / "jacquard_samples", output_size=64, random_rotate=True,
+                         random_zoom=True, depth_norm="table")  # fmt: skip
+    ms = loader_speed.stage_times(ds, 3, repeats=1)
+    assert set(ms) == {*loader_speed.STAGES, "item"}
+    assert all(v > 0 for v in ms.values())
+    loader_speed.print_stages(str(shared_data / "jacquard_samples"), 64, 2)
+    row = capsys.readouterr().out.strip()
+    assert (
+        row.startswith("| jacquard_samples | ") and row.count("|") == len(loader_speed.STAGES) + 3
+    )
