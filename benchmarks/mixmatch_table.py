@@ -81,7 +81,7 @@ from utils.data.synthetic import (  # noqa: E402
     ensure_synthetic_dataset,
 )
 from utils.evaluation import OUTCOMES  # noqa: E402
-from utils.stats import mcnemar_test, mean_std  # noqa: E402
+from utils.stats import gap_closed_interval, mcnemar_test, mean_std  # noqa: E402
 
 REAL_UNLABELLED = REPO.parent / "shared" / "data" / "jacquard_unlabelled"
 #: Every run of this table trains and is scored as the results table's fully supervised runs
@@ -223,6 +223,21 @@ def gap_closed(labelled: float, method: float | None, full: float | None) -> str
     if method is None or full is None or full - labelled < 1.0:
         return "–"
     return f"{(method - labelled) / (full - labelled):.0%}"
+
+
+def gap_interval(labelled: list[Path], method: list[Path], full: list[Path]) -> list[float]:
+    """[closed, low, high]: the gap to full supervision that ``method`` closes, with its 95%
+    interval over seeds (``labelled`` and ``method`` paired by seed) and images
+    (:func:`utils.stats.gap_closed_interval`)."""
+    import numpy as np
+
+    def successes(runs: list[Path]) -> np.ndarray:
+        per = [benchmark_successes(r) for r in runs]
+        if any(ids != per[0][0] for ids, _ in per):
+            raise RuntimeError("the runs scored different images")
+        return np.array([ok for _, ok in per], dtype=bool)
+
+    return list(gap_closed_interval(successes(labelled), successes(method), successes(full)))
 
 
 def per_seed_tests(t: dict, n: int) -> str:
@@ -377,13 +392,23 @@ def ablation_table(args: argparse.Namespace, outdir: Path) -> list[dict]:
                     for s in range(len(runs["variant"]))] if data == "defaults" else []  # fmt: skip
             if runs["variant"]:
                 mm = runs["mixmatch"]
+                full = full if full and None not in full else []
                 rows.append({"network": net, "fraction": f,
                              **{k: rates(v) for k, v in runs.items()},
-                             "full": rates(full) if full and None not in full else None,
+                             "full": rates(full) if full else None,
+                             "gap_ci": {k: gap_interval(runs["labelled"], v, full)
+                                        for k, v in runs.items() if v and full and k != "labelled"},
                              "vs_mixmatch": paired(mm, runs["variant"]) if mm else None,
                              "vs_labelled": paired(runs["labelled"], runs["variant"]),
                              "outcomes": {k: outcome_counts(v) for k, v in runs.items() if v}})  # fmt: skip
     return rows
+
+
+def gap_ci(row: dict, key: str) -> str:
+    """`` [40%, 90%]``: the 95% interval of the gap ``key`` closes (seeds and images
+    resampled), where the row has one."""
+    ci = row.get("gap_ci", {}).get(key)
+    return "" if ci is None else f" [{ci[1]:.0%}, {ci[2]:.0%}]"
 
 
 def print_ablation(rows: list[dict], ablation: str) -> None:
@@ -411,8 +436,10 @@ def print_ablation(rows: list[dict], ablation: str) -> None:
             )
             + f". {name} against labelled only, per seed: points (images won/lost, McNemar p): "
             f"{per_seed_tests(r['vs_labelled'], n)}. Fully supervised {full[0]}; gap closed: "
-            f"MixMatch {gap_closed(means['labelled'][1], means['mixmatch'][1], full[1])}, "
+            f"MixMatch {gap_closed(means['labelled'][1], means['mixmatch'][1], full[1])}"
+            f"{gap_ci(r, 'mixmatch')}, "
             f"{name} {gap_closed(means['labelled'][1], means['variant'][1], full[1])}"
+            f"{gap_ci(r, 'variant')}"
         )
     print_outcomes(rows, {"labelled": "labelled only", "mixmatch": "MixMatch", "variant": name})
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from utils.evaluation import EvaluationResults, ImageResult
 from utils.stats import (
     bootstrap_mean,
     format_rate,
+    gap_closed_interval,
     mcnemar_test,
     mean_std,
     paired_bootstrap,
@@ -83,3 +85,28 @@ def test_bootstrap_mean_of_one_sample():
 def test_mean_std():
     assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
     assert mean_std([4.0]) == (4.0, 0.0)
+
+
+def test_gap_closed_interval_known_cases():
+    """Half the gap closed by construction; the interval holds the value, and widens when
+    the method's seeds disagree; no spread at all gives a point."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    base = np.zeros((3, n), bool)
+    base[:, : int(0.80 * n)] = True  # 80% for every seed
+    ref = np.zeros((3, n), bool)
+    ref[:, : int(0.84 * n)] = True  # 84%
+    method = np.zeros((3, n), bool)
+    method[:, : int(0.82 * n)] = True  # 82%: half the gap
+    closed, lo, hi = gap_closed_interval(base, method, ref)
+    assert closed == pytest.approx(0.5) and lo <= 0.5 <= hi
+    assert hi - lo < 0.35  # 2,000 images, nested successes: image noise only
+    noisy = method.copy()
+    noisy[0] = rng.random(n) < 0.78  # one seed far below: the interval widens
+    noisy[1] = rng.random(n) < 0.86
+    c2, lo2, hi2 = gap_closed_interval(base, noisy, ref)
+    assert hi2 - lo2 > hi - lo
+    same = gap_closed_interval(base[:, :10], base[:, :10], base[:, :10])
+    assert same == (0.0, 0.0, 0.0)  # no gap: nothing closed, no spread
+    with pytest.raises(ValueError, match="shapes"):
+        gap_closed_interval(base, method[:2], ref)
