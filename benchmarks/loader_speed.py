@@ -6,7 +6,8 @@ target drawing and the parsed-grasp cache.
 
 Prints a markdown table of median milliseconds per item, per dataset and augmentation:
 *first read* (decode, inpaint, fill the cache), *cached* (what every later epoch costs), and
-*cached, previous path* (the grasp file parsed on every read, one polygon fill per rectangle:
+*cached, previous path* (the grasp file parsed on every read, one polygon fill per rectangle
+and every line of a grasp with several jaw sizes filled:
 ``utils.grasp.draw_one_at_a_time``, the angle maps' cos and sin over every pixel), with the
 ratios measured in the same run, and how many items' target maps the two paths make
 identically (a random rotation and zoom each). One thread, as in a DataLoader worker.
@@ -63,7 +64,7 @@ def previous_path():
     angle maps encoded over every pixel."""
     grasps, targets = GraspDataset.grasps, GraspRectangles.targets
     GraspDataset.grasps = lambda self, idx: self.load_grasps(idx)  # type: ignore[method-assign]
-    GraspRectangles.targets = lambda self, shape, width_scale: encode_whole_maps(  # type: ignore[method-assign]
+    GraspRectangles.targets = lambda self, shape, width_scale, runs=None: encode_whole_maps(  # type: ignore[method-assign]
         *draw_one_at_a_time(self, shape), width_scale
     )
     try:
@@ -97,6 +98,7 @@ def stage_times(dataset: JacquardDataset, n: int, repeats: int = 3) -> dict[str,
     for i, rot, zoom in views:  # fill the cache
         dataset.view(i, rot, zoom)
     times: dict[str, list[float]] = {k: [] for k in (*STAGES, "item")}
+    runs = {i: dataset.grasps(i).jaw_size_runs() for i, _, _ in views}  # once a sample, as view
     size = dataset.output_size
     for _ in range(repeats):
         for i, rot, zoom in views:
@@ -108,7 +110,7 @@ def stage_times(dataset: JacquardDataset, n: int, repeats: int = 3) -> dict[str,
             t.append(time.perf_counter())
             normalise_depth(depth, dataset.depth_norm)
             t.append(time.perf_counter())
-            grasps.affine(matrix).targets((size, size), dataset.width_scale)
+            grasps.affine(matrix).targets((size, size), dataset.width_scale, runs[i])
             t.append(time.perf_counter())
             dataset.view(i, rot, zoom)
             t.append(time.perf_counter())

@@ -316,6 +316,30 @@ def test_targets_equal_the_encoded_drawn_maps_on_random_scenes():
             assert np.array_equal(g.targets((64, 48), scale), expected)
 
 
+def test_targets_take_jaw_size_runs_from_another_frame():
+    """Grasp lines with several jaw sizes (consecutive rectangles, one centre, angle and
+    opening): runs found in the source frame give the view's targets exactly as its own
+    runs do, for rotated, zoomed and shifted views; and the draw is the reference's."""
+    rng = np.random.default_rng(4)
+    n = 60
+    centers, angles = rng.uniform(0, 64, (n, 2)), rng.uniform(-math.pi / 2, math.pi / 2, n)
+    lengths, repeat = rng.uniform(2, 40, n), rng.integers(1, 5, n)
+    widths = np.concatenate([np.sort(rng.uniform(1, 20, k))[rng.permutation(k)] for k in repeat])
+    source = GraspRectangles.from_grasps(np.repeat(centers, repeat, axis=0),
+                                         np.repeat(angles, repeat), np.repeat(lengths, repeat),
+                                         widths)  # fmt: skip
+    runs = source.jaw_size_runs()
+    assert len(runs[0]) == n and list(runs[1]) == list(np.cumsum(repeat) - 1)
+    for rot, zoom, shift in ((0.0, 1.0, 0.0), (math.pi / 2, 1.0, 3.0), (0.37, 0.7, -5.5)):
+        c, s = math.cos(rot) / zoom, math.sin(rot) / zoom
+        view = source.affine(np.array([[c, -s, shift], [s, c, 2 * shift]]))
+        expected = view.targets((64, 64), 30.0)
+        assert np.array_equal(view.targets((64, 64), 30.0, runs), expected)
+        assert np.array_equal(expected, encode_grasp_maps(*view.draw((64, 64)), width_scale=30.0))
+        for new, old in zip(view.draw((64, 64)), draw_one_at_a_time(view, (64, 64)), strict=True):
+            assert np.array_equal(new, old)
+
+
 def test_draw_equals_one_rectangle_at_a_time_on_random_scenes():
     rng = np.random.default_rng(1)
     for _ in range(5):

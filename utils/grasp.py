@@ -457,50 +457,70 @@ class GraspRectangles:
         loop over rectangles.
         """
         q, ang, wid = (np.zeros(shape, dtype=np.float32) for _ in range(3))
-        on, top = self._covered(shape)
+        on, run, last = self._covered(shape)
         q.reshape(-1)[on] = 1.0
-        ang.reshape(-1)[on] = self.angles.astype(np.float32)[top]
-        wid.reshape(-1)[on] = self.lengths.astype(np.float32)[top]
+        ends = GraspRectangles(self.points[last])  # each run's last line: its values
+        ang.reshape(-1)[on] = ends.angles.astype(np.float32)[run]
+        wid.reshape(-1)[on] = ends.lengths.astype(np.float32)[run]
         return q, ang, wid
 
-    def targets(self, shape: tuple[int, int], width_scale: float = WIDTH_SCALE) -> np.ndarray:
+    def targets(
+        self,
+        shape: tuple[int, int],
+        width_scale: float = WIDTH_SCALE,
+        runs: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
         """The network target of these rectangles: 4 x H x W float32, exactly
         ``encode_grasp_maps(*self.draw(shape), width_scale)`` but made in one pass over the
         covered pixels only (the training loader's path, without full-size angle and opening
-        maps in between)."""
+        maps in between). ``runs``: :meth:`jaw_size_runs` of these rectangles, or of the same
+        rectangles in another frame (any rotation, uniform scale and shift keeps them), which
+        the loader computes once per sample instead of once per item."""
         out = np.zeros((4, *shape), dtype=np.float32)
-        on, top = self._covered(shape)
+        on, run, last = self._covered(shape, runs)
         flat = out.reshape(4, -1)
         flat[0, on] = 1.0
-        a = 2 * self.angles.astype(np.float32)[top]
-        w = self.lengths.astype(np.float32)[top]
+        ends = GraspRectangles(self.points[last])
+        a = 2 * ends.angles.astype(np.float32)[run]
+        w = ends.lengths.astype(np.float32)[run]
         flat[1, on] = np.cos(a)
         flat[2, on] = np.sin(a)
         flat[3, on] = np.clip(w, 0.0, width_scale) / width_scale
         return out
 
-    def _covered(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """(flat indices of the pixels some rectangle's drawn part covers, ascending; the index
-        of the last rectangle in the list covering each): the GG-CNN drawing rule of
-        :meth:`draw`.
+    def jaw_size_runs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Runs of consecutive rectangles that are one grasp line with several jaw sizes (the
+        same centre, angle and opening): per run, in order, the index of its widest rectangle
+        and of its last one (:meth:`draw` fills the widest and gives it the last's values)."""
+        if len(self) == 0:
+            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+        return _jaw_size_runs(self.centers, self.angles, self.lengths, self.widths)
+
+    def _covered(
+        self, shape: tuple[int, int], runs: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(flat indices of the pixels some rectangle's drawn part covers, ascending; the run
+        of the last rectangle in the list covering each; each run's last rectangle, see
+        :meth:`jaw_size_runs`): the GG-CNN drawing rule of :meth:`draw`.
 
         Grasp files list one grasp with several jaw sizes on consecutive lines (Jacquard: about
         4 per grasp), and their drawn parts are nested, so only the largest of each such run is
         filled, standing for the run's last line (the run's values are the same, so the maps
         are too): 3.8-4.1x fewer polygons on the real and synthetic sets."""
-        if len(self) == 0:
-            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
-        centers, angles, lengths, widths = self.centers, self.angles, self.lengths, self.widths
-        largest, last = _jaw_size_runs(centers, angles, lengths, widths)
+        largest, last = self.jaw_size_runs() if runs is None else runs
+        if len(self) == 0 or len(largest) == 0:
+            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp), last
+        widest = GraspRectangles(self.points[largest])
         compact = GraspRectangles.from_grasps(
-            centers[largest], angles[largest], lengths[largest] / 3, widths[largest]
+            widest.centers, widest.angles, widest.lengths / 3, widest.widths
         )
         owner, rr, cc = fill_convex_polygons(compact.points, shape)
-        # Later rectangles win: each pixel keeps the highest index that covers it.
+        # Later rectangles win: each pixel keeps the highest run covering it (runs are in list
+        # order, so that is the run of the highest-indexed rectangle).
         top = np.full(shape[0] * shape[1], -1, dtype=np.intp)
-        np.maximum.at(top, rr * shape[1] + cc, last[owner])
+        np.maximum.at(top, rr * shape[1] + cc, owner)
         on = np.flatnonzero(top >= 0)
-        return on, top[on]
+        return on, top[on], last
 
 
 def _jaw_size_runs(

@@ -238,6 +238,7 @@ class GraspDataset(Dataset):
         self._shapes: dict[int, tuple[int, int]] = {}
         self._grasp_memo: dict[int, np.ndarray] = {}
         self._memo_bytes = 0
+        self._runs_memo: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     #: Parsed rectangles kept in memory, per process (each DataLoader worker has its own), at
     #: most this many bytes of corners; beyond it they come from the disk cache.
@@ -277,7 +278,7 @@ class GraspDataset(Dataset):
                     )
         self.samples = list(samples)
         self._shapes = {}
-        self._grasp_memo, self._memo_bytes = {}, 0
+        self._grasp_memo, self._memo_bytes, self._runs_memo = {}, 0, {}
 
     def grasps(self, idx: int) -> GraspRectangles:
         """:meth:`load_grasps`, parsed once: kept in memory (:attr:`GRASP_MEMO_BYTES`) and, with
@@ -508,7 +509,10 @@ class GraspDataset(Dataset):
         if self.use_rgb:
             parts.append(normalise_rgb(self._warp(idx, "rgb", matrix)))
         gt = grasps.affine(matrix)
-        y = gt.targets((s, s), self.width_scale)
+        runs = self._runs_memo.get(idx)
+        if runs is None:  # a property of the sample's rectangles, the same in every view
+            runs = self._runs_memo[idx] = grasps.jaw_size_runs()
+        y = gt.targets((s, s), self.width_scale, runs)
         item: dict[str, Any] = {
             "x": torch.from_numpy(np.concatenate(parts, axis=0)),
             "y": torch.from_numpy(y),
