@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -81,7 +82,12 @@ from utils.data.synthetic import (  # noqa: E402
     ensure_synthetic_dataset,
 )
 from utils.evaluation import OUTCOMES  # noqa: E402
-from utils.stats import gap_closed_interval, mcnemar_test, mean_std  # noqa: E402
+from utils.stats import (  # noqa: E402
+    gap_closed_interval,
+    mcnemar_test,
+    mean_std,
+    seed_image_difference,
+)
 
 REAL_UNLABELLED = REPO.parent / "shared" / "data" / "jacquard_unlabelled"
 #: Every run of this table trains and is scored as the results table's fully supervised runs
@@ -225,19 +231,29 @@ def gap_closed(labelled: float, method: float | None, full: float | None) -> str
     return f"{(method - labelled) / (full - labelled):.0%}"
 
 
-def gap_interval(labelled: list[Path], method: list[Path], full: list[Path]) -> list[float]:
-    """[closed, low, high]: the gap to full supervision that ``method`` closes, with its 95%
-    interval over seeds (``labelled`` and ``method`` paired by seed) and images
-    (:func:`utils.stats.gap_closed_interval`)."""
+def seed_image_tests(labelled: list[Path], method: list[Path], full: list[Path]) -> dict:
+    """``method`` against labelled only with intervals over seeds (paired by seed) and images:
+    ``diff`` [rate difference, low, high] (:func:`utils.stats.seed_image_difference`) and,
+    with fully supervised runs, ``gap`` [closed, low, high] of the gap to them
+    (:func:`utils.stats.gap_closed_interval`; nan or infinite where undefined)."""
     import numpy as np
 
+    ids = None
+
     def successes(runs: list[Path]) -> np.ndarray:
+        nonlocal ids
         per = [benchmark_successes(r) for r in runs]
-        if any(ids != per[0][0] for ids, _ in per):
-            raise RuntimeError("the runs scored different images")
+        for run_ids, _ in per:
+            if ids is not None and run_ids != ids:
+                raise RuntimeError("the runs scored different images")
+            ids = run_ids
         return np.array([ok for _, ok in per], dtype=bool)
 
-    return list(gap_closed_interval(successes(labelled), successes(method), successes(full)))
+    lab, met = successes(labelled), successes(method)
+    out = {"diff": list(seed_image_difference(lab, met))}
+    if full:
+        out["gap"] = list(gap_closed_interval(lab, met, successes(full)))
+    return out
 
 
 def per_seed_tests(t: dict, n: int) -> str:
@@ -396,8 +412,8 @@ def ablation_table(args: argparse.Namespace, outdir: Path) -> list[dict]:
                 rows.append({"network": net, "fraction": f,
                              **{k: rates(v) for k, v in runs.items()},
                              "full": rates(full) if full else None,
-                             "gap_ci": {k: gap_interval(runs["labelled"], v, full)
-                                        for k, v in runs.items() if v and full and k != "labelled"},
+                             "seed_image": {k: seed_image_tests(runs["labelled"], v, full)
+                                            for k, v in runs.items() if v and k != "labelled"},
                              "vs_mixmatch": paired(mm, runs["variant"]) if mm else None,
                              "vs_labelled": paired(runs["labelled"], runs["variant"]),
                              "outcomes": {k: outcome_counts(v) for k, v in runs.items() if v}})  # fmt: skip
@@ -405,10 +421,22 @@ def ablation_table(args: argparse.Namespace, outdir: Path) -> list[dict]:
 
 
 def gap_ci(row: dict, key: str) -> str:
-    """`` [40%, 90%]``: the 95% interval of the gap ``key`` closes (seeds and images
-    resampled), where the row has one."""
-    ci = row.get("gap_ci", {}).get(key)
-    return "" if ci is None else f" [{ci[1]:.0%}, {ci[2]:.0%}]"
+    """`` [40%, 90%]``: the 95% interval over seeds and images of the gap ``key`` closes, where
+    the row has one; `` [unbounded]`` where too many resamples have no gap to close."""
+    t = row.get("seed_image", {}).get(key, {}).get("gap")
+    if t is None:
+        return ""
+    if not (math.isfinite(t[1]) and math.isfinite(t[2])):
+        return " [unbounded]"
+    return f" [{t[1]:.0%}, {t[2]:.0%}]"
+
+
+def seed_image_diff(row: dict, key: str) -> str:
+    """``+1.0 [-1.4, +3.1]``: ``key`` minus labelled only, points, 95% over seeds and images."""
+    t = row.get("seed_image", {}).get(key, {}).get("diff")
+    if t is None:
+        return "–"
+    return f"{100 * t[0]:+.1f} [{100 * t[1]:+.1f}, {100 * t[2]:+.1f}]"
 
 
 def print_ablation(rows: list[dict], ablation: str) -> None:
@@ -419,16 +447,23 @@ def print_ablation(rows: list[dict], ablation: str) -> None:
 
     name = ABLATIONS[ablation][2]
     print(f"\n| network | labels | labelled only | MixMatch | {name} "
-          f"| {name} - MixMatch [95% CI] | {name} - labelled only [95% CI] | seeds |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---|---|---:|")
+          f"| {name} - MixMatch [95% CI, images] | {name} - labelled only [95% CI, images] "
+          f"| {name} - labelled only [95% CI, seeds and images] | seeds |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---|---|---|---:|")
     for r in rows:
         lt, mt, nt = (mean_rate(r[k])[0] if r[k] else "–" for k in COLUMNS)
         print(f"| {r['network']} | {r['fraction']:.0%} | {lt} | {mt} | {nt} "
-              f"| {diff(r['vs_mixmatch'])} | {diff(r['vs_labelled'])} | {len(r['variant'])} |")  # fmt: skip
+              f"| {diff(r['vs_mixmatch'])} | {diff(r['vs_labelled'])} "
+              f"| {seed_image_diff(r, 'variant')} | {len(r['variant'])} |")  # fmt: skip
     for r in rows:
         means = {k: mean_rate(r[k]) if r[k] else ("–", None) for k in COLUMNS}
         full = mean_rate(r["full"]) if r.get("full") else ("–", None)
         n = r["variant"][0][1]
+
+        def closed(key: str, r=r, means=means, full=full) -> str:
+            point = gap_closed(means["labelled"][1], means[key][1], full[1])
+            return point if point == "–" else point + gap_ci(r, key)
+
         print(
             f"\n{r['network']} at {r['fraction']:.0%}, per seed: "
             + "; ".join(
@@ -436,10 +471,8 @@ def print_ablation(rows: list[dict], ablation: str) -> None:
             )
             + f". {name} against labelled only, per seed: points (images won/lost, McNemar p): "
             f"{per_seed_tests(r['vs_labelled'], n)}. Fully supervised {full[0]}; gap closed: "
-            f"MixMatch {gap_closed(means['labelled'][1], means['mixmatch'][1], full[1])}"
-            f"{gap_ci(r, 'mixmatch')}, "
-            f"{name} {gap_closed(means['labelled'][1], means['variant'][1], full[1])}"
-            f"{gap_ci(r, 'variant')}"
+            f"MixMatch {closed('mixmatch')}, {name} {closed('variant')} (95% intervals over "
+            "seeds and images)"
         )
     print_outcomes(rows, {"labelled": "labelled only", "mixmatch": "MixMatch", "variant": name})
 

@@ -338,6 +338,12 @@ def test_targets_take_jaw_size_runs_from_another_frame():
         assert np.array_equal(expected, encode_grasp_maps(*view.draw((64, 64)), width_scale=30.0))
         for new, old in zip(view.draw((64, 64)), draw_one_at_a_time(view, (64, 64)), strict=True):
             assert np.array_equal(new, old)
+    # Runs of other rectangles are refused, not drawn wrong.
+    for other in (source[:-1], source[:5], GraspRectangles()):
+        with pytest.raises(ValueError, match="jaw-size runs"):
+            source.targets((64, 64), 30.0, other.jaw_size_runs())
+    with pytest.raises(ValueError, match="jaw-size runs"):
+        GraspRectangles().targets((8, 8), 30.0, runs)
 
 
 def test_draw_equals_one_rectangle_at_a_time_on_random_scenes():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,7 @@ from utils.stats import (
     mcnemar_test,
     mean_std,
     paired_bootstrap,
+    seed_image_difference,
     wilson_interval,
 )
 
@@ -89,7 +92,7 @@ def test_mean_std():
 
 def test_gap_closed_interval_known_cases():
     """Half the gap closed by construction; the interval holds the value, and widens when
-    the method's seeds disagree; no spread at all gives a point."""
+    the method's seeds disagree; no gap at all: nan and an unbounded interval."""
     rng = np.random.default_rng(0)
     n = 2000
     base = np.zeros((3, n), bool)
@@ -106,7 +109,31 @@ def test_gap_closed_interval_known_cases():
     noisy[1] = rng.random(n) < 0.86
     c2, lo2, hi2 = gap_closed_interval(base, noisy, ref)
     assert hi2 - lo2 > hi - lo
-    same = gap_closed_interval(base[:, :10], base[:, :10], base[:, :10])
-    assert same == (0.0, 0.0, 0.0)  # no gap: nothing closed, no spread
+    closed, lo, hi = gap_closed_interval(base, method, base)  # no gap to close
+    assert math.isnan(closed) and (lo, hi) == (-math.inf, math.inf)
     with pytest.raises(ValueError, match="shapes"):
         gap_closed_interval(base, method[:2], ref)
+
+
+def test_seed_resampling_keeps_baseline_and_method_paired():
+    """Seeds whose subsets differ a lot (a shared per-seed offset) but where the method is
+    always 2 points up: paired resampling keeps the difference's interval narrow, and it is
+    wider than the images-only one when the method's gain varies by seed."""
+    rng = np.random.default_rng(1)
+    n, offsets = 2000, [0.70, 0.80, 0.90, 0.75, 0.85]
+    base = np.stack([rng.random(n) < p for p in offsets])
+    method = base.copy()
+    for row in method:  # 2 points more images right in every seed
+        row[np.flatnonzero(~row)[: int(0.02 * n)]] = True
+    diff, lo, hi = seed_image_difference(base, method)
+    assert diff == pytest.approx(0.02) and 0.015 < lo <= diff <= hi < 0.025
+    ref = np.stack([rng.random(n) < 0.95 for _ in offsets])
+    closed, lo, hi = gap_closed_interval(base, method, ref)
+    assert 0 < lo <= closed <= hi < 0.3  # unpaired, the offsets would swamp a 2-point gain
+    varied = base.copy()
+    for row, gain in zip(varied, [0.06, -0.02, 0.04, 0.0, 0.02], strict=True):
+        flip = np.flatnonzero(~row if gain > 0 else row)[: int(abs(gain) * n)]
+        row[flip] = gain > 0
+    d2, lo2, hi2 = seed_image_difference(base, varied)
+    _, ilo, ihi = paired_bootstrap(base.mean(0), varied.mean(0))
+    assert d2 == pytest.approx(0.02) and hi2 - lo2 > ihi - ilo

@@ -474,8 +474,10 @@ class GraspRectangles:
         ``encode_grasp_maps(*self.draw(shape), width_scale)`` but made in one pass over the
         covered pixels only (the training loader's path, without full-size angle and opening
         maps in between). ``runs``: :meth:`jaw_size_runs` of these rectangles, or of the same
-        rectangles in another frame (any rotation, uniform scale and shift keeps them), which
-        the loader computes once per sample instead of once per item."""
+        rectangles in another frame, which the loader computes once per sample instead of once
+        per item (a rotation, uniform scale and shift keeps the runs, except where rounding
+        moves a run's angle across the +-pi/2 wrap: then the maps differ in the last bit of
+        sin 2θ, the same grasp)."""
         out = np.zeros((4, *shape), dtype=np.float32)
         on, run, last = self._covered(shape, runs)
         flat = out.reshape(4, -1)
@@ -508,7 +510,17 @@ class GraspRectangles:
         filled, standing for the run's last line (the run's values are the same, so the maps
         are too): 3.8-4.1x fewer polygons on the real and synthetic sets."""
         largest, last = self.jaw_size_runs() if runs is None else runs
-        if len(self) == 0 or len(largest) == 0:
+        # Runs of other rectangles would draw wrong maps silently: the cheap necessary checks.
+        if (
+            len(largest) != len(last)
+            or (len(last) > 0) != (len(self) > 0)
+            or (len(last) and last[-1] != len(self) - 1)
+        ):
+            raise ValueError(
+                f"jaw-size runs ({len(last)} runs ending at line "
+                f"{last[-1] if len(last) else None}) do not fit {len(self)} rectangles"
+            )
+        if len(self) == 0:
             return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp), last
         widest = GraspRectangles(self.points[largest])
         compact = GraspRectangles.from_grasps(

@@ -28,7 +28,7 @@ Per step, with a labelled batch (inputs, target maps) and an unlabelled batch (i
    centre, clipped to the frame) from the other sample, inputs and all four maps together,
    so every pixel keeps one real scene's depth and its own labels (no superposed scenes, no
    opening to re-weigh). ``mix="none"``: no mixing (the batch as guessed; λ and the partner
-   are still drawn, so the random stream is that of the other kinds).
+   are still drawn, so the random stream is MixUp's).
 5. **Loss** = supervised grasp-map loss on the mixed labelled part (with PSPNet's auxiliary
    head) + ``λ_u(t)`` x the same squared error (per-map means, summed over the four maps) on
    the mixed unlabelled part, ``λ_u`` ramped up

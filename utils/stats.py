@@ -7,9 +7,10 @@
   p-value of min(b, c) under Binomial(b + c, 1/2).
 - :func:`paired_bootstrap`: a 95% interval of the difference of two rates on the same images,
   resampling images (the pairs stay together).
-- :func:`gap_closed_interval`: the share of the gap between a baseline and a reference that a
-  method closes, with a 95% interval that resamples seeds and images (the seeds' spread is
-  most of the noise of a semi-supervised comparison).
+- :func:`seed_image_difference`, :func:`gap_closed_interval`: a method against a baseline,
+  and the share of the gap between the baseline and a reference that it closes, with 95%
+  intervals that resample seeds and images (the seeds' spread is most of the noise of a
+  semi-supervised comparison).
 """
 
 from __future__ import annotations
@@ -87,32 +88,62 @@ def bootstrap_mean(
     return float(v.mean()), float(lo), float(hi)
 
 
+def _seed_image_resamples(
+    base: np.ndarray, method: np.ndarray, reference: np.ndarray | None, n_boot: int, seed: int
+) -> np.ndarray:
+    """n_boot x 3 mean success rates of (base, method, reference) from a two-level bootstrap:
+    seeds (rows) resampled with replacement, ``base`` and ``method`` together (row i of each
+    is the same seed and labelled subset), ``reference`` on its own; then the images (columns,
+    the same in every array) resampled once for all three. No reference: its column is 0."""
+    b, m = np.asarray(base, dtype=float), np.asarray(method, dtype=float)
+    r = None if reference is None else np.asarray(reference, dtype=float)
+    if b.shape != m.shape or b.ndim != 2 or (r is not None and r.shape[1:] != b.shape[1:]):
+        shapes = (b.shape, m.shape, None if r is None else r.shape)
+        raise ValueError(f"seeds x images arrays expected, with the same images: shapes {shapes}")
+    rng = np.random.default_rng(seed)
+    (s, n) = b.shape
+    out = np.zeros((n_boot, 3))
+    for k in range(n_boot):
+        rows, cols = rng.integers(0, s, s), rng.integers(0, n, n)
+        out[k, 0], out[k, 1] = b[rows][:, cols].mean(), m[rows][:, cols].mean()
+        if r is not None:
+            out[k, 2] = r[rng.integers(0, len(r), len(r))][:, cols].mean()
+    return out
+
+
+def seed_image_difference(
+    base: np.ndarray, method: np.ndarray, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """(rate(method) - rate(base), low, high) with a 95% interval over seeds and images (the
+    two-level bootstrap of :func:`gap_closed_interval`): unlike :func:`paired_bootstrap`,
+    which resamples images only, it includes the spread between seeds."""
+    res = _seed_image_resamples(base, method, None, n_boot, seed)
+    d = res[:, 1] - res[:, 0]
+    lo, hi = np.quantile(d, [0.025, 0.975])
+    return float(np.mean(method) - np.mean(base)), float(lo), float(hi)
+
+
 def gap_closed_interval(
     base: np.ndarray, method: np.ndarray, reference: np.ndarray, n_boot: int = 2000, seed: int = 0
 ) -> tuple[float, float, float]:
     """(closed, low, high): ``(method - base) / (reference - base)`` of the mean success rates,
-    and its 95% percentile interval from a two-level bootstrap: the seeds (rows) resampled
-    with replacement, ``base`` and ``method`` together (row i of each is the same seed and
-    labelled subset), ``reference`` on its own, then the images (columns, the same images in
-    every array) resampled once for all three. Arrays are seeds x images of 0/1 successes.
-    A resample whose gap is 0 counts as closing nothing (the interval then shows how unstable
-    the ratio is)."""
-    b, m, r = (np.asarray(a, dtype=float) for a in (base, method, reference))
-    if b.shape != m.shape or b.shape[1] != r.shape[1]:
-        raise ValueError(f"gap_closed_interval: shapes {b.shape}, {m.shape}, {r.shape} differ")
-    gap = r.mean() - b.mean()
-    closed = (m.mean() - b.mean()) / gap if gap else 0.0
-    rng = np.random.default_rng(seed)
-    (s, n), s_ref = b.shape, r.shape[0]
-    out = np.empty(n_boot)
-    for k in range(n_boot):
-        rows, ref_rows = rng.integers(0, s, s), rng.integers(0, s_ref, s_ref)
-        cols = rng.integers(0, n, n)
-        bb, mm = b[rows][:, cols].mean(), m[rows][:, cols].mean()
-        g = r[ref_rows][:, cols].mean() - bb
-        out[k] = (mm - bb) / g if g else 0.0
-    lo, hi = np.quantile(out, [0.025, 0.975])
-    return float(closed), float(lo), float(hi)
+    and its 95% percentile interval from a two-level bootstrap over seeds and images (arrays
+    are seeds x images of 0/1 successes; ``base`` and ``method`` paired by row).
+
+    The ratio is undefined where a resample's gap (reference - base) is not positive; such
+    resamples count as -inf for the low end and +inf for the high end, so when more than 2.5%
+    of them have no gap the interval is unbounded (-inf, inf): the data cannot say how much of
+    the gap is closed. ``closed`` is nan when the gap itself is not positive."""
+    res = _seed_image_resamples(base, method, reference, n_boot, seed)
+    gap = float(np.mean(reference) - np.mean(base))
+    closed = (float(np.mean(method)) - float(np.mean(base))) / gap if gap > 0 else float("nan")
+    g = res[:, 2] - res[:, 0]
+    ok = g > 0
+    ratio = np.divide(res[:, 1] - res[:, 0], g, out=np.zeros_like(g), where=ok)
+    # No interpolation: a neighbour at +-inf would make it nan.
+    lo = np.quantile(np.where(ok, ratio, -np.inf), 0.025, method="inverted_cdf")
+    hi = np.quantile(np.where(ok, ratio, np.inf), 0.975, method="inverted_cdf")
+    return closed, float(lo), float(hi)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

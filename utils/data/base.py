@@ -511,7 +511,9 @@ class GraspDataset(Dataset):
         gt = grasps.affine(matrix)
         runs = self._runs_memo.get(idx)
         if runs is None:  # a property of the sample's rectangles, the same in every view
-            runs = self._runs_memo[idx] = grasps.jaw_size_runs()
+            runs = grasps.jaw_size_runs()
+            if idx in self._grasp_memo:  # kept as long as the rectangles they describe
+                self._runs_memo[idx] = runs
         y = gt.targets((s, s), self.width_scale, runs)
         item: dict[str, Any] = {
             "x": torch.from_numpy(np.concatenate(parts, axis=0)),
