@@ -119,6 +119,10 @@ TEACHERS["v4-table-kd3-ggcnn2"] = ("ggcnn2", "v4-table", 3)
 # the FLOPs): thin rungs and legs a few pixels apart need finer maps than stride 16 gives.
 RECIPES["v4-table-kd3-ggcnn2-os8"] = RECIPES["v3-table-kd3"] + ["--output-stride", "8"]
 TEACHERS["v4-table-kd3-ggcnn2-os8"] = TEACHERS["v4-table-kd3-ggcnn2"]
+# GG-CNN2 taught by those stride-8 PSPNet-ResNet18 students (the recipe that reached 90% of
+# the dev views for PSPNet), the same data and steps as v4-table-kd3.
+RECIPES["v4-table-kd3-psp-os8"] = RECIPES["v3-table-kd3"]
+TEACHERS["v4-table-kd3-psp-os8"] = ("pspnet-r18", "v4-table-kd3-ggcnn2-os8", 3)
 # Angle and opening learnt on the grasp pixels only (--map-loss grasp): thin parts' drawn
 # grasps are 1-2 px wide, and learning 0 around them pulls their openings towards 0.
 RECIPES["v4-table-gmask"] = RECIPES["v3-table"] + ["--map-loss", "grasp"]
