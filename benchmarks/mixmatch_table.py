@@ -54,6 +54,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -236,8 +238,6 @@ def seed_image_tests(labelled: list[Path], method: list[Path], full: list[Path])
     ``diff`` [rate difference, low, high] (:func:`utils.stats.seed_image_difference`) and,
     with fully supervised runs, ``gap`` [closed, low, high] of the gap to them
     (:func:`utils.stats.gap_closed_interval`; nan or infinite where undefined)."""
-    import numpy as np
-
     ids = None
 
     def successes(runs: list[Path]) -> np.ndarray:
@@ -420,15 +420,18 @@ def ablation_table(args: argparse.Namespace, outdir: Path) -> list[dict]:
     return rows
 
 
-def gap_ci(row: dict, key: str) -> str:
-    """`` [40%, 90%]``: the 95% interval over seeds and images of the gap ``key`` closes, where
-    the row has one; `` [unbounded]`` where too many resamples have no gap to close."""
+def gap_text(row: dict, key: str) -> str:
+    """The gap to full supervision that ``key`` closes (:func:`gap_closed` of the seeds'
+    means, "–" where there is none to speak of) and its 95% interval over seeds and images
+    where the row has one (`` [unbounded]`` where too many resamples have no gap to close)."""
+    mean = {k: mean_rate(row[k])[1] if row.get(k) else None for k in ("labelled", key, "full")}
+    point = gap_closed(mean["labelled"], mean[key], mean["full"])
     t = row.get("seed_image", {}).get(key, {}).get("gap")
-    if t is None:
-        return ""
+    if point == "–" or t is None:
+        return point
     if not (math.isfinite(t[1]) and math.isfinite(t[2])):
-        return " [unbounded]"
-    return f" [{t[1]:.0%}, {t[2]:.0%}]"
+        return point + " [unbounded]"
+    return point + f" [{t[1]:.0%}, {t[2]:.0%}]"
 
 
 def seed_image_diff(row: dict, key: str) -> str:
@@ -456,23 +459,17 @@ def print_ablation(rows: list[dict], ablation: str) -> None:
               f"| {diff(r['vs_mixmatch'])} | {diff(r['vs_labelled'])} "
               f"| {seed_image_diff(r, 'variant')} | {len(r['variant'])} |")  # fmt: skip
     for r in rows:
-        means = {k: mean_rate(r[k]) if r[k] else ("–", None) for k in COLUMNS}
-        full = mean_rate(r["full"]) if r.get("full") else ("–", None)
+        full = mean_rate(r["full"])[0] if r.get("full") else "–"
         n = r["variant"][0][1]
-
-        def closed(key: str, r=r, means=means, full=full) -> str:
-            point = gap_closed(means["labelled"][1], means[key][1], full[1])
-            return point if point == "–" else point + gap_ci(r, key)
-
         print(
             f"\n{r['network']} at {r['fraction']:.0%}, per seed: "
             + "; ".join(
                 f"{k} " + ", ".join(f"{100 * a / b:.1f}" for a, b in r[k]) for k in COLUMNS if r[k]
             )
             + f". {name} against labelled only, per seed: points (images won/lost, McNemar p): "
-            f"{per_seed_tests(r['vs_labelled'], n)}. Fully supervised {full[0]}; gap closed: "
-            f"MixMatch {closed('mixmatch')}, {name} {closed('variant')} (95% intervals over "
-            "seeds and images)"
+            f"{per_seed_tests(r['vs_labelled'], n)}. Fully supervised {full}; gap closed: "
+            f"MixMatch {gap_text(r, 'mixmatch')}, {name} {gap_text(r, 'variant')} (95% "
+            "intervals over seeds and images)"
         )
     print_outcomes(rows, {"labelled": "labelled only", "mixmatch": "MixMatch", "variant": name})
 
