@@ -1,4 +1,4 @@
-"""The README's distillation table: students trained alone and distilled from a teacher
+"""RESULTS.md's distillation table: students trained alone and distilled from a teacher
 (``distill.py``), over several seeds, scored on the synthetic benchmark set (2,000 held-out
 images), with paired tests of each distilled student against the same student alone.
 

@@ -1,4 +1,4 @@
-"""The README's MixMatch table: a few labels against many, on the synthetic benchmark set.
+"""RESULTS.md's MixMatch table: a few labels against many, on the synthetic benchmark set.
 
     python benchmarks/mixmatch_table.py --seeds 3                        # train what is missing
     python benchmarks/mixmatch_table.py --seeds 3 --no-train             # print finished runs
@@ -536,7 +536,7 @@ def main() -> None:
     p.add_argument("--real-unlabelled", default=str(REAL_UNLABELLED))
     p.add_argument("--jacquard-path", default=str(JACQUARD_SAMPLES))
     p.add_argument("--data", choices=list(DATA), default="v2",
-                   help="v2: the generator v2 data and mean normalisation (the README's first "
+                   help="v2: the generator v2 data and mean normalisation (RESULTS.md's first "
                    "tables); defaults: today's defaults, fully supervised runs trained here")  # fmt: skip
     p.add_argument("--more-unlabelled", action="store_true",
                    help=f"also MixMatch with {MORE_N:,} more unlabelled synthetic scenes")  # fmt: skip

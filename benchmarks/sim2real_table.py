@@ -1,4 +1,4 @@
-"""The README's sim-to-real table: networks trained on synthetic data only, scored on real views.
+"""RESULTS.md's sim-to-real table: networks trained on synthetic data only, scored on real views.
 
     python benchmarks/sim2real_table.py --seeds 3                    # train what is missing
     python benchmarks/sim2real_table.py --seeds 3 --no-train         # print finished runs
