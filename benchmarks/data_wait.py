@@ -1,0 +1,140 @@
+"""Where the data wait of a ``train_net.py`` epoch goes: the items, their stages, collation.
+
+    python benchmarks/data_wait.py                          # GG-CNN2, the defaults, 4 epochs
+    python benchmarks/data_wait.py --epochs 3 -- --network pspnet --backbone resnet18
+
+``train_net.py``'s epoch line reports ``data_wait``: the share of the step loop spent in
+``next(batches)``. This runs ``train_net.py`` in this process (flags after ``--`` are passed
+on) with timers around the dataset's items (``SeededItems.__getitem__``), three of their
+stages (the depth warp, the depth normalisation, the target maps) and the batch collation,
+and prints per epoch what share of the loop each took, beside the wait itself. With
+``--num-workers`` above 0 the items are made in other processes and only the wait is seen.
+Timing adds a few microseconds per call. Run it on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+STAGES = ("depth warp", "depth normalisation", "targets")
+
+
+class Timers:
+    """Seconds and calls per name, summed until :meth:`reset`; :meth:`wrap` times a function
+    in place and :meth:`replace` swaps one, both until :meth:`restore`."""
+
+    def __init__(self) -> None:
+        self.seconds: defaultdict[str, float] = defaultdict(float)
+        self.calls: Counter[str] = Counter()
+        self._wrapped: list[tuple[Any, str, Any]] = []
+
+    def reset(self) -> None:
+        self.seconds.clear()
+        self.calls.clear()
+
+    def wrap(self, owner: Any, attr: str, name: str) -> None:
+        """Replace ``owner.attr`` by a timed call of it."""
+        inner: Callable[..., Any] = getattr(owner, attr)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - t
+                self.calls[name] += 1
+
+        self.replace(owner, attr, timed)
+
+    def replace(self, owner: Any, attr: str, new: Any) -> None:
+        """Set ``owner.attr`` to ``new`` until :meth:`restore`."""
+        self._wrapped.append((owner, attr, getattr(owner, attr)))
+        setattr(owner, attr, new)
+
+    def restore(self) -> None:
+        while self._wrapped:
+            owner, attr, inner = self._wrapped.pop()
+            setattr(owner, attr, inner)
+
+
+@contextlib.contextmanager
+def instrumented(rows: list[dict[str, float]]) -> Iterator[None]:
+    """Within it, every epoch trained appends a row to ``rows``: the loop's seconds, its data
+    wait and the shares of the loop spent in items, their stages and collation."""
+    import utils.data.base as base
+    import utils.data.loader as loader
+    import utils.grasp as grasp
+    import utils.training as training
+
+    timers = Timers()
+    timers.wrap(loader.SeededItems, "__getitem__", "items")
+    timers.wrap(base, "collate_grasp_batch", "collation")  # looked up by make_loader per call
+    timers.wrap(base.GraspDataset, "_warp", "depth warp")
+    timers.wrap(base, "normalise_depth", "depth normalisation")
+    timers.wrap(grasp.GraspRectangles, "targets", "targets")
+    train_batches = training._train_batches
+
+    def epoch(*args: Any, **kwargs: Any) -> Any:
+        timers.reset()
+        t = time.perf_counter()
+        out = train_batches(*args, **kwargs)
+        loop = time.perf_counter() - t
+        state = args[2]
+        row = {"epoch": state.epoch, "loop": loop, "wait": state.data_wait or 0.0}
+        row["item ms"] = 1000 * timers.seconds["items"] / max(timers.calls["items"], 1)
+        for name in ("items", "collation", *STAGES):
+            row[name] = timers.seconds[name] / loop
+        rows.append(row)
+        return out
+
+    timers.replace(training, "_train_batches", epoch)
+    try:
+        yield
+    finally:
+        timers.restore()
+
+
+def print_table(rows: list[dict[str, float]]) -> None:
+    print("| epoch | loop (s) | data wait | items | ms / item | " + " | ".join(STAGES)
+          + " | collation | wait not in items or collation |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|" + "---:|" * len(STAGES) + "---:|---:|")
+    for r in rows:
+        rest = r["wait"] - r["items"] - r["collation"]
+        print(f"| {r['epoch']} | {r['loop']:.2f} | {r['wait']:.1%} | {r['items']:.1%} | "
+              f"{r['item ms']:.2f} | " + " | ".join(f"{r[s]:.1%}" for s in STAGES)
+              + f" | {r['collation']:.1%} | {rest:.1%} |")  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("train_flags", nargs="*", help="after --: flags for train_net.py")
+    args = p.parse_args()
+    import tempfile
+
+    import train_net
+    from utils.entrypoint import run_main
+
+    rows: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory() as out, instrumented(rows):
+        sys.argv = ["train_net.py", "--network", "ggcnn2", "--epochs", str(args.epochs),
+                    "--benchmark-images", "0", "--outdir", out, "--description", "data_wait",
+                    *args.train_flags]  # fmt: skip
+        print(" ".join(sys.argv[1:]))
+        run_main(train_net.main, train_net.parse_args)  # exits on an error
+    print()
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
