@@ -5,11 +5,15 @@
 
 ``train_net.py``'s epoch line reports ``data_wait``: the share of the step loop spent in
 ``next(batches)``. This runs ``train_net.py`` in this process (flags after ``--`` are passed
-on) with timers around the dataset's items (``SeededItems.__getitem__``), three of their
-stages (the depth warp, the depth normalisation, the target maps) and the batch collation,
-and prints per epoch what share of the loop each took, beside the wait itself. With
-``--num-workers`` above 0 the items are made in other processes and only the wait is seen.
-Timing adds a few microseconds per call. Run it on an idle machine.
+on, after ``--prefetch-thread off``) with timers around the dataset's items
+(``SeededItems.__getitem__``), three of their stages (the warps, depth's first read from the
+disk cache included; the depth normalisation; the target maps) and the batch collation, and
+prints per epoch what share of the epoch's step loop each took, beside the wait itself (the
+wait is a share of the loop proper, the others of the loop plus its end-of-epoch sums: the
+same within a fraction of a percent). With ``--num-workers`` above 0, or batches made in a
+background thread (``--prefetch-thread on``), items are made beside the step and are not
+part of the wait; only in-line loading (the 2-core default) splits up as printed. Timing adds
+a few microseconds per call. Run it on an idle machine.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-STAGES = ("depth warp", "depth normalisation", "targets")
+STAGES = ("warps", "depth normalisation", "targets")
 
 
 class Timers:
@@ -77,11 +81,6 @@ def instrumented(rows: list[dict[str, float]]) -> Iterator[None]:
     import utils.training as training
 
     timers = Timers()
-    timers.wrap(loader.SeededItems, "__getitem__", "items")
-    timers.wrap(base, "collate_grasp_batch", "collation")  # looked up by make_loader per call
-    timers.wrap(base.GraspDataset, "_warp", "depth warp")
-    timers.wrap(base, "normalise_depth", "depth normalisation")
-    timers.wrap(grasp.GraspRectangles, "targets", "targets")
     train_batches = training._train_batches
 
     def epoch(*args: Any, **kwargs: Any) -> Any:
@@ -97,8 +96,13 @@ def instrumented(rows: list[dict[str, float]]) -> Iterator[None]:
         rows.append(row)
         return out
 
-    timers.replace(training, "_train_batches", epoch)
-    try:
+    try:  # a wrap that fails (a renamed function) undoes those before it too
+        timers.wrap(loader.SeededItems, "__getitem__", "items")
+        timers.wrap(base, "collate_grasp_batch", "collation")  # make_loader looks it up per call
+        timers.wrap(base.GraspDataset, "_warp", "warps")
+        timers.wrap(base, "normalise_depth", "depth normalisation")
+        timers.wrap(grasp.GraspRectangles, "targets", "targets")
+        timers.replace(training, "_train_batches", epoch)
         yield
     finally:
         timers.restore()
@@ -129,7 +133,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out, instrumented(rows):
         sys.argv = ["train_net.py", "--network", "ggcnn2", "--epochs", str(args.epochs),
                     "--benchmark-images", "0", "--outdir", out, "--description", "data_wait",
-                    *args.train_flags]  # fmt: skip
+                    "--prefetch-thread", "off", *args.train_flags]  # fmt: skip
         print(" ".join(sys.argv[1:]))
         run_main(train_net.main, train_net.parse_args)  # exits on an error
     print()
