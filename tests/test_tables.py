@@ -366,6 +366,53 @@ def test_mixmatch_table_on_the_defaults_trains_full_runs_and_more_unlabelled(
     assert trained == []
 
 
+def test_mixmatch_table_epochs_give_every_column_the_budget_and_its_own_runs(tmp_path, monkeypatch):
+    """``--epochs N``: labelled only, the variant and fully supervised all train N epochs (the
+    flag after the network's own), and their names carry ``_e<N>``, so a table of the default
+    budget never picks them up (nor they its runs)."""
+    import argparse
+    import json
+
+    import mixmatch_table
+
+    from utils.post_process import DECODING_VERSION
+
+    trained = []
+
+    def train(net, seed, outdir, flags, script=None, desc=None):
+        trained.append((desc, flags))
+        run = make_run(outdir, f"261207_0000{len(trained):02d}_{desc}", ())
+        per = {"ids": list("ab"), "successes": [True, False], "outcomes": ["hit", "no grasp"]}
+        (run / "args.json").write_text(json.dumps({"seed": seed}))
+        bench = {"scored": "synthetic benchmark v4 (2 images)", "per_image": per,
+                 "decoding": DECODING_VERSION}  # fmt: skip
+        (run / "test_results.json").write_text(json.dumps({"benchmark": bench}))
+        return run
+
+    monkeypatch.setattr(mixmatch_table, "train", train)
+    monkeypatch.setattr(mixmatch_table, "full_batches", lambda net, data="v2": 61)
+    monkeypatch.setattr(mixmatch_table, "DATA", dict(mixmatch_table.DATA))
+    v = mixmatch_table.GENERATOR_VERSION
+
+    def table(data):
+        ns = argparse.Namespace(networks=["ggcnn2"], fractions=[0.1], seeds=1, no_train=False,
+                                data=data, ablation="sharpen-mixup", without_mixmatch=True)  # fmt: skip
+        return mixmatch_table.ablation_table(ns, tmp_path)
+
+    table(mixmatch_table.with_epochs("defaults", 30))
+    assert [d for d, _ in trained] == [f"labelled_ggcnn2_f10_v{v}_e30_s0",
+                                       f"mixmatch_ggcnn2_f10_v{v}_e30_t1_nomixup_s0",
+                                       f"full_ggcnn2_v{v}_e30_s0"]  # fmt: skip
+    for _, flags in trained:
+        assert flags[flags.index("--epochs") + 1] == "30"
+    trained.clear()
+    table("defaults")  # the default budget: none of the 30-epoch runs is taken for it
+    assert [d for d, _ in trained] == [f"labelled_ggcnn2_f10_v{v}_s0",
+                                       f"mixmatch_ggcnn2_f10_v{v}_t1_nomixup_s0",
+                                       f"full_ggcnn2_v{v}_s0"]  # fmt: skip
+    assert all("--epochs" not in flags for _, flags in trained)
+
+
 def test_ablation_print_gives_each_seed_and_the_gap_closed(capsys):
     """``mixmatch_table --ablation``: under the table, each seed's rates and test against
     labelled only, and the gap to full supervision each method closes."""
