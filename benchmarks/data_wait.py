@@ -21,11 +21,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -34,23 +36,20 @@ STAGES = ("warps", "depth normalisation", "targets")
 
 
 class Timers:
-    """Seconds and calls per name, summed until :meth:`reset`; :meth:`wrap` times a function
-    in place and :meth:`replace` swaps one, both until :meth:`restore`."""
+    """Seconds and calls per name, summed until :meth:`reset`."""
 
     def __init__(self) -> None:
         self.seconds: defaultdict[str, float] = defaultdict(float)
         self.calls: Counter[str] = Counter()
-        self._wrapped: list[tuple[Any, str, Any]] = []
 
     def reset(self) -> None:
         self.seconds.clear()
         self.calls.clear()
 
-    def wrap(self, owner: Any, attr: str, name: str) -> None:
-        """Replace ``owner.attr`` by a timed call of it."""
-        inner: Callable[..., Any] = getattr(owner, attr)
+    def timed(self, inner: Callable[..., Any], name: str) -> Callable[..., Any]:
+        """``inner``, its calls counted and timed under ``name``."""
 
-        def timed(*args: Any, **kwargs: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
             t = time.perf_counter()
             try:
                 return inner(*args, **kwargs)
@@ -58,17 +57,7 @@ class Timers:
                 self.seconds[name] += time.perf_counter() - t
                 self.calls[name] += 1
 
-        self.replace(owner, attr, timed)
-
-    def replace(self, owner: Any, attr: str, new: Any) -> None:
-        """Set ``owner.attr`` to ``new`` until :meth:`restore`."""
-        self._wrapped.append((owner, attr, getattr(owner, attr)))
-        setattr(owner, attr, new)
-
-    def restore(self) -> None:
-        while self._wrapped:
-            owner, attr, inner = self._wrapped.pop()
-            setattr(owner, attr, inner)
+        return call
 
 
 @contextlib.contextmanager
@@ -96,16 +85,20 @@ def instrumented(rows: list[dict[str, float]]) -> Iterator[None]:
         rows.append(row)
         return out
 
-    try:  # a wrap that fails (a renamed function) undoes those before it too
-        timers.wrap(loader.SeededItems, "__getitem__", "items")
-        timers.wrap(base, "collate_grasp_batch", "collation")  # make_loader looks it up per call
-        timers.wrap(base.GraspDataset, "_warp", "warps")
-        timers.wrap(base, "normalise_depth", "depth normalisation")
-        timers.wrap(grasp.GraspRectangles, "targets", "targets")
-        timers.replace(training, "_train_batches", epoch)
+    timed = {  # (owner, attribute): timer name
+        (loader.SeededItems, "__getitem__"): "items",
+        (base, "collate_grasp_batch"): "collation",  # make_loader looks it up per call
+        (base.GraspDataset, "_warp"): "warps",
+        (base, "normalise_depth"): "depth normalisation",
+        (grasp.GraspRectangles, "targets"): "targets",
+    }
+    # The stack undoes every patch on the way out, also when a later one fails to apply.
+    with contextlib.ExitStack() as stack:
+        for (owner, attr), name in timed.items():
+            new = timers.timed(getattr(owner, attr), name)
+            stack.enter_context(mock.patch.object(owner, attr, new))
+        stack.enter_context(mock.patch.object(training, "_train_batches", epoch))
         yield
-    finally:
-        timers.restore()
 
 
 def print_table(rows: list[dict[str, float]]) -> None:
@@ -124,8 +117,6 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("train_flags", nargs="*", help="after --: flags for train_net.py")
     args = p.parse_args()
-    import tempfile
-
     import train_net
     from utils.entrypoint import run_main
 

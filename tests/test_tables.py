@@ -21,6 +21,23 @@ def make_run(outdir: Path, name: str, files: tuple[str, ...]) -> Path:
     return run
 
 
+def make_scored_run(outdir: Path, name: str, seed: int, successes: list[bool]) -> Path:
+    """A finished benchmark-table run: its seed and per-image benchmark successes (ids a, b,
+    ...; misses as *no grasp*), as a table's ``train`` would leave them."""
+    import json
+
+    from utils.post_process import DECODING_VERSION
+
+    run = make_run(outdir, name, ())
+    per = {"ids": [chr(97 + i) for i in range(len(successes))], "successes": successes,
+           "outcomes": ["hit" if x else "no grasp" for x in successes]}  # fmt: skip
+    (run / "args.json").write_text(json.dumps({"seed": seed}))
+    bench = {"scored": f"synthetic benchmark v4 ({len(successes)} images)", "per_image": per,
+             "decoding": DECODING_VERSION}  # fmt: skip
+    (run / "test_results.json").write_text(json.dumps({"benchmark": bench}))
+    return run
+
+
 def test_newest_run_takes_finished_runs_of_the_exact_name(tmp_path):
     done = make_run(tmp_path, "261201_100000_ggcnn2_s0", ("last.pt", "test_results.json"))
     make_run(tmp_path, "261201_110000_x_ggcnn2_s0", ("last.pt", "test_results.json"))
@@ -297,29 +314,20 @@ def test_mixmatch_table_on_the_defaults_trains_full_runs_and_more_unlabelled(
     steps and no labelled subset, and MixMatch with more unlabelled scenes gets its own column,
     paired against labelled only."""
     import argparse
-    import json
 
     import mixmatch_table
 
     from utils.evaluation import OUTCOMES
-    from utils.post_process import DECODING_VERSION
 
     trained = []
 
     def train(net, seed, outdir, flags, script=None, desc=None):
         trained.append((desc, flags))
-        run = make_run(outdir, f"261207_0000{len(trained):02d}_{desc}", ())
         hits = {"full": 4, "labelled": 1, "mixmatch": 2}[desc.split("_")[0]]
         hits += "_more_" in desc
         hits += "_cutmix" in desc
-        ok = [i < hits for i in range(4)]
-        per = {"ids": list("abcd"), "successes": ok,
-               "outcomes": ["hit" if x else "no grasp" for x in ok]}  # fmt: skip
-        (run / "args.json").write_text(json.dumps({"seed": seed}))
-        bench = {"scored": "synthetic benchmark v4 (4 images)", "per_image": per,
-                 "decoding": DECODING_VERSION}  # fmt: skip
-        (run / "test_results.json").write_text(json.dumps({"benchmark": bench}))
-        return run
+        name = f"261207_0000{len(trained):02d}_{desc}"
+        return make_scored_run(outdir, name, seed, [i < hits for i in range(4)])
 
     monkeypatch.setattr(mixmatch_table, "train", train)
     monkeypatch.setattr(mixmatch_table, "full_batches", lambda net, data="v2": 61)
@@ -371,23 +379,15 @@ def test_mixmatch_table_epochs_give_every_column_the_budget_and_its_own_runs(tmp
     flag after the network's own), and their names carry ``_e<N>``, so a table of the default
     budget never picks them up (nor they its runs)."""
     import argparse
-    import json
 
     import mixmatch_table
-
-    from utils.post_process import DECODING_VERSION
 
     trained = []
 
     def train(net, seed, outdir, flags, script=None, desc=None):
         trained.append((desc, flags))
-        run = make_run(outdir, f"261207_0000{len(trained):02d}_{desc}", ())
-        per = {"ids": list("ab"), "successes": [True, False], "outcomes": ["hit", "no grasp"]}
-        (run / "args.json").write_text(json.dumps({"seed": seed}))
-        bench = {"scored": "synthetic benchmark v4 (2 images)", "per_image": per,
-                 "decoding": DECODING_VERSION}  # fmt: skip
-        (run / "test_results.json").write_text(json.dumps({"benchmark": bench}))
-        return run
+        name = f"261207_0000{len(trained):02d}_{desc}"
+        return make_scored_run(outdir, name, seed, [True, False])
 
     monkeypatch.setattr(mixmatch_table, "train", train)
     monkeypatch.setattr(mixmatch_table, "full_batches", lambda net, data="v2": 61)
