@@ -38,7 +38,7 @@ from results_table import cached_score, chosen_checkpoint  # noqa: E402
 
 from utils.atomic import atomic_write_json  # noqa: E402
 from utils.cli import non_negative_float  # noqa: E402
-from utils.data.benchmark import BENCHMARK_SEED, ensure_benchmark  # noqa: E402
+from utils.data.benchmark import HELD_OUT_SEEDS, ensure_benchmark  # noqa: E402
 from utils.data.synthetic import (  # noqa: E402
     DEFAULT_VIEWS,
     GENERATOR_VERSION,
@@ -70,8 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--jacquard", type=Path, default=DEFAULT_JACQUARD, help="real dev views")
     p.add_argument("--json", default=None, help="also write the figures here")
     args = p.parse_args(argv)
-    if args.tune_seed in (0, BENCHMARK_SEED):
-        p.error(f"--tune-seed {args.tune_seed}: a training or the benchmark's seed")
+    if args.tune_seed == 0 or args.tune_seed in HELD_OUT_SEEDS:
+        p.error(f"--tune-seed {args.tune_seed}: a training seed or a held-out set's")
     sizes = {input_size(r) for r in args.runs}
     if len(sizes) > 1:
         p.error(

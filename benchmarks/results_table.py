@@ -286,12 +286,47 @@ def run_row(name: str, seed: int, run: Path, jacquard: Path | None) -> dict:
     }
 
 
+#: Where :func:`benchmark_report` scores every run instead of on its benchmark, when set by
+#: :func:`score_elsewhere` (the confirmation set): the tables that read it print unchanged.
+SCORING_SET: Path | None = None
+
+
+def score_elsewhere(root: Path | None) -> None:
+    """Score every run's chosen checkpoint on the held-out set in ``root`` from now on (None:
+    on its own benchmark again)."""
+    global SCORING_SET
+    SCORING_SET = None if root is None else Path(root)
+
+
+def held_out_report(run: Path, root: Path) -> dict:
+    """:func:`benchmark_report`'s figures for ``run``'s chosen checkpoint scored by eval_net on
+    the synthetic held-out set in ``root`` (all its images), kept in ``<run>/eval_<folder>``."""
+    if not any((run / name).exists() for name in ("best.pt", "last.pt")):
+        raise RuntimeError(
+            f"{run}: no checkpoint to score on {root.name} (a run restored from its record "
+            "keeps only the figures it was scored with)"
+        )
+    flags = ["--dataset", "jacquard", "--dataset-path", str(root), "--part", "all"]
+    r = cached_score(run, f"eval_{root.name}", flags)
+    return eval_report(benchmark_name(r["images"], root), r)
+
+
+def eval_report(scored: str, r: dict) -> dict:
+    """An eval_net summary ``r`` in the shape of ``test_results.json``'s benchmark block."""
+    keys = ("images", "correct", "success_rate", "success_ci95", "mean_best_iou")
+    return {"scored": scored, "decoding": r["decoding"], "summary": {k: r[k] for k in keys},
+            "per_image": r["per_image"]}  # fmt: skip
+
+
 def benchmark_report(run: Path) -> dict:
     """The run's benchmark figures: the ``benchmark`` block of its ``test_results.json``
     (``scored``, ``summary``, ``per_image``), or, when that was decoded otherwise than today
     (:data:`~utils.post_process.DECODING_VERSION`) and the run's checkpoint and benchmark
     folder are here, the same checkpoint scored again by eval_net (kept in
-    ``<run>/eval_benchmark``). A record without weights keeps the figures it was scored with."""
+    ``<run>/eval_benchmark``). A record without weights keeps the figures it was scored with.
+    With :data:`SCORING_SET` set, the figures on that set instead (:func:`held_out_report`)."""
+    if SCORING_SET is not None:
+        return held_out_report(run, SCORING_SET)
     report = json.loads((run / "test_results.json").read_text())
     bench = report.get("benchmark")
     if bench is None:
@@ -305,15 +340,7 @@ def benchmark_report(run: Path) -> dict:
         return bench
     flags = ["--dataset", "benchmark", "--dataset-path", str(root),
              "--benchmark-images", str(n)]  # fmt: skip
-    r = cached_score(run, "eval_benchmark", flags)
-    return {
-        "scored": bench["scored"],
-        "decoding": r["decoding"],
-        "summary": {
-            k: r[k] for k in ("images", "correct", "success_rate", "success_ci95", "mean_best_iou")
-        },
-        "per_image": r["per_image"],
-    }
+    return eval_report(bench["scored"], cached_score(run, "eval_benchmark", flags))
 
 
 def benchmark_successes(run: Path) -> tuple[list[str], list[bool]]:

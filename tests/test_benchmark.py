@@ -8,7 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.data.benchmark import BENCHMARK_SEED, benchmark_name, benchmark_root, ensure_benchmark
+from utils.data.benchmark import (
+    BENCHMARK_SEED,
+    CONFIRMATION_SEED,
+    benchmark_name,
+    benchmark_root,
+    confirmation_root,
+    ensure_benchmark,
+    ensure_confirmation_set,
+    is_benchmark_folder,
+)
 from utils.data.jacquard import JacquardDataset
 from utils.data.synthetic import GENERATOR_VERSION, MARKER, main, object_set_id
 
@@ -54,6 +63,23 @@ def test_benchmark_objects_are_never_training_objects(tmp_path):
         assert not any(np.array_equal(d, t) for t in train_depth)
 
 
-def test_generator_refuses_the_benchmark_seed(tmp_path, capsys):
-    assert main(["--out", str(tmp_path / "x"), "--n", "2", "--seed", str(BENCHMARK_SEED)]) == 2
-    assert "benchmark set's seed" in capsys.readouterr().err
+def test_generator_refuses_the_held_out_seeds(tmp_path, capsys):
+    for seed in (BENCHMARK_SEED, CONFIRMATION_SEED):
+        assert main(["--out", str(tmp_path / "x"), "--n", "2", "--seed", str(seed)]) == 2
+        assert "held-out set's seed" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_confirmation_set_is_held_out_with_other_objects(tmp_path):
+    conf = ensure_confirmation_set(5, tmp_path / "conf")
+    bench = ensure_benchmark(5, tmp_path / "bench")
+    assert is_benchmark_folder(conf) and is_benchmark_folder(bench)
+    conf_ids = {s.object_id for s in JacquardDataset(conf).samples}
+    assert len(conf_ids) == 1  # one object set of 5 views
+    assert not conf_ids & {s.object_id for s in JacquardDataset(bench).samples}
+    assert not conf_ids & {object_set_id(0, i) for i in range(200_000)}  # nor a training set's
+    assert benchmark_name(5, conf) == (
+        f"synthetic confirmation set v{GENERATOR_VERSION} (first 5 of 2000 images)"
+    )
+    assert f"confirmation_v{GENERATOR_VERSION}_n2000" in str(confirmation_root())
+    assert ensure_confirmation_set(5, conf) == conf  # reused, not regenerated

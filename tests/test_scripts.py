@@ -333,4 +333,4 @@ def test_the_benchmark_folder_is_never_a_training_set(tmp_path):
     with pytest.raises(SystemExit):
         train_net.parse_args(["--dataset", "jacquard", "--dataset-path", str(bench)])
     res = run_script("train_net.py", "--dataset", "jacquard", "--dataset-path", str(bench))
-    assert res.returncode == 2 and "holds the benchmark set" in res.stderr
+    assert res.returncode == 2 and "holds a held-out set" in res.stderr

@@ -490,3 +490,54 @@ def test_data_wait_splits_an_epochs_wait_and_restores_what_it_timed(shared_data,
     header = next(i for i, line in enumerate(lines) if line.startswith("| epoch |"))
     assert len(lines) == header + 4 and lines[-1].startswith("| 2 | ")
     assert len({line.count("|") for line in lines[header:]}) == 1
+
+
+def test_score_elsewhere_scores_every_run_on_the_confirmation_set(tmp_path, monkeypatch):
+    """With ``score_elsewhere`` the tables' figures are each checkpoint's on the confirmation
+    set (eval_net on all its images), named as that set; a record without weights is refused
+    with its folder named; ``None`` goes back to the runs' own benchmark figures."""
+    import results_table
+
+    from utils.data.benchmark import ensure_confirmation_set
+    from utils.post_process import DECODING_VERSION
+
+    conf = ensure_confirmation_set(5, tmp_path / "conf")
+    run = make_scored_run(tmp_path / "runs", "261207_100000_labelled_ggcnn2_f10_s0", 0, [True] * 5)
+    (run / "best.pt").write_text("")
+    calls = []
+
+    def score(ckpts, out, flags):
+        calls.append((ckpts, flags, out))
+        per = {"ids": list("vwxyz"), "successes": [True, False, True, False, False]}
+        return {"images": 5, "correct": 2, "checkpoint": str(ckpts[0]), "per_image": per,
+                "decoding": DECODING_VERSION, "success_rate": 0.4, "success_ci95": [0.1, 0.8],
+                "mean_best_iou": 0.3, "dataset_root": str(conf)}  # fmt: skip
+
+    monkeypatch.setattr(results_table, "score", score)
+    try:
+        results_table.score_elsewhere(conf)
+        assert results_table.benchmark_successes(run) == (
+            list("vwxyz"),
+            [True, False, True] + [False] * 2,
+        )
+        assert calls[0][0] == [run / "best.pt"]
+        assert calls[0][1] == [
+            "--dataset",
+            "jacquard",
+            "--dataset-path",
+            str(conf),
+            "--part",
+            "all",
+        ]
+        assert results_table.benchmark_report(run)["scored"].startswith(
+            "synthetic confirmation set"
+        )
+        assert calls[0][2] == run / f"eval_{conf.name}"  # kept in the run folder
+        record = make_scored_run(
+            tmp_path / "runs", "261207_110000_labelled_ggcnn2_f10_s1", 1, [True]
+        )
+        with pytest.raises(RuntimeError, match=f"{record.name}: no checkpoint to score on conf"):
+            results_table.benchmark_successes(record)
+    finally:
+        results_table.score_elsewhere(None)
+    assert results_table.benchmark_successes(run) == (list("abcde"), [True] * 5)

@@ -177,8 +177,8 @@ def parse_training_args(
         parser.error(
             "--dataset benchmark is the held-out benchmark set: it is scored, never trained on"
             if args.dataset == "benchmark"
-            else f"--dataset-path {args.dataset_path} holds the benchmark set: it is scored, "
-            "never trained on"
+            else f"--dataset-path {args.dataset_path} holds a held-out set (the benchmark or "
+            "the confirmation set): it is scored, never trained on"
         )
     cli.check_args(args, parser)
     args._script = script

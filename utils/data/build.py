@@ -110,12 +110,15 @@ def unlabelled_loader(images: Dataset, args: argparse.Namespace, dist: DistInfo)
 
 
 def check_unlabelled_images(images: Any, data: RunData, path: str) -> None:
-    """Refuse unlabelled images that are the benchmark set or show objects of the run's
+    """Refuse unlabelled images that are a held-out set or show objects of the run's
     validation or test part: training on them, even without labels, would leak them."""
     from utils.data.benchmark import is_benchmark_folder
 
     if is_benchmark_folder(path):
-        raise ValueError(f"--unlabeled-path {path} holds the benchmark set: never trained on")
+        raise ValueError(
+            f"--unlabeled-path {path} holds a held-out set (the benchmark or the confirmation "
+            "set): never trained on"
+        )
     held = {data.dataset.object_id(i) for i in data.split["val"] + data.split["test"]}
     clash = [i for i in range(len(images)) if images.object_id(i) in held]
     if clash:

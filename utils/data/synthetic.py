@@ -547,12 +547,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
-    from utils.data.benchmark import BENCHMARK_SEED
+    from utils.data.benchmark import HELD_OUT_SEEDS
 
-    if args.seed == BENCHMARK_SEED:
+    if args.seed in HELD_OUT_SEEDS:
         print(
-            f"error: --seed {BENCHMARK_SEED} is the benchmark set's seed (utils/data/benchmark.py); "
-            "a set made from it would leak the benchmark's objects into training",
+            f"error: --seed {args.seed} is a held-out set's seed, the benchmark set's or the "
+            "confirmation set's (utils/data/benchmark.py); a set made from it would leak its "
+            "objects into training",
             file=sys.stderr,
         )
         return 2
