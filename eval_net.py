@@ -431,6 +431,8 @@ def evaluate_dataset(
         misses = {k: n for k, n in summary["outcomes"].items() if k != "hit"}
         if misses:
             print("misses: " + ", ".join(f"{n} {k}" for k, n in misses.items()))
+        if (hint := out.results.no_grasp_hint()) is not None:
+            print(f"note: {hint}")
         if args.jacquard_output:
             print(f"Jacquard-format grasps: {jo_dir}")
         if args.vis:

@@ -270,3 +270,16 @@ def test_outcome_names_why_a_grasp_missed():
     assert res.outcomes == ["hit", "no grasp", "opening short"]
     assert res.outcome_counts() == {"hit": 1, "no grasp": 1, "opening short": 1}
     assert res.merge(res).outcome_counts()["hit"] == 2
+
+
+def test_a_network_that_finds_no_grasp_in_most_images_gets_a_hint():
+    true = Grasp((40, 40), 0.4, 30, 15)
+    gt = GraspRectangles([true.as_gr])
+    res = EvaluationResults()
+    assert res.no_grasp_hint() is None  # no images
+    res.add("a", evaluate_grasps([true], gt))
+    res.add("b", evaluate_grasps([], gt))
+    hint = res.no_grasp_hint()  # half of the images: the hint
+    assert hint is not None and hint.startswith("1 of 2 images have no quality peak")
+    res.add("c", evaluate_grasps([true], gt))
+    assert res.no_grasp_hint() is None  # a third: a network that works, with misses

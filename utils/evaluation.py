@@ -293,6 +293,19 @@ class EvaluationResults:
         """``85.0% [83.4, 86.5] of 2000``: rate, 95% interval, image count."""
         return format_rate(int(sum(self.successes)), len(self))
 
+    def no_grasp_hint(self) -> str | None:
+        """A line for a user whose network finds no grasp in at least half of the images
+        (no quality peak above the detection threshold): usually a run too short for the
+        quality map to have learnt peaks; None otherwise."""
+        n = self.outcomes.count("no grasp")
+        if not self.outcomes or n < len(self.outcomes) / 2:
+            return None
+        return (
+            f"{n} of {len(self.outcomes)} images have no quality peak above the detection "
+            "threshold (0.2): the quality map has not learnt peaks yet; a run this short is "
+            "the usual cause (the README's runs train 10 to 30 epochs)"
+        )
+
     def summary(self) -> dict[str, float]:
         return {
             "images": len(self),

@@ -568,6 +568,8 @@ def score_test(
             f"{label} ({final.name}, {weights}): {res.results.describe()} images succeed, "
             f"mean best IoU {res.results.mean_best_iou:.3f}"
         )
+        if (hint := res.results.no_grasp_hint()) is not None:
+            logger.print(f"  note: {hint}")
         if name == "test" and args.vis and dist.is_main:
             from utils.visualisation import example_panels, image_grid, save_png
 
