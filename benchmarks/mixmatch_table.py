@@ -66,6 +66,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import results_table  # noqa: E402  (its SCORING_SET: where the runs are scored)
 from results_table import (  # noqa: E402
     JACQUARD_SAMPLES,
     MODELS,
@@ -293,7 +294,8 @@ def print_outcomes(rows: list[dict], columns: dict[str, str]) -> None:
     """Images by outcome summed over the seeds, for each row and column (key -> name)."""
     if not any(c for r in rows for c in r.get("outcomes", {}).values()):
         return
-    print("\nbenchmark images by outcome, summed over the seeds:")
+    where = "benchmark" if results_table.SCORING_SET is None else "confirmation set"
+    print(f"\n{where} images by outcome, summed over the seeds:")
     print("| network | labels | runs | " + " | ".join(OUTCOMES) + " |")
     print("|---|---:|---|" + "---:|" * len(OUTCOMES))
     for r in rows:

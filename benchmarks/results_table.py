@@ -300,8 +300,10 @@ def score_elsewhere(root: Path | None) -> None:
 
 def held_out_report(run: Path, root: Path) -> dict:
     """:func:`benchmark_report`'s figures for ``run``'s chosen checkpoint scored by eval_net on
-    the synthetic held-out set in ``root`` (all its images), kept in ``<run>/eval_<folder>``."""
-    if not any((run / name).exists() for name in ("best.pt", "last.pt")):
+    the synthetic held-out set in ``root`` (all its images), kept in ``<run>/eval_<folder>`` (and
+    in the run's record, so a run restored without checkpoints keeps it)."""
+    kept = run / f"eval_{root.name}" / "results.json"
+    if not kept.is_file() and not any((run / n).exists() for n in ("best.pt", "last.pt")):
         raise RuntimeError(
             f"{run}: no checkpoint to score on {root.name} (a run restored from its record "
             "keeps only the figures it was scored with)"

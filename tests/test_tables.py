@@ -495,7 +495,10 @@ def test_data_wait_splits_an_epochs_wait_and_restores_what_it_timed(shared_data,
 def test_score_elsewhere_scores_every_run_on_the_confirmation_set(tmp_path, monkeypatch):
     """With ``score_elsewhere`` the tables' figures are each checkpoint's on the confirmation
     set (eval_net on all its images), named as that set; a record without weights is refused
-    with its folder named; ``None`` goes back to the runs' own benchmark figures."""
+    with its folder named unless it kept a score there; ``None`` goes back to the runs' own
+    benchmark figures."""
+    import json
+
     import results_table
 
     from utils.data.benchmark import ensure_confirmation_set
@@ -538,6 +541,13 @@ def test_score_elsewhere_scores_every_run_on_the_confirmation_set(tmp_path, monk
         )
         with pytest.raises(RuntimeError, match=f"{record.name}: no checkpoint to score on conf"):
             results_table.benchmark_successes(record)
+        # A record that kept its score there (restored from benchmarks/records) prints it.
+        kept = score([record / "best.pt"], None, [])
+        (record / f"eval_{conf.name}").mkdir()
+        (record / f"eval_{conf.name}" / "results.json").write_text(json.dumps(kept))
+        n_calls = len(calls)
+        assert results_table.benchmark_successes(record)[0] == list("vwxyz")
+        assert len(calls) == n_calls  # its kept score, not scored again
     finally:
         results_table.score_elsewhere(None)
     assert results_table.benchmark_successes(run) == (list("abcde"), [True] * 5)
