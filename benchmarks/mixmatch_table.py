@@ -78,7 +78,6 @@ from results_table import (  # noqa: E402
     newest_run,
     paired,
     real_result,
-    score_elsewhere,
     train,  # noqa: E402
 )
 
@@ -541,6 +540,22 @@ def print_real(res: dict, fraction: float) -> None:
     print(f"({n} views: one view moves a seed's rate by {100 / n:.1f} points)")
 
 
+def tables(args: argparse.Namespace, outdir: Path) -> dict:
+    """Build and print the table that ``args`` asks for; its rows under their JSON key."""
+    if args.real:
+        real = real_table(args, outdir)
+        if real:
+            print_real(real, args.real_fraction)
+        return {"real": real}
+    if args.ablation:
+        rows = ablation_table(args, outdir)
+        print_ablation(rows, args.ablation)
+        return {args.ablation: rows}
+    rows = benchmark_table(args, outdir, Path(args.alone_dir))
+    print_benchmark(rows, args.data)
+    return {"rows": rows}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--networks", nargs="+", default=["ggcnn2", "pspnet-r18-ppm"],
@@ -591,25 +606,24 @@ def main() -> None:
         p.error("--ablation mixup-width needs --data defaults (the v2 runs mix linearly)")
     if args.confirm and args.real:
         p.error("--confirm is for the benchmark and ablation tables (--real scores real views)")
+    if args.confirm and args.data == "v2":
+        p.error(f"--confirm needs --data defaults: the confirmation set is generator "
+                f"v{GENERATOR_VERSION}'s, and the v2 runs trained on v2 data")  # fmt: skip
     if not args.no_train and args.data == "v2":  # the v2 tables train on the v2 data
         check_v2_data()
     outdir, t0 = Path(args.outdir), time.perf_counter()
     result: dict = {}
-    if args.confirm:
-        root = ensure_confirmation_set()
-        score_elsewhere(root)
+    root = ensure_confirmation_set() if args.confirm else None
+    if root is not None:
         result["scored_on"] = benchmark_name(BENCHMARK_IMAGES, root)
         print(f"every run scored on the {result['scored_on']}: {root}")
-    if args.real:
-        result["real"] = real_table(args, outdir)
-        if result["real"]:
-            print_real(result["real"], args.real_fraction)
-    elif args.ablation:
-        result[args.ablation] = ablation_table(args, outdir)
-        print_ablation(result[args.ablation], args.ablation)
-    else:
-        result["rows"] = benchmark_table(args, outdir, Path(args.alone_dir))
-        print_benchmark(result["rows"], args.data)
+    try:
+        with results_table.scoring_on(root):
+            result.update(tables(args, outdir))
+    except RuntimeError as e:  # a run restored from its record, no checkpoint to score
+        if root is None:
+            raise
+        sys.exit(f"--confirm: {e}; give --networks/--fractions/--seeds whose runs are here")
     print(f"\nwhole table: {(time.perf_counter() - t0) / 60:.1f} min")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -19,11 +19,13 @@ are a development set: reported, not a test.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import re
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,12 @@ import train_net  # noqa: E402
 from models import count_parameters, get_network  # noqa: E402
 from utils.baselines import mask_centroid_grasp  # noqa: E402
 from utils.checkpoint import load_model  # noqa: E402
-from utils.data.benchmark import BENCHMARK_IMAGES, benchmark_name, benchmark_root  # noqa: E402
+from utils.data.benchmark import (  # noqa: E402
+    BENCHMARK_IMAGES,
+    benchmark_name,
+    benchmark_root,
+    is_benchmark_folder,
+)
 from utils.data.build import (  # noqa: E402
     benchmark_dataset,  # noqa: E402
     dataset_from_args,
@@ -286,28 +293,30 @@ def run_row(name: str, seed: int, run: Path, jacquard: Path | None) -> dict:
     }
 
 
-#: Where :func:`benchmark_report` scores every run instead of on its benchmark, when set by
-#: :func:`score_elsewhere` (the confirmation set): the tables that read it print unchanged.
+#: Where :func:`benchmark_report` scores every run instead of on its benchmark, inside
+#: :func:`scoring_on` (the confirmation set): the tables that read it print unchanged.
 SCORING_SET: Path | None = None
 
 
-def score_elsewhere(root: Path | None) -> None:
-    """Score every run's chosen checkpoint on the held-out set in ``root`` from now on (None:
-    on its own benchmark again)."""
+@contextlib.contextmanager
+def scoring_on(root: Path | None) -> Iterator[None]:
+    """Inside the block, score every run's chosen checkpoint on the held-out set in ``root``
+    (a benchmark or confirmation set folder; None: each run's own benchmark figures)."""
     global SCORING_SET
-    SCORING_SET = None if root is None else Path(root)
+    if root is not None and not is_benchmark_folder(root):
+        raise ValueError(f"{root}: not a held-out synthetic set (benchmark or confirmation)")
+    saved, SCORING_SET = SCORING_SET, None if root is None else Path(root)
+    try:
+        yield
+    finally:
+        SCORING_SET = saved
 
 
 def held_out_report(run: Path, root: Path) -> dict:
     """:func:`benchmark_report`'s figures for ``run``'s chosen checkpoint scored by eval_net on
-    the synthetic held-out set in ``root`` (all its images), kept in ``<run>/eval_<folder>`` (and
-    in the run's record, so a run restored without checkpoints keeps it)."""
-    kept = run / f"eval_{root.name}" / "results.json"
-    if not kept.is_file() and not any((run / n).exists() for n in ("best.pt", "last.pt")):
-        raise RuntimeError(
-            f"{run}: no checkpoint to score on {root.name} (a run restored from its record "
-            "keeps only the figures it was scored with)"
-        )
+    the synthetic held-out set in ``root`` (all its images), kept in ``<run>/eval_<folder>`` and
+    in the run's record (a run restored without checkpoints keeps it; without either,
+    :func:`cached_score` says so)."""
     flags = ["--dataset", "jacquard", "--dataset-path", str(root), "--part", "all"]
     r = cached_score(run, f"eval_{root.name}", flags)
     return eval_report(benchmark_name(r["images"], root), r)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from utils.data.benchmark import (
     BENCHMARK_SEED,
@@ -70,16 +71,23 @@ def test_generator_refuses_the_held_out_seeds(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-def test_confirmation_set_is_held_out_with_other_objects(tmp_path):
+def test_confirmation_set_is_held_out_with_other_objects(tmp_path, capsys):
     conf = ensure_confirmation_set(5, tmp_path / "conf")
     bench = ensure_benchmark(5, tmp_path / "bench")
     assert is_benchmark_folder(conf) and is_benchmark_folder(bench)
-    conf_ids = {s.object_id for s in JacquardDataset(conf).samples}
-    assert len(conf_ids) == 1  # one object set of 5 views
-    assert not conf_ids & {s.object_id for s in JacquardDataset(bench).samples}
-    assert not conf_ids & {object_set_id(0, i) for i in range(200_000)}  # nor a training set's
+    c, b = JacquardDataset(conf, output_size=32), JacquardDataset(bench, output_size=32)
+    assert len({c.object_id(i) for i in range(len(c))}) == 1  # one object set of 5 views
+    bench_depth = [b.get_depth(i) for i in range(len(b))]
+    for i in range(len(c)):  # other scenes than the benchmark's, not only other names
+        assert not any(np.array_equal(c.get_depth(i), d) for d in bench_depth)
     assert benchmark_name(5, conf) == (
         f"synthetic confirmation set v{GENERATOR_VERSION} (first 5 of 2000 images)"
     )
     assert f"confirmation_v{GENERATOR_VERSION}_n2000" in str(confirmation_root())
     assert ensure_confirmation_set(5, conf) == conf  # reused, not regenerated
+    # Training refuses it, as it refuses the benchmark.
+    import train_net
+
+    with pytest.raises(SystemExit):
+        train_net.parse_args(["--dataset-path", str(conf)])
+    assert "holds a held-out set" in capsys.readouterr().err

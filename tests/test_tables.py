@@ -492,11 +492,11 @@ def test_data_wait_splits_an_epochs_wait_and_restores_what_it_timed(shared_data,
     assert len({line.count("|") for line in lines[header:]}) == 1
 
 
-def test_score_elsewhere_scores_every_run_on_the_confirmation_set(tmp_path, monkeypatch):
-    """With ``score_elsewhere`` the tables' figures are each checkpoint's on the confirmation
-    set (eval_net on all its images), named as that set; a record without weights is refused
-    with its folder named unless it kept a score there; ``None`` goes back to the runs' own
-    benchmark figures."""
+def test_scoring_on_scores_every_run_on_the_confirmation_set(tmp_path, monkeypatch):
+    """Inside ``scoring_on`` the tables' figures are each checkpoint's on the confirmation set
+    (eval_net on all its images), named as that set; a record without weights is refused with
+    its folder named unless it kept a score there; after the block, the runs' own benchmark
+    figures again. A folder that is no held-out set is refused."""
     import json
 
     import results_table
@@ -517,29 +517,20 @@ def test_score_elsewhere_scores_every_run_on_the_confirmation_set(tmp_path, monk
                 "mean_best_iou": 0.3, "dataset_root": str(conf)}  # fmt: skip
 
     monkeypatch.setattr(results_table, "score", score)
-    try:
-        results_table.score_elsewhere(conf)
+    flags = ["--dataset", "jacquard", "--dataset-path", str(conf), "--part", "all"]
+    with results_table.scoring_on(conf):
         assert results_table.benchmark_successes(run) == (
             list("vwxyz"),
-            [True, False, True] + [False] * 2,
+            [True, False, True, False, False],
         )
-        assert calls[0][0] == [run / "best.pt"]
-        assert calls[0][1] == [
-            "--dataset",
-            "jacquard",
-            "--dataset-path",
-            str(conf),
-            "--part",
-            "all",
-        ]
+        assert calls[0] == ([run / "best.pt"], flags, run / f"eval_{conf.name}")  # kept there
         assert results_table.benchmark_report(run)["scored"].startswith(
             "synthetic confirmation set"
         )
-        assert calls[0][2] == run / f"eval_{conf.name}"  # kept in the run folder
         record = make_scored_run(
             tmp_path / "runs", "261207_110000_labelled_ggcnn2_f10_s1", 1, [True]
         )
-        with pytest.raises(RuntimeError, match=f"{record.name}: no checkpoint to score on conf"):
+        with pytest.raises(RuntimeError, match=f"{record.name}: no checkpoint to score on"):
             results_table.benchmark_successes(record)
         # A record that kept its score there (restored from benchmarks/records) prints it.
         kept = score([record / "best.pt"], None, [])
@@ -548,6 +539,8 @@ def test_score_elsewhere_scores_every_run_on_the_confirmation_set(tmp_path, monk
         n_calls = len(calls)
         assert results_table.benchmark_successes(record)[0] == list("vwxyz")
         assert len(calls) == n_calls  # its kept score, not scored again
-    finally:
-        results_table.score_elsewhere(None)
+    assert results_table.SCORING_SET is None
     assert results_table.benchmark_successes(run) == (list("abcde"), [True] * 5)
+    with pytest.raises(ValueError, match="not a held-out synthetic set"):
+        with results_table.scoring_on(tmp_path / "runs"):
+            pass

@@ -19,7 +19,7 @@ from utils.grasp import (
     angle_difference,
     max_iou_per_image,
 )
-from utils.post_process import decode_at, detect_grasps, smooth_maps
+from utils.post_process import DETECTION_THRESHOLD, decode_at, detect_grasps, smooth_maps
 from utils.stats import format_rate, wilson_interval
 
 
@@ -114,7 +114,9 @@ def evaluate_image(
     return evaluate_grasps(grasps, gt, iou_threshold, angle_threshold)
 
 
-def top_peaks(q: np.ndarray, threshold: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+def top_peaks(
+    q: np.ndarray, threshold: float = DETECTION_THRESHOLD
+) -> tuple[np.ndarray, np.ndarray]:
     """Each (H, W) map's single best grasp point in an (N, H, W) stack, vectorised: (N, 2)
     (row, col) of the highest value (the first in raster order among ties) and a mask of the
     maps that have one: the value above ``threshold``, finite, and the map not flat. What
@@ -140,7 +142,7 @@ def evaluate_batch(
     n_grasps: int = 1,
     iou_threshold: float = 0.25,
     angle_threshold: float = DEFAULT_ANGLE_THRESHOLD,
-    threshold: float = 0.2,
+    threshold: float = DETECTION_THRESHOLD,
     jaw_ratio: float = 0.5,
     **detect_kwargs,
 ) -> list[ImageResult]:
@@ -171,7 +173,7 @@ def evaluate_raw_batch(
     sigma: tuple[float, float, float] = (2.0, 2.0, 1.0),
     iou_threshold: float = 0.25,
     angle_threshold: float = DEFAULT_ANGLE_THRESHOLD,
-    threshold: float = 0.2,
+    threshold: float = DETECTION_THRESHOLD,
     jaw_ratio: float = 0.5,
     min_opening: float = 0.0,
 ) -> list[ImageResult]:
@@ -295,15 +297,16 @@ class EvaluationResults:
 
     def no_grasp_hint(self) -> str | None:
         """A line for a user whose network finds no grasp in at least half of the images
-        (no quality peak above the detection threshold): usually a run too short for the
-        quality map to have learnt peaks; None otherwise."""
+        (no quality peak above :data:`~utils.post_process.DETECTION_THRESHOLD`); None
+        otherwise."""
         n = self.outcomes.count("no grasp")
         if not self.outcomes or n < len(self.outcomes) / 2:
             return None
         return (
             f"{n} of {len(self.outcomes)} images have no quality peak above the detection "
-            "threshold (0.2): the quality map has not learnt peaks yet; a run this short is "
-            "the usual cause (the README's runs train 10 to 30 epochs)"
+            f"threshold ({DETECTION_THRESHOLD}): the usual cause is a run too short for the "
+            "quality map to learn its peaks (the README's runs train 10 to 30 epochs), else "
+            "images unlike the training data"
         )
 
     def summary(self) -> dict[str, float]:

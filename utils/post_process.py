@@ -22,6 +22,8 @@ ArrayLike = np.ndarray | torch.Tensor
 #: compares). 1: openings as predicted, a negative one scoring as its absolute value (before
 #: 2026-12-04); 2: openings clamped at 0.
 DECODING_VERSION = 2
+#: A grasp is a quality peak above this (absolute quality in [0, 1]; GG-CNN's default).
+DETECTION_THRESHOLD = 0.2
 
 
 def _as_numpy_batch(x: ArrayLike) -> tuple[np.ndarray, bool]:
@@ -145,7 +147,7 @@ def detect_grasps(
     width: np.ndarray | None = None,
     n_grasps: int = 1,
     min_distance: int = 20,
-    threshold: float = 0.2,
+    threshold: float = DETECTION_THRESHOLD,
     jaw_ratio: float = 0.5,
 ) -> list[Grasp]:
     """Grasps at the local maxima of one (H, W) quality map, best first.

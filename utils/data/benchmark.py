@@ -71,7 +71,7 @@ def ensure_confirmation_set(
     """The confirmation set's folder (module docstring), generated on first use (about 80 s
     on one core for 2,000 images) and reused."""
     if n_images < 1:
-        raise ValueError(f"--confirm-images must be at least 1, got {n_images}")
+        raise ValueError(f"the confirmation set needs at least 1 image, got {n_images}")
     return ensure_synthetic_dataset(
         root if root is not None else confirmation_root(n_images),
         n_scenes=n_images,
