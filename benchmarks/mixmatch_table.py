@@ -28,7 +28,9 @@ recipes' scenes), paired against labelled only: labels are what costs, images ar
 
 ``--real``: GG-CNN2 MixMatch at ``--real-fraction`` with the real unlabelled Jacquard depth
 images (``--unlabeled-path``, grasp files withheld) against the same runs without them,
-scored on the real development views (18 Jacquard samples).
+scored on the real development views (18 Jacquard samples); with ``--ablation``, both columns
+are that variant, and ``--data``/``--epochs`` apply to both (the runs without real depth are
+then the ablation table's own, reused).
 
 ``--ablation mixup``: MixMatch with MixUp all but off (``--alpha 0.01``) against MixMatch and
 labelled only, same subsets, seeds and steps: does mixing depth images help dense maps?
@@ -505,11 +507,15 @@ def real_table(args: argparse.Namespace, outdir: Path) -> dict | None:
         print(f"--real: {jacquard} or {unlabelled} not found, left out")
         return None
     f, out = args.real_fraction, {"without": [], "with": []}
+    # Both columns the same MixMatch (an --ablation's variant if given), on the same --data.
+    flags, tag, _ = ABLATIONS[args.ablation] if args.ablation else ((), "", "")
+    real = (*flags, "--unlabeled-path", str(unlabelled))
     for s in range(args.seeds):
         pair = [
-            find_or_train("mixmatch", "ggcnn2", f, s, outdir, not args.no_train),
-            find_or_train("mixmatch", "ggcnn2", f, s, outdir, not args.no_train,
-                          ("--unlabeled-path", str(unlabelled)), "_real"),
+            find_or_train("mixmatch", "ggcnn2", f, s, outdir, not args.no_train, flags, tag,
+                          args.data),
+            find_or_train("mixmatch", "ggcnn2", f, s, outdir, not args.no_train, real,
+                          tag + "_real", args.data),
         ]  # fmt: skip
         if None in pair:
             continue
@@ -517,11 +523,15 @@ def real_table(args: argparse.Namespace, outdir: Path) -> dict | None:
             res = real_result(run, jacquard)
             per = res["per_image"]
             out[key].append({"run": str(run), "ids": per["ids"], "successes": per["successes"]})
-    return out if out["with"] else None
+    if not out["with"]:
+        print(f"--real: no finished pair of runs at {f:.0%} labels (with and without real depth)")
+        return None
+    return out
 
 
-def print_real(res: dict, fraction: float) -> None:
-    print(f"\nGG-CNN2 MixMatch, {fraction:.0%} labels, on the real Jacquard samples (dev set):")
+def print_real(res: dict, fraction: float, ablation: str | None = None) -> None:
+    name = ABLATIONS[ablation][2] if ablation else "MixMatch"
+    print(f"\nGG-CNN2 {name}, {fraction:.0%} labels, on the real Jacquard samples (dev set):")
     print("| unlabelled images | success: mean ± std | per seed | McNemar (with - without) |")
     print("|---|---:|---|---|")
     for key, label in (("without", "the synthetic training part's"), ("with", "+ real depth")):
@@ -545,7 +555,7 @@ def tables(args: argparse.Namespace, outdir: Path) -> dict:
     if args.real:
         real = real_table(args, outdir)
         if real:
-            print_real(real, args.real_fraction)
+            print_real(real, args.real_fraction, args.ablation)
         return {"real": real}
     if args.ablation:
         rows = ablation_table(args, outdir)
@@ -591,13 +601,11 @@ def main() -> None:
     p.add_argument("--json", default=None, help="also write the rows as JSON")
     args = p.parse_args()
     if args.epochs is not None:
-        if args.data != "defaults" or args.real:
-            p.error("--epochs needs --data defaults (and is not for --real)")
+        if args.data != "defaults":
+            p.error("--epochs needs --data defaults")
         if args.epochs < 1:
             p.error(f"--epochs must be a positive integer, got {args.epochs}")
         args.data = with_epochs(args.data, args.epochs)
-    if args.data != "v2" and args.real:
-        p.error("--data is for the benchmark and ablation tables, not --real")
     if args.without_mixmatch and not args.ablation:
         p.error("--without-mixmatch is for --ablation")
     if args.more_unlabelled and (args.real or args.ablation):

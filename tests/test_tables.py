@@ -413,6 +413,46 @@ def test_mixmatch_table_epochs_give_every_column_the_budget_and_its_own_runs(tmp
     assert all("--epochs" not in flags for _, flags in trained)
 
 
+def test_real_table_with_an_ablation_reuses_its_runs_and_adds_real_depth(
+    tmp_path, monkeypatch, capsys
+):
+    """``--real --ablation A --data defaults --epochs N``: the run without real depth is the
+    ablation table's own (same name, reused), the run with it adds only ``--unlabeled-path``
+    (named ``..._real``); both are scored on the real views and paired."""
+    import argparse
+
+    import mixmatch_table
+
+    trained = []
+
+    def train(net, seed, outdir, flags, script=None, desc=None):
+        trained.append((desc, flags))
+        return make_scored_run(outdir, f"261207_1200{len(trained):02d}_{desc}", seed, [True])
+
+    real = {"correct": 1, "images": 2, "per_image": {"ids": ["a", "b"], "successes": [True, False]}}
+    monkeypatch.setattr(mixmatch_table, "train", train)
+    monkeypatch.setattr(mixmatch_table, "real_result", lambda run, jacquard: real)
+    monkeypatch.setattr(mixmatch_table, "full_batches", lambda net, data="v2": 61)
+    monkeypatch.setattr(mixmatch_table, "DATA", dict(mixmatch_table.DATA))
+    v, data = mixmatch_table.GENERATOR_VERSION, mixmatch_table.with_epochs("defaults", 30)
+    (tmp_path / "views").mkdir()
+    (tmp_path / "unlabelled").mkdir()
+    done = f"261207_090000_mixmatch_ggcnn2_f10_v{v}_e30_t1_nomixup_s0"
+    make_scored_run(tmp_path / "runs", done, 0, [True])  # the ablation table's finished run
+    ns = argparse.Namespace(jacquard_path=str(tmp_path / "views"), seeds=1, no_train=False,
+                            real_unlabelled=str(tmp_path / "unlabelled"), real_fraction=0.1,
+                            ablation="sharpen-mixup", data=data)  # fmt: skip
+    res = mixmatch_table.real_table(ns, tmp_path / "runs")
+    assert [d for d, _ in trained] == [f"mixmatch_ggcnn2_f10_v{v}_e30_t1_nomixup_real_s0"]
+    flags = trained[0][1]
+    assert flags[flags.index("--unlabeled-path") + 1] == str(tmp_path / "unlabelled")
+    assert flags[flags.index("--t") + 1] == "1" and flags[flags.index("--epochs") + 1] == "30"
+    assert res["without"][0]["run"].endswith(done)
+    mixmatch_table.print_real(res, 0.1, "sharpen-mixup")
+    out = capsys.readouterr().out
+    assert "GG-CNN2 MixMatch, T = 1, no MixUp, 10% labels" in out and "+0/-0, p = 1" in out
+
+
 def test_ablation_print_gives_each_seed_and_the_gap_closed(capsys):
     """``mixmatch_table --ablation``: under the table, each seed's rates and test against
     labelled only, and the gap to full supervision each method closes."""
