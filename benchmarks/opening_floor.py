@@ -8,10 +8,11 @@ below every label's there (it regresses toward the 0 it learns off the grasps), 
 of no opening overlaps nothing: ``eval_net.py`` counts those misses as ``opening short``.
 
 1. **Tuning set**: ``--tune-images`` synthetic images of generator seed ``--tune-seed``
-   (neither a training seed nor a held-out set's, the benchmark's or the confirmation set's; written once under ``data/benchmark/``). Every
-   run (its ``best.pt``, else ``last.pt``) is scored there at each of ``--floors`` (pixels of
-   the network input, so the runs must share one input size), and the floor with the best
-   success averaged over the runs is chosen (ties: the smallest).
+   (neither a training seed nor a held-out set's, the benchmark's or the confirmation set's;
+   written once under ``data/benchmark/``). Every run (its ``best.pt``, else ``last.pt``) is
+   scored there at each of ``--floors`` (pixels of the network input, so the runs must share
+   one input size), and the floor with the best success averaged over the runs is chosen
+   (ties: the smallest).
 2. **Held out**: the synthetic benchmark and the real development views (``--jacquard``, if
    present), each run at floor 0 and at the chosen floor: the run-averaged difference with a
    95% paired bootstrap interval over the images, and an exact McNemar test per run.

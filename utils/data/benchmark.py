@@ -46,18 +46,25 @@ def benchmark_root(n_images: int = BENCHMARK_IMAGES) -> Path:
     return _REPO / "data" / "benchmark" / f"synthetic_v{GENERATOR_VERSION}_n{n_images}"
 
 
-def ensure_benchmark(n_images: int = BENCHMARK_IMAGES, root: str | Path | None = None) -> Path:
-    """The benchmark folder, generated on first use (see the module docstring)."""
+def _ensure_held_out(root: str | Path, n_images: int, seed: int, what: str) -> Path:
+    """A held-out set's folder (300 px, Jacquard layout, generator ``seed``), generated on
+    first use; ``what`` names the image count in the error for fewer than 1."""
     if n_images < 1:
-        raise ValueError(f"--benchmark-images must be at least 1, got {n_images}")
+        raise ValueError(f"{what} must be at least 1, got {n_images}")
     return ensure_synthetic_dataset(
-        root if root is not None else benchmark_root(n_images),
+        root,
         n_scenes=n_images,
         size=300,
-        seed=BENCHMARK_SEED,
+        seed=seed,
         views=DEFAULT_VIEWS,
-        replace=False,  # a benchmark folder is never overwritten by one of another size
+        replace=False,  # a held-out folder is never overwritten by one of another size
     )
+
+
+def ensure_benchmark(n_images: int = BENCHMARK_IMAGES, root: str | Path | None = None) -> Path:
+    """The benchmark folder, generated on first use (see the module docstring)."""
+    root = root if root is not None else benchmark_root(n_images)
+    return _ensure_held_out(root, n_images, BENCHMARK_SEED, "--benchmark-images")
 
 
 def confirmation_root(n_images: int = BENCHMARK_IMAGES) -> Path:
@@ -68,18 +75,10 @@ def confirmation_root(n_images: int = BENCHMARK_IMAGES) -> Path:
 def ensure_confirmation_set(
     n_images: int = BENCHMARK_IMAGES, root: str | Path | None = None
 ) -> Path:
-    """The confirmation set's folder (module docstring), generated on first use (about 80 s
-    on one core for 2,000 images) and reused."""
-    if n_images < 1:
-        raise ValueError(f"the confirmation set needs at least 1 image, got {n_images}")
-    return ensure_synthetic_dataset(
-        root if root is not None else confirmation_root(n_images),
-        n_scenes=n_images,
-        size=300,
-        seed=CONFIRMATION_SEED,
-        views=DEFAULT_VIEWS,
-        replace=False,
-    )
+    """The confirmation set's folder (module docstring), generated on first use (53 s for
+    2,000 images on a 2-core AMD EPYC with AVX512-BF16) and reused."""
+    root = root if root is not None else confirmation_root(n_images)
+    return _ensure_held_out(root, n_images, CONFIRMATION_SEED, "the confirmation set's image count")
 
 
 def is_benchmark_folder(root: str | Path) -> bool:
