@@ -442,7 +442,7 @@ def evaluate_dataset(
 
 def measured(args: argparse.Namespace, ckpt: dict, dataset) -> dict:
     """What was scored: dataset (and folder), split, part, checkpoint and which weights."""
-    from utils.data.benchmark import benchmark_name
+    from utils.data.benchmark import benchmark_name, is_benchmark_folder
     from utils.data.build import describe_split
 
     kind = ckpt.get("kind", "best" if Path(args.network).name == "best.pt" else "last")
@@ -451,11 +451,10 @@ def measured(args: argparse.Namespace, ckpt: dict, dataset) -> dict:
         "last": f"last.pt: epoch {ckpt.get('epoch')}",
         "snapshot": f"epoch {ckpt.get('epoch')} snapshot",
     }.get(kind, kind)
-    name = (
-        benchmark_name(len(dataset), getattr(dataset, "root", None))
-        if args.dataset == "benchmark"
-        else args.dataset
-    )
+    root = getattr(dataset, "root", None)
+    # A held-out set keeps its name when scored through its on-disk format (--dataset jacquard).
+    held_out = args.dataset == "benchmark" or (root is not None and is_benchmark_folder(root))
+    name = benchmark_name(len(dataset), root) if held_out else args.dataset
     return {
         "checkpoint": str(Path(args.network).resolve()),
         "checkpoint_kind": kind_text,

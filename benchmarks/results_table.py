@@ -52,6 +52,7 @@ from utils.data.build import (  # noqa: E402
     dataset_from_args,
     split_from_args,
 )
+from utils.entrypoint import EXIT_STOPPED_SAVED, Interrupted  # noqa: E402
 from utils.evaluation import EvaluationResults, evaluate_grasps  # noqa: E402
 from utils.post_process import DECODING_VERSION  # noqa: E402
 from utils.stats import format_rate, mcnemar_test, mean_std, paired_bootstrap  # noqa: E402
@@ -128,7 +129,12 @@ def train(
     if args is None:
         args = script.parse_args(flags)
     t0 = time.perf_counter()
-    script.main(args)
+    try:
+        script.main(args)
+    except Interrupted as e:  # SIGTERM / SIGINT: last.pt is saved; the table resumes it
+        print(f"{desc}: stopped by {e.signame} {e.where}: saved {e.checkpoint}; the same "
+              "table command resumes it", file=sys.stderr, flush=True)  # fmt: skip
+        sys.exit(EXIT_STOPPED_SAVED)
     run = newest_run(outdir, desc, weights=True)  # the run just trained, not a restored one
     if run is None:
         raise RuntimeError(f"training {desc} wrote no test_results.json in {outdir}")

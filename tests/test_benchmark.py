@@ -91,3 +91,19 @@ def test_confirmation_set_is_held_out_with_other_objects(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_net.parse_args(["--dataset-path", str(conf)])
     assert "holds a held-out set" in capsys.readouterr().err
+
+
+def test_eval_net_names_a_held_out_folder_whatever_the_dataset_flag(tmp_path):
+    import argparse
+
+    import eval_net
+
+    conf = ensure_confirmation_set(5, tmp_path / "conf")
+    args = argparse.Namespace(network="x/best.pt", weights=None, part="all", dataset="jacquard")
+    m = eval_net.measured(args, {"kind": "best", "epoch": 3}, JacquardDataset(conf, output_size=32))
+    assert m["dataset"].startswith("synthetic confirmation set v")
+    plain = tmp_path / "plain"
+    from utils.data.synthetic import generate_dataset
+
+    ds = JacquardDataset(generate_dataset(plain, n_scenes=2), output_size=32)
+    assert eval_net.measured(args, {"kind": "best"}, ds)["dataset"] == "jacquard"

@@ -113,6 +113,30 @@ def test_a_stopped_run_of_other_flags_is_trained_anew(tmp_path, capsys):
     assert "trained with other flags" in capsys.readouterr().out
 
 
+def test_a_table_stopped_by_a_signal_ends_with_one_line_and_the_resume_code(tmp_path, capsys):
+    """SIGTERM mid-run (a session's end): exit 75 with one line naming the saved last.pt,
+    not the Interrupted traceback; the same table command resumes it."""
+    from results_table import train
+
+    from utils.entrypoint import EXIT_STOPPED_SAVED, Interrupted
+
+    saved = tmp_path / "261201_120000_ggcnn2_s0" / "last.pt"
+
+    class Script:
+        parse_args = staticmethod(lambda argv: argv)
+
+        @staticmethod
+        def main(args):
+            raise Interrupted("SIGTERM", saved, "at epoch 3, batch 2 of 9", "train_net.py")
+
+    with pytest.raises(SystemExit) as e:
+        train("ggcnn2", 0, tmp_path, [], script=Script)
+    assert e.value.code == EXIT_STOPPED_SAVED
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(saved) in err and "at epoch 3" in err
+    assert "same table command resumes it" in err
+
+
 def test_records_bring_back_finished_runs_without_checkpoints(tmp_path, monkeypatch):
     """A finished table run is recorded (its small JSON files), and a fresh checkout's table
     finds it again, restored without checkpoints; runs outside runs/<table> are not recorded."""
