@@ -132,8 +132,8 @@ def train(
     try:
         script.main(args)
     except Interrupted as e:  # SIGTERM / SIGINT: last.pt is saved; the table resumes it
-        print(f"{desc}: stopped by {e.signame} {e.where}: saved {e.checkpoint}; the same "
-              "table command resumes it", file=sys.stderr, flush=True)  # fmt: skip
+        print(f"{desc}: {e.stopped}; the same table command resumes it", file=sys.stderr,
+              flush=True)  # fmt: skip
         sys.exit(EXIT_STOPPED_SAVED)
     run = newest_run(outdir, desc, weights=True)  # the run just trained, not a restored one
     if run is None:

@@ -42,9 +42,10 @@ class Interrupted(Exception):
         world = int(os.environ.get("WORLD_SIZE", "1"))
         launcher = f"torchrun --nproc_per_node={world}" if world > 1 else "python"
         script = script or Path(sys.argv[0]).name
+        #: What happened, without how to resume (a driver that resumes differently says its own).
+        self.stopped = f"stopped by {signame} {where}: saved {self.checkpoint}"
         super().__init__(
-            f"stopped by {signame} {where}: saved {self.checkpoint}; resume with "
-            f"{launcher} {script} --resume {self.checkpoint}"
+            f"{self.stopped}; resume with {launcher} {script} --resume {self.checkpoint}"
         )
 
 
