@@ -4,6 +4,7 @@ leaves the previous file intact, and each way of ending has its own exit code.""
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import subprocess
 import sys
@@ -244,3 +245,31 @@ def test_sigterm_to_torchrun_saves_every_rank_at_the_same_step(tmp_path):
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert res.returncode == 0, worker_errors(res.stderr)
     assert f"resuming at epoch {ckpt['epoch'] + 1}" in res.stdout
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "said"),
+    [
+        ("print('written', end='')", 0, "written"),
+        ("raise Interrupted('SIGTERM', Path('last.pt'), 'at epoch 1')", 75, "stopped by SIGTERM"),
+        ("raise ValueError('--epochs: expected > 0')", 2, "error: --epochs: expected > 0"),
+        ("raise RuntimeError('a bug')", 1, "RuntimeError: a bug"),
+    ],
+    ids=["ok", "stopped", "bad-input", "bug"],
+)
+def test_torchrun_workers_keep_their_exit_codes_without_finalizing(body, code, said):
+    # A torchrun worker ends with os._exit (gloo's threads could abort the interpreter's
+    # finalization; utils/entrypoint.py): the exit code, the messages, and output not yet
+    # flushed all survive it. A bug still prints its traceback.
+    prog = (
+        "from pathlib import Path\n"
+        "from utils.entrypoint import Interrupted, run_main\n"
+        f"def main(args):\n    {body}\n"
+        "run_main(main, lambda: None)\n"
+    )
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "0"}
+    res = subprocess.run([sys.executable, "-c", prog], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert res.returncode == code, res.stderr
+    assert said in res.stdout + res.stderr
+    assert ("Traceback" in res.stderr) == (code == 1), res.stderr
