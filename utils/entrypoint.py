@@ -107,7 +107,8 @@ def _is_main_rank() -> bool:
 def run_main(main: Callable[[Any], Any], parse_args: Callable[[], Any]) -> None:
     """Run ``main(parse_args())`` and end with the exit codes above. Parsing is inside the
     handler too: flags that read files (``--resume`` reads its checkpoint) fail as cleanly as
-    any other bad flag. Messages print once, on the main rank."""
+    any other bad flag. Messages print once, on the main rank. A torchrun worker (WORLD_SIZE
+    above 1) does not return: it ends here, without finalizing (:func:`_exit_without_finalizing`)."""
     code, text = EXIT_OK, ""
     try:
         main(parse_args())
