@@ -49,7 +49,8 @@ column, which is then neither trained nor tested (saves a MixMatch run a seed).
 (``utils/data/benchmark.py``: 2,000 images of another held-out seed, other objects; generated
 on first use, 53 s on a 2-core AMD EPYC with AVX512-BF16), and the same tables printed from
 those scores. The variants were chosen by their benchmark scores, which flatters them there;
-the confirmation set never took part in a choice. Scores are kept in each run folder (``eval_confirmation_v<version>_n2000``).
+the confirmation set never took part in a choice. Scores are kept in each run folder
+(``eval_confirmation_v<version>_n2000``).
 """
 
 from __future__ import annotations

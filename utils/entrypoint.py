@@ -40,7 +40,7 @@ class Interrupted(Exception):
         self, signame: str, checkpoint: Path, where: str, script: str | None = None
     ) -> None:
         self.signame, self.checkpoint, self.where = signame, Path(checkpoint), where
-        world = int(os.environ.get("WORLD_SIZE", "1"))
+        world = _world_size()
         launcher = f"torchrun --nproc_per_node={world}" if world > 1 else "python"
         script = script or Path(sys.argv[0]).name
         #: What happened, without how to resume (a driver that resumes differently says its own).
@@ -108,7 +108,7 @@ def run_main(main: Callable[[Any], Any], parse_args: Callable[[], Any]) -> None:
     """Run ``main(parse_args())`` and end with the exit codes above. Parsing is inside the
     handler too: flags that read files (``--resume`` reads its checkpoint) fail as cleanly as
     any other bad flag. Messages print once, on the main rank. A torchrun worker (WORLD_SIZE
-    above 1) does not return: it ends here, without finalizing (:func:`_exit_without_finalizing`)."""
+    above 1) does not return: it ends here, unfinalized (:func:`_exit_without_finalizing`)."""
     code, text = EXIT_OK, ""
     try:
         main(parse_args())
@@ -127,20 +127,21 @@ def run_main(main: Callable[[Any], Any], parse_args: Callable[[], Any]) -> None:
         code = EXIT_INTERRUPTED
         text = "interrupted: nothing new saved (a run's last.pt, if any, is from before)"
     except Exception:
-        if not _under_torchrun():
+        if _world_size() == 1:
             raise
         traceback.print_exc()  # a bug: its traceback, then the exit below
         code = EXIT_BUG
     if text and _is_main_rank():
         print(text, file=sys.stderr, flush=True)
-    if _under_torchrun():
+    if _world_size() > 1:
         _exit_without_finalizing(code)
     if code:
         sys.exit(code)
 
 
-def _under_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+def _world_size() -> int:
+    """The process count torchrun launched (1 outside torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _exit_without_finalizing(code: int) -> None:
@@ -150,9 +151,10 @@ def _exit_without_finalizing(code: int) -> None:
     outlive destroy_process_group. One still freeing a finished collective when the
     interpreter finalizes cannot take the GIL, is ended there, and std::terminate aborts the
     process (SIGABRT, "terminate called without an active exception") after a run that had
-    written everything: it failed about one torchrun run in six on 2 busy cores (PyTorch
-    2.13; upstream: pytorch/pytorch#179291). Everything this project writes is closed by now
-    (atomic writes, the TensorBoard log): only the standard streams need flushing."""
+    written everything, now and then on 2 busy cores (PyTorch 2.13; the crash of
+    pytorch/pytorch#179291, a pull request closed unmerged). Everything this project writes
+    is closed by now (atomic writes, the TensorBoard log): only the standard streams need
+    flushing."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
