@@ -6,7 +6,7 @@
 ``train_net.py``'s epoch line reports ``data_wait``: the share of the step loop spent in
 ``next(batches)``. This runs ``train_net.py`` in this process (flags after ``--`` are passed
 on, after ``--prefetch-thread off``) with timers around the dataset's items
-(``SeededItems.__getitem__``), three of their stages (the warps, depth's first read from the
+(``SeededItems.__getitems__``: a batch's items, made together), three of their stages (the warps, depth's first read from the
 disk cache included; the depth normalisation; the target maps) and the batch collation, and
 prints per epoch what share of the epoch's step loop each took, beside the wait itself (the
 wait is a share of the loop proper, the others of the loop plus its end-of-epoch sums: the
@@ -46,8 +46,11 @@ class Timers:
         self.seconds.clear()
         self.calls.clear()
 
-    def timed(self, inner: Callable[..., Any], name: str) -> Callable[..., Any]:
-        """``inner``, its calls counted and timed under ``name``."""
+    def timed(
+        self, inner: Callable[..., Any], name: str, count: Callable[..., int] | None = None
+    ) -> Callable[..., Any]:
+        """``inner``, timed under ``name`` and counted (``count(*args)`` per call: what one
+        call makes, a batch's items; default 1)."""
 
         def call(*args: Any, **kwargs: Any) -> Any:
             t = time.perf_counter()
@@ -55,7 +58,7 @@ class Timers:
                 return inner(*args, **kwargs)
             finally:
                 self.seconds[name] += time.perf_counter() - t
-                self.calls[name] += 1
+                self.calls[name] += 1 if count is None else count(*args)
 
         return call
 
@@ -66,7 +69,6 @@ def instrumented(rows: list[dict[str, float]]) -> Iterator[None]:
     wait and the shares of the loop spent in items, their stages and collation."""
     import utils.data.base as base
     import utils.data.loader as loader
-    import utils.grasp as grasp
     import utils.training as training
 
     timers = Timers()
@@ -86,16 +88,17 @@ def instrumented(rows: list[dict[str, float]]) -> Iterator[None]:
         return out
 
     timed = {  # (owner, attribute): timer name
-        (loader.SeededItems, "__getitem__"): "items",
+        (loader.SeededItems, "__getitems__"): "items",  # a batch's items, counted one by one
         (base, "collate_grasp_batch"): "collation",  # make_loader looks it up per call
         (base.GraspDataset, "_warp"): "warps",
         (base, "normalise_depth"): "depth normalisation",
-        (grasp.GraspRectangles, "targets"): "targets",
+        (base, "stacked_targets"): "targets",  # a batch's targets, drawn together
     }
     # The stack undoes every patch on the way out, also when a later one fails to apply.
     with contextlib.ExitStack() as stack:
         for (owner, attr), name in timed.items():
-            new = timers.timed(getattr(owner, attr), name)
+            count = (lambda _self, keys: len(keys)) if name == "items" else None
+            new = timers.timed(getattr(owner, attr), name, count)
             stack.enter_context(mock.patch.object(owner, attr, new))
         stack.enter_context(mock.patch.object(training, "_train_batches", epoch))
         yield

@@ -15,7 +15,9 @@ identically (a random rotation and zoom each). One thread, as in a DataLoader wo
 ``--stages``: then where a cached training item's time goes, with the training defaults
 (depth only, table-relative depth, random rotation and zoom): the view's matrix, the depth
 image read from the cache and warped, its normalisation (the table plane's fit), the target
-maps; median ms per stage over the items, and of each item timed whole (share of it).
+maps; median ms per stage over the items, and of each item timed whole (share of it); then
+per item of 8 made together, as the training loader makes a batch (``GraspDataset.views``):
+their targets, drawn in one pass, and the whole items.
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import utils.data.base as base  # noqa: E402
 from utils.cli import DEFAULT_DEPTH_NORM  # noqa: E402
 from utils.data import JacquardDataset  # noqa: E402
 from utils.data.base import GraspDataset  # noqa: E402
 from utils.data.synthetic import DEFAULT_N_SCENES, ensure_synthetic_dataset  # noqa: E402
 from utils.depth import normalise_depth  # noqa: E402
-from utils.grasp import GraspRectangles, draw_one_at_a_time  # noqa: E402
+from utils.grasp import draw_one_at_a_time, stacked_targets  # noqa: E402
 
 
 def median_ms(dataset: JacquardDataset, n: int) -> float:
@@ -62,15 +65,15 @@ def encode_whole_maps(quality, angle, opening, width_scale):
 def previous_path():
     """Items made as before: grasps re-parsed on every read, one fill per rectangle, the
     angle maps encoded over every pixel."""
-    grasps, targets = GraspDataset.grasps, GraspRectangles.targets
+    grasps, targets = GraspDataset.grasps, base.stacked_targets
     GraspDataset.grasps = lambda self, idx: self.load_grasps(idx)  # type: ignore[method-assign]
-    GraspRectangles.targets = lambda self, shape, width_scale, runs=None: encode_whole_maps(  # type: ignore[method-assign]
-        *draw_one_at_a_time(self, shape), width_scale
+    base.stacked_targets = lambda gts, shape, width_scale, runs=None: np.stack(
+        [encode_whole_maps(*draw_one_at_a_time(g, shape), width_scale) for g in gts]
     )
     try:
         yield
     finally:
-        GraspDataset.grasps, GraspRectangles.targets = grasps, targets  # type: ignore[method-assign]
+        GraspDataset.grasps, base.stacked_targets = grasps, targets  # type: ignore[method-assign]
 
 
 def same_targets(dataset: JacquardDataset, n: int) -> int:
@@ -88,16 +91,20 @@ def same_targets(dataset: JacquardDataset, n: int) -> int:
 
 
 STAGES = ("matrix", "depth read + warp", "depth normalisation", "targets")
+#: Per item, made :data:`BATCH` at a time as the training loader does (``GraspDataset.views``).
+BATCHED = ("targets, batch of 8", "whole item, batch of 8")
+BATCH = 8
 
 
 def stage_times(dataset: JacquardDataset, n: int, repeats: int = 3) -> dict[str, float]:
     """Median ms per stage of :meth:`GraspDataset.view` (:data:`STAGES`) and of the whole item
-    (``"item"``, timed on its own) over ``n`` augmented items, the same view each time, cached."""
+    (``"item"``, timed on its own) over ``n`` augmented items, the same view each time, cached;
+    and per item of :data:`BATCH` made together (:data:`BATCHED`: the targets, the items)."""
     g = torch.Generator().manual_seed(0)
     views = [(i, *dataset._random_view(g)) for i in range(n)]
     for i, rot, zoom in views:  # fill the cache
         dataset.view(i, rot, zoom)
-    times: dict[str, list[float]] = {k: [] for k in (*STAGES, "item")}
+    times: dict[str, list[float]] = {k: [] for k in (*STAGES, "item", *BATCHED)}
     runs = {i: dataset.grasps(i).jaw_size_runs() for i, _, _ in views}  # once a sample, as view
     size = dataset.output_size
     for _ in range(repeats):
@@ -117,7 +124,21 @@ def stage_times(dataset: JacquardDataset, n: int, repeats: int = 3) -> dict[str,
             parts = [b - a for a, b in zip(t, t[1:], strict=False)]
             for k, v in zip((*STAGES, "item"), parts, strict=True):
                 times[k].append(v)
-    return {k: 1000 * statistics.median(v) for k, v in times.items()}
+        for b in range(0, len(views) - BATCH + 1, BATCH):
+            chunk = views[b : b + BATCH]
+            t = [time.perf_counter()]
+            gts = []
+            for i, rot, zoom in chunk:
+                grasps = dataset.grasps(i)
+                gts.append(grasps.affine(dataset._matrix(i, rot, zoom, grasps)))
+            t.append(time.perf_counter())
+            stacked_targets(gts, (size, size), dataset.width_scale, [runs[i] for i, *_ in chunk])
+            t.append(time.perf_counter())
+            dataset.views([(i, rot, zoom, None) for i, rot, zoom in chunk])
+            t.append(time.perf_counter())
+            times[BATCHED[0]].append((t[2] - t[1]) / BATCH)
+            times[BATCHED[1]].append((t[3] - t[2]) / BATCH)
+    return {k: 1000 * statistics.median(v) for k, v in times.items() if v}  # none: n < BATCH
 
 
 def print_stages(path: str, size: int, n: int) -> None:
@@ -127,7 +148,8 @@ def print_stages(path: str, size: int, n: int) -> None:
         ms = stage_times(ds, min(n, len(ds)))
     total = ms["item"]
     print(f"| {Path(path).name} | " + " | ".join(
-        f"{ms[k]:.2f} ({ms[k] / total:.0%})" for k in STAGES) + f" | {ms['item']:.2f} |",
+        f"{ms[k]:.2f} ({ms[k] / total:.0%})" for k in STAGES) + f" | {ms['item']:.2f} | "
+        + " | ".join(f"{ms[k]:.2f}" if k in ms else "–" for k in BATCHED) + " |",
         flush=True)  # fmt: skip
 
 
@@ -181,8 +203,9 @@ def main() -> None:
             f"\nA cached training item by stage: {args.size} px depth, --depth-norm "
             f"{DEFAULT_DEPTH_NORM}, rotation + zoom, median ms (share of the whole item)\n"
         )
-        print("| dataset | " + " | ".join(STAGES) + " | whole item |")
-        print("|---|" + "---:|" * (len(STAGES) + 1))
+        print("| dataset | " + " | ".join(STAGES) + " | whole item | " + " | ".join(BATCHED)
+              + " |")  # fmt: skip
+        print("|---|" + "---:|" * (len(STAGES) + 1 + len(BATCHED)))
         for path in paths:
             if Path(path).is_dir():
                 print_stages(path, args.size, args.items)

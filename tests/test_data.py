@@ -208,6 +208,45 @@ def test_collate_and_dataloader(jacquard_small: JacquardDataset) -> None:
         collate_grasp_batch([])
 
 
+def test_batched_items_equal_items_one_at_a_time(cache_dir: Path, tmp_path: Path) -> None:
+    """The loaders' batched fetch (``SeededItems.__getitems__``: a batch's targets drawn
+    together) gives exactly the items made one at a time, augmented (rotation, zoom, depth
+    noise, RGB, masks) or not; a dataset with its own ``item`` keeps it."""
+    from utils.data.loader import SeededItems
+    from utils.data.unlabelled import ImageFolder
+
+    aug = dict(random_rotate=True, random_zoom=True, rotation="continuous", depth_aug=True)
+    sets = [
+        JacquardDataset(
+            _need(JACQUARD),
+            output_size=48,
+            use_rgb=True,
+            include_mask=True,
+            cache_dir=cache_dir,
+            **aug,
+        ),  # fmt: skip
+        _cornell(output_size=40, cache_dir=cache_dir),
+        ImageFolder(JACQUARD, output_size=32, cache_dir=cache_dir, **aug),
+    ]
+    for ds in sets:
+        wrapped = SeededItems(ds)
+        keys = [(i % len(ds), 1000 + i) for i in (3, 0, 7, 3, 11)]
+        together, alone = wrapped.__getitems__(keys), [wrapped[k] for k in keys]
+        assert len(together) == len(alone) == len(keys)
+        for a, b in zip(together, alone, strict=True):
+            assert a.keys() == b.keys()
+            for k in a:
+                if isinstance(a[k], torch.Tensor):
+                    assert torch.equal(a[k], b[k]), (type(ds).__name__, k)
+                elif isinstance(a[k], np.ndarray):
+                    assert np.array_equal(a[k], b[k]), (type(ds).__name__, k)
+                else:
+                    assert a[k] == b[k], (type(ds).__name__, k)
+        assert "y" in together[0] or isinstance(ds, ImageFolder)
+    # A plain index (no seed) is the dataset's own item.
+    assert torch.equal(SeededItems(sets[1]).__getitems__([0])[0]["y"], sets[1][0]["y"])
+
+
 def test_mask_item_and_collate(cache_dir: Path) -> None:
     ds = JacquardDataset(_need(JACQUARD), output_size=32, cache_dir=cache_dir, include_mask=True)
     item = ds.view(2, rot=0.5, zoom=0.7)

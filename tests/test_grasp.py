@@ -22,6 +22,7 @@ from utils.grasp import (
     max_iou,
     max_iou_per_image,
     polygon_intersection_area,
+    stacked_targets,
     wrap_angle,
 )
 
@@ -314,6 +315,28 @@ def test_targets_equal_the_encoded_drawn_maps_on_random_scenes():
         for scale in (150.0, 20.0):  # 20: openings clipped
             expected = encode_grasp_maps(*g.draw((64, 48)), width_scale=scale)
             assert np.array_equal(g.targets((64, 48), scale), expected)
+
+
+def test_stacked_targets_equal_each_images_own():
+    """A batch's targets drawn together are each image's alone, bit for bit: empty images,
+    rectangles reaching past the frame (clipped to their own image, never the next one) and
+    jaw-size runs given or found; mismatched runs are refused."""
+    rng = np.random.default_rng(5)
+    sets = [_random_rectangles(rng, int(n), 64) for n in (0, 1, 40, 0, 200, 7)]
+    sets.append(GraspRectangles.from_grasps(np.array([[62.0, 30.0]]), np.array([1.5]),
+                                            np.array([90.0]), np.array([30.0])))  # fmt: skip
+    for scale in (150.0, 20.0):
+        stacked = stacked_targets(sets, (64, 48), scale)
+        assert stacked.shape == (len(sets), 4, 64, 48) and stacked.dtype == np.float32
+        for g, y in zip(sets, stacked, strict=True):
+            assert np.array_equal(y, encode_grasp_maps(*g.draw((64, 48)), width_scale=scale))
+    runs = [g.jaw_size_runs() for g in sets]
+    assert np.array_equal(stacked_targets(sets, (64, 48), 20.0, runs), stacked)
+    assert stacked_targets([], (8, 8)).shape == (0, 4, 8, 8)
+    with pytest.raises(ValueError, match="jaw-size runs"):
+        stacked_targets(sets[1:3], (64, 48), 20.0, runs[2:4])
+    with pytest.raises(ValueError, match="2 jaw-size runs for 3"):
+        stacked_targets(sets[:3], (64, 48), 20.0, runs[:2])
 
 
 def test_targets_take_jaw_size_runs_from_another_frame():

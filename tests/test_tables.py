@@ -504,14 +504,14 @@ def test_loader_stages_time_every_stage_of_a_real_item(shared_data, capsys):
 
     ds = JacquardDataset(shared_data / "jacquard_samples", output_size=64, random_rotate=True,
                          random_zoom=True, depth_norm="table")  # fmt: skip
-    ms = loader_speed.stage_times(ds, 3, repeats=1)
-    assert set(ms) == {*loader_speed.STAGES, "item"}
+    ms = loader_speed.stage_times(ds, loader_speed.BATCH, repeats=1)
+    assert set(ms) == {*loader_speed.STAGES, "item", *loader_speed.BATCHED}
     assert all(v > 0 for v in ms.values())
-    loader_speed.print_stages(str(shared_data / "jacquard_samples"), 64, 2)
+    loader_speed.print_stages(str(shared_data / "jacquard_samples"), 64, 2)  # too few to batch
     row = capsys.readouterr().out.strip()
-    assert (
-        row.startswith("| jacquard_samples | ") and row.count("|") == len(loader_speed.STAGES) + 3
-    )
+    columns = len(loader_speed.STAGES) + len(loader_speed.BATCHED) + 3
+    assert row.startswith("| jacquard_samples | ") and row.count("|") == columns
+    assert row.endswith("| – | – |")
 
 
 def test_data_wait_splits_an_epochs_wait_and_restores_what_it_timed(shared_data, tmp_path, capsys):
@@ -522,13 +522,12 @@ def test_data_wait_splits_an_epochs_wait_and_restores_what_it_timed(shared_data,
     import train_net
     import utils.data.base as base
     import utils.data.loader as loader
-    import utils.grasp as grasp
     import utils.training as training
 
     def patched():
         return (training._train_batches, base.collate_grasp_batch, base.normalise_depth,
-                base.GraspDataset._warp, loader.SeededItems.__getitem__,
-                grasp.GraspRectangles.targets)  # fmt: skip
+                base.GraspDataset._warp, loader.SeededItems.__getitems__,
+                base.stacked_targets)  # fmt: skip
 
     before = patched()
     rows: list[dict[str, float]] = []

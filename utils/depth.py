@@ -64,6 +64,12 @@ class TablePlane:
         """z-depth (m) of the plane under every pixel, float64 (H, W)."""
         return 1.0 / self.inverse_depth()
 
+    def corner_inverse_depths(self) -> np.ndarray:
+        """1 / z of the plane under the four corner pixels, float64, as :meth:`inverse_depth`
+        computes them."""
+        xp, yp = _normalised_coords(self.shape, self.f)
+        return (self.p[0] + self.p[1] * xp[0, [0, -1, 0, -1]]) + self.p[2] * yp[[0, 0, -1, -1], 0]
+
 
 def _normalised_coords(shape: tuple[int, int], f: float) -> tuple[np.ndarray, np.ndarray]:
     """x' as a 1 x W row and y' as an H x 1 column (they broadcast to H x W)."""
@@ -140,14 +146,20 @@ def fit_table_plane(depth: np.ndarray, step: int = 4, iterations: int = 3) -> np
     the median depth when there is no plane to fit or it passes through the camera."""
     d = np.asarray(depth, dtype=np.float32)
     try:
-        inv = fit_table(d, step=step, iterations=iterations).inverse_depth()
+        plane = fit_table(d, step=step, iterations=iterations)
     except ValueError:
-        inv = None
+        plane = None
     # 1 / z is linear in the pixel coordinates: positive everywhere iff at the four corners.
-    if inv is None or not np.all(inv[[0, 0, -1, -1], [0, -1, 0, -1]] > 0):
+    if plane is None or not np.all(plane.corner_inverse_depths() > 0):
         ok = np.isfinite(d) & (d > 0)
         return np.full(d.shape, float(np.median(d[ok])) if ok.any() else 0.0, np.float32)
-    return (1.0 / inv).astype(np.float32)
+    # In float32, two passes over the image: a training item normalises one per read, and
+    # float32 rounding (1e-7 m at 1 m) is far below any depth sensor's.
+    xp, yp = _normalised_coords(d.shape, plane.f)
+    row = (plane.p[0] + plane.p[1] * xp).astype(np.float32)
+    col = (plane.p[2] * yp).astype(np.float32)
+    out = np.add(row, col)  # 1 / z
+    return np.divide(np.float32(1.0), out, out=out)
 
 
 def trained_depth_norm(trained: dict) -> str:
@@ -159,12 +171,12 @@ def normalise_depth(depth: np.ndarray, mode: str = "mean") -> np.ndarray:
     """The network's depth input (float32, metres, clipped to [-1, 1]); see the module doc."""
     d = np.asarray(depth, dtype=np.float32)
     if mode == "mean":
-        ref = d.mean()
-    elif mode == "table":
-        ref = fit_table_plane(d)
-    else:
-        raise ValueError(f"depth normalisation must be one of {DEPTH_NORMS}, got {mode!r}")
-    return np.clip(d - ref, -1.0, 1.0).astype(np.float32, copy=False)
+        return np.clip(d - d.mean(), -1.0, 1.0).astype(np.float32, copy=False)
+    if mode == "table":
+        x = fit_table_plane(d)  # a new float32 array: subtract and clip in place
+        np.subtract(d, x, out=x)
+        return np.clip(x, -1.0, 1.0, out=x)
+    raise ValueError(f"depth normalisation must be one of {DEPTH_NORMS}, got {mode!r}")
 
 
 def randomise_depth(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -472,23 +472,14 @@ class GraspRectangles:
     ) -> np.ndarray:
         """The network target of these rectangles: 4 x H x W float32, exactly
         ``encode_grasp_maps(*self.draw(shape), width_scale)`` but made in one pass over the
-        covered pixels only (the training loader's path, without full-size angle and opening
-        maps in between). ``runs``: :meth:`jaw_size_runs` of these rectangles, or of the same
-        rectangles in another frame, which the loader computes once per sample instead of once
-        per item (a rotation, uniform scale and shift keeps the runs, except where rounding
-        moves a run's angle across the +-pi/2 wrap: then the maps differ in the last bit of
-        sin 2θ, the same grasp)."""
-        out = np.zeros((4, *shape), dtype=np.float32)
-        on, run, last = self._covered(shape, runs)
-        flat = out.reshape(4, -1)
-        flat[0, on] = 1.0
-        ends = GraspRectangles(self.points[last])
-        a = 2 * ends.angles.astype(np.float32)[run]
-        w = ends.lengths.astype(np.float32)[run]
-        flat[1, on] = np.cos(a)
-        flat[2, on] = np.sin(a)
-        flat[3, on] = np.clip(w, 0.0, width_scale) / width_scale
-        return out
+        covered pixels only (without full-size angle and opening maps in between); the
+        training loader draws a whole batch at once with :func:`stacked_targets`. ``runs``:
+        :meth:`jaw_size_runs` of these rectangles, or of the same rectangles in another frame,
+        which the loader computes once per sample instead of once per item (a rotation,
+        uniform scale and shift keeps the runs, except where rounding moves a run's angle
+        across the +-pi/2 wrap: then the maps differ in the last bit of sin 2θ, the same
+        grasp)."""
+        return stacked_targets([self], shape, width_scale, [runs])[0]
 
     def jaw_size_runs(self) -> tuple[np.ndarray, np.ndarray]:
         """Runs of consecutive rectangles that are one grasp line with several jaw sizes (the
@@ -498,19 +489,12 @@ class GraspRectangles:
             return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
         return _jaw_size_runs(self.centers, self.angles, self.lengths, self.widths)
 
-    def _covered(
-        self, shape: tuple[int, int], runs: tuple[np.ndarray, np.ndarray] | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(flat indices of the pixels some rectangle's drawn part covers, ascending; the run
-        of the last rectangle in the list covering each; each run's last rectangle, see
-        :meth:`jaw_size_runs`): the GG-CNN drawing rule of :meth:`draw`.
-
-        Grasp files list one grasp with several jaw sizes on consecutive lines (Jacquard: about
-        4 per grasp), and their drawn parts are nested, so only the largest of each such run is
-        filled, standing for the run's last line (the run's values are the same, so the maps
-        are too): 3.8-4.1x fewer polygons on the real and synthetic sets."""
+    def _checked_runs(
+        self, runs: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``runs`` (default: :meth:`jaw_size_runs`) after the cheap necessary checks that they
+        describe these rectangles: runs of other rectangles would draw wrong maps silently."""
         largest, last = self.jaw_size_runs() if runs is None else runs
-        # Runs of other rectangles would draw wrong maps silently: the cheap necessary checks.
         if (
             len(largest) != len(last)
             or (len(last) > 0) != (len(self) > 0)
@@ -520,19 +504,90 @@ class GraspRectangles:
                 f"jaw-size runs ({len(last)} runs ending at line "
                 f"{last[-1] if len(last) else None}) do not fit {len(self)} rectangles"
             )
-        if len(self) == 0:
-            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp), last
-        widest = GraspRectangles(self.points[largest])
-        compact = GraspRectangles.from_grasps(
-            widest.centers, widest.angles, widest.lengths / 3, widest.widths
-        )
-        owner, rr, cc = fill_convex_polygons(compact.points, shape)
-        # Later rectangles win: each pixel keeps the highest run covering it (runs are in list
-        # order, so that is the run of the highest-indexed rectangle).
-        top = np.full(shape[0] * shape[1], -1, dtype=np.intp)
-        np.maximum.at(top, rr * shape[1] + cc, owner)
-        on = np.flatnonzero(top >= 0)
-        return on, top[on], last
+        return largest, last
+
+    def _covered(
+        self, shape: tuple[int, int], runs: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(flat indices of the pixels some rectangle's drawn part covers, each once; the run
+        of the last rectangle in the list covering each; each run's last rectangle, see
+        :meth:`jaw_size_runs`): the GG-CNN drawing rule of :meth:`draw`."""
+        largest, last = self._checked_runs(runs)
+        on, run = _covered_pixels([self.points[largest]], shape)
+        return on, run, last
+
+
+def _covered_pixels(
+    widest: Sequence[np.ndarray], shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The drawing rule for several images at once. ``widest[i]``: image i's runs' widest
+    rectangles (K_i x 4 x 2, in list order). Returns (flat indices into an
+    ``len(widest) x H x W`` stack of the pixels some rectangle's drawn part covers, each once,
+    in no particular order; for each, the index of the covering run, counted over all images in order, of the last
+    rectangle in its image's list that covers it).
+
+    Grasp files list one grasp with several jaw sizes on consecutive lines (Jacquard: about
+    4 per grasp), and their drawn parts are nested, so only the largest of each such run is
+    filled, standing for the run's last line (the run's values are the same, so the maps
+    are too): 3.8-4.1x fewer polygons on the real and synthetic sets. One fill for all the
+    images: a batch's few rectangles an image make each numpy call small, so the calls, not
+    the pixels, are what costs."""
+    pixels = shape[0] * shape[1]
+    counts = [len(w) for w in widest]
+    if not sum(counts):
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+    rects = GraspRectangles(np.concatenate([w.reshape(-1, 4, 2) for w in widest]))
+    compact = GraspRectangles.from_grasps(
+        rects.centers, rects.angles, rects.lengths / 3, rects.widths
+    )
+    owner, rr, cc = fill_convex_polygons(compact.points, shape)  # clipped to each image
+    image = np.repeat(np.arange(len(widest)), counts)
+    flat = image[owner] * pixels + rr * shape[1] + cc
+    # Later rectangles win: each pixel keeps the highest run covering it (runs are in list
+    # order, so that is the run of the highest-indexed rectangle). Only the covered entries
+    # of the stack are ever written or read (np.empty leaves the rest untouched), and a
+    # polygon covers a pixel once, so the winning entries are one per covered pixel.
+    top = np.empty(len(widest) * pixels, dtype=np.intp)
+    top[flat] = -1
+    np.maximum.at(top, flat, owner)
+    wins = top[flat] == owner
+    return flat[wins], owner[wins]
+
+
+def stacked_targets(
+    grasps: Sequence[GraspRectangles],
+    shape: tuple[int, int],
+    width_scale: float = WIDTH_SCALE,
+    runs: Sequence[tuple[np.ndarray, np.ndarray] | None] | None = None,
+) -> np.ndarray:
+    """The targets of several images: ``B x 4 x H x W`` float32, exactly
+    ``np.stack([g.targets(shape, width_scale, r) for g, r in zip(grasps, runs)])`` (quality,
+    cos 2θ, sin 2θ, opening / ``width_scale``; pixels) in one pass over all of their covered
+    pixels. ``runs``: each image's :meth:`GraspRectangles.jaw_size_runs` or None (found here).
+    """
+    runs = [None] * len(grasps) if runs is None else list(runs)
+    if len(runs) != len(grasps):
+        raise ValueError(f"{len(runs)} jaw-size runs for {len(grasps)} rectangle sets")
+    out = np.zeros((len(grasps), 4, *shape), dtype=np.float32)
+    checked = [g._checked_runs(r) for g, r in zip(grasps, runs, strict=True)]
+    on, run = _covered_pixels(
+        [g.points[lg] for g, (lg, _) in zip(grasps, checked, strict=True)], shape
+    )
+    if not len(on):
+        return out
+    ends = GraspRectangles(
+        np.concatenate([g.points[la] for g, (_, la) in zip(grasps, checked, strict=True)])
+    )
+    a = 2 * ends.angles.astype(np.float32)[run]
+    w = ends.lengths.astype(np.float32)[run]
+    pixels = shape[0] * shape[1]
+    at = on + 3 * pixels * (on // pixels)  # image i's pixel p -> channel 0 of item i
+    flat = out.reshape(-1)
+    flat[at] = 1.0
+    flat[at + pixels] = np.cos(a)
+    flat[at + 2 * pixels] = np.sin(a)
+    flat[at + 3 * pixels] = np.clip(w, 0.0, width_scale) / width_scale
+    return out
 
 
 def _jaw_size_runs(

@@ -41,7 +41,7 @@ from torch.utils.data import Dataset
 
 from utils.atomic import atomic_open, remove_leftovers
 from utils.depth import DEPTH_NORMS, normalise_depth, randomise_depth
-from utils.grasp import WIDTH_SCALE, GraspRectangles
+from utils.grasp import WIDTH_SCALE, GraspRectangles, stacked_targets
 from utils.image import (
     IMAGE_BORDER,
     affine_scale,
@@ -499,34 +499,46 @@ class GraspDataset(Dataset):
     ) -> dict[str, Any]:
         """The item of sample ``idx`` for a given rotation (radians, CCW) and zoom; with
         ``aug_seed``, its depth randomised by that seed."""
-        idx = self._check_index(idx)
-        grasps = self.grasps(idx)
-        matrix = self._matrix(idx, rot, zoom, grasps)
+        return self.views([(idx, rot, zoom, aug_seed)])[0]
+
+    def views(self, specs: Sequence[tuple[int, float, float, int | None]]) -> list[dict[str, Any]]:
+        """:meth:`view` of each ``(idx, rot, zoom, aug_seed)``, the same items, with the
+        targets of all of them drawn in one pass (:func:`utils.grasp.stacked_targets`)."""
         s = self.output_size
-        parts = []
-        if self.use_depth:
-            parts.append(self._depth_input(idx, matrix, aug_seed))
-        if self.use_rgb:
-            parts.append(normalise_rgb(self._warp(idx, "rgb", matrix)))
-        gt = grasps.affine(matrix)
-        runs = self._runs_memo.get(idx)
-        if runs is None:  # a property of the sample's rectangles, the same in every view
-            runs = grasps.jaw_size_runs()
-            if idx in self._grasp_memo:  # kept as long as the rectangles they describe
-                self._runs_memo[idx] = runs
-        y = gt.targets((s, s), self.width_scale, runs)
-        item: dict[str, Any] = {
-            "x": torch.from_numpy(np.concatenate(parts, axis=0)),
-            "y": torch.from_numpy(y),
-            "gt": gt.points.astype(np.float32),
-            "index": idx,
-            "rot": float(rot),
-            "zoom": float(zoom),
-        }
-        if self.include_mask and self.samples[idx].mask is not None:
-            mask = self._warp(idx, "mask", matrix)
-            item["mask"] = torch.from_numpy(mask.astype(np.float32)[None])
-        return item
+        items, gts, runs = [], [], []
+        for idx, rot, zoom, aug_seed in specs:
+            idx = self._check_index(idx)
+            grasps = self.grasps(idx)
+            matrix = self._matrix(idx, rot, zoom, grasps)
+            parts = []
+            if self.use_depth:
+                parts.append(self._depth_input(idx, matrix, aug_seed))
+            if self.use_rgb:
+                parts.append(normalise_rgb(self._warp(idx, "rgb", matrix)))
+            gt = grasps.affine(matrix)
+            sample_runs = self._runs_memo.get(idx)
+            if sample_runs is None:  # a property of the sample's rectangles, in every view
+                sample_runs = grasps.jaw_size_runs()
+                if idx in self._grasp_memo:  # kept as long as the rectangles they describe
+                    self._runs_memo[idx] = sample_runs
+            item: dict[str, Any] = {
+                "x": torch.from_numpy(np.concatenate(parts, axis=0)),
+                "y": None,
+                "gt": gt.points.astype(np.float32),
+                "index": idx,
+                "rot": float(rot),
+                "zoom": float(zoom),
+            }
+            if self.include_mask and self.samples[idx].mask is not None:
+                mask = self._warp(idx, "mask", matrix)
+                item["mask"] = torch.from_numpy(mask.astype(np.float32)[None])
+            items.append(item)
+            gts.append(gt)
+            runs.append(sample_runs)
+        ys = stacked_targets(gts, (s, s), self.width_scale, runs)
+        for item, y in zip(items, ys, strict=True):
+            item["y"] = torch.from_numpy(y)
+        return items
 
     def __getitem__(self, idx: int) -> dict[str, Any]:
         """A training/evaluation item: ``x`` (C x S x S float32, depth first, normalised),
@@ -536,11 +548,25 @@ class GraspDataset(Dataset):
 
     def item(self, idx: int, generator: torch.Generator | None = None) -> dict[str, Any]:
         """Like ``dataset[idx]``, with the augmentation drawn from ``generator``."""
+        return self.views([self._random_spec(idx, generator)])[0]
+
+    def items(self, keys: Sequence[tuple[int, torch.Generator]]) -> list[dict[str, Any]]:
+        """``[self.item(idx, generator) for idx, generator in keys]``, the same items, made
+        together (:meth:`views`): what the loaders call for a batch."""
+        if type(self).item is not GraspDataset.item:  # a subclass's own items: one at a time
+            return [self.item(idx, generator) for idx, generator in keys]
+        return self.views([self._random_spec(idx, generator) for idx, generator in keys])
+
+    def _random_spec(
+        self, idx: int, generator: torch.Generator | None
+    ) -> tuple[int, float, float, int | None]:
+        """(idx, rotation, zoom, depth augmentation seed) of one training item, drawn from
+        ``generator`` (torch's global RNG when None) in a fixed order."""
         rot, zoom = self._random_view(generator)
         seed = None
         if self.depth_aug and self.use_depth:
             seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        return self.view(idx, rot, zoom, seed)
+        return idx, rot, zoom, seed
 
     def unlabelled_view(self, idx: int, rot: float = 0.0, zoom: float = 1.0) -> dict[str, Any]:
         """The input of sample ``idx`` alone (``x``, ``index``, ``rot``, ``zoom``), made exactly

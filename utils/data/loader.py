@@ -148,6 +148,15 @@ class SeededItems(Dataset):
             key = index
         return self.dataset[key]
 
+    def __getitems__(self, keys: list[tuple[int, int] | int]) -> list[Any]:
+        """A batch's items (the DataLoader's batched fetch): through the dataset's ``items``
+        where it has one (:meth:`utils.data.base.GraspDataset.items`: the targets of the
+        batch drawn together), else one at a time; the same items either way."""
+        items = getattr(self.dataset, "items", None)
+        if callable(items) and all(isinstance(k, tuple) for k in keys):
+            return items([(i, torch.Generator().manual_seed(seed)) for i, seed in keys])
+        return [self[k] for k in keys]
+
 
 def make_loader(
     dataset: Dataset,
