@@ -6,8 +6,9 @@
 ``train_net.py``'s epoch line reports ``data_wait``: the share of the step loop spent in
 ``next(batches)``. This runs ``train_net.py`` in this process (flags after ``--`` are passed
 on, after ``--prefetch-thread off``) with timers around the dataset's items
-(``SeededItems.__getitems__``: a batch's items, made together), three of their stages (the warps, depth's first read from the
-disk cache included; the depth normalisation; the target maps) and the batch collation, and
+(``SeededItems.__getitems__``: a batch's items, made together), three of their stages (the
+warps, depth's first read from the disk cache included; the depth normalisation; the
+batch's target maps) and the batch collation, and
 prints per epoch what share of the epoch's step loop each took, beside the wait itself (the
 wait is a share of the loop proper, the others of the loop plus its end-of-epoch sums: the
 same within a fraction of a percent). With ``--num-workers`` above 0, or batches made in a

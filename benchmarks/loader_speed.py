@@ -64,7 +64,7 @@ def encode_whole_maps(quality, angle, opening, width_scale):
 @contextlib.contextmanager
 def previous_path():
     """Items made as before: grasps re-parsed on every read, one fill per rectangle, the
-    angle maps encoded over every pixel."""
+    angle maps encoded over every pixel (the depth normalisation is today's on both paths)."""
     grasps, targets = GraspDataset.grasps, base.stacked_targets
     GraspDataset.grasps = lambda self, idx: self.load_grasps(idx)  # type: ignore[method-assign]
     base.stacked_targets = lambda gts, shape, width_scale, runs=None: np.stack(

@@ -208,7 +208,9 @@ def test_collate_and_dataloader(jacquard_small: JacquardDataset) -> None:
         collate_grasp_batch([])
 
 
-def test_batched_items_equal_items_one_at_a_time(cache_dir: Path, tmp_path: Path) -> None:
+def test_batched_items_equal_items_one_at_a_time(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The loaders' batched fetch (``SeededItems.__getitems__``: a batch's targets drawn
     together) gives exactly the items made one at a time, augmented (rotation, zoom, depth
     noise, RGB, masks) or not; a dataset with its own ``item`` keeps it."""
@@ -228,10 +230,19 @@ def test_batched_items_equal_items_one_at_a_time(cache_dir: Path, tmp_path: Path
         _cornell(output_size=40, cache_dir=cache_dir),
         ImageFolder(JACQUARD, output_size=32, cache_dir=cache_dir, **aug),
     ]
+    calls = []
+    stacked = base_module.stacked_targets
+    monkeypatch.setattr(
+        base_module, "stacked_targets", lambda g, *a: calls.append(len(g)) or stacked(g, *a)
+    )
     for ds in sets:
         wrapped = SeededItems(ds)
         keys = [(i % len(ds), 1000 + i) for i in (3, 0, 7, 3, 11)]
-        together, alone = wrapped.__getitems__(keys), [wrapped[k] for k in keys]
+        calls.clear()
+        together = wrapped.__getitems__(keys)
+        # The batched path draws the 5 targets in one pass; ImageFolder has no targets.
+        assert calls == ([] if isinstance(ds, ImageFolder) else [5])
+        alone = [wrapped[k] for k in keys]
         assert len(together) == len(alone) == len(keys)
         for a, b in zip(together, alone, strict=True):
             assert a.keys() == b.keys()

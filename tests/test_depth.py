@@ -11,7 +11,7 @@ import torch
 
 from utils.data.synthetic import Camera, render_scene
 from utils.data.synthetic_render import PlacedObject, Shape, focal_length
-from utils.depth import fit_table_plane, normalise_depth, randomise_depth
+from utils.depth import fit_table, fit_table_plane, normalise_depth, randomise_depth
 
 SIZE = 160
 
@@ -50,6 +50,20 @@ def test_table_fit_ignores_a_big_object_and_degenerate_input():
     assert np.allclose(normalise_depth(flat, "table"), 0.0)
     with pytest.raises(ValueError, match="depth normalisation"):
         normalise_depth(flat, "median")
+
+
+def test_float32_table_plane_is_the_float64_plane_and_leaves_the_input_alone():
+    """The plane's depth is made in float32 (a training item fits one per read): within
+    float32 rounding of the float64 plane, on flat and tilted tables; normalising returns a
+    new array and never writes into the depth it was given."""
+    for distance, tilt in ((0.6, 0.0), (1.0, 8.0), (1.5, 14.0)):
+        depth = _box_view(distance, math.radians(tilt)).depth
+        before = depth.copy()
+        exact = fit_table(depth).depth()
+        assert np.abs(fit_table_plane(depth) - exact).max() < 1e-6 * exact.max()
+        x = normalise_depth(depth, "table")
+        assert x.dtype == np.float32 and not np.shares_memory(x, depth)
+        assert np.array_equal(depth, before)
 
 
 def test_randomisation_is_deterministic_per_seed_and_bounded():

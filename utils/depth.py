@@ -149,16 +149,21 @@ def fit_table_plane(depth: np.ndarray, step: int = 4, iterations: int = 3) -> np
         plane = fit_table(d, step=step, iterations=iterations)
     except ValueError:
         plane = None
+    out = None
     # 1 / z is linear in the pixel coordinates: positive everywhere iff at the four corners.
-    if plane is None or not np.all(plane.corner_inverse_depths() > 0):
+    if plane is not None and np.all(plane.corner_inverse_depths() > 0):
+        # In float32, two passes over the image: a training item normalises one per read,
+        # and float32 rounding (1e-7 m at 1 m) is far below any depth sensor's. Rounded, a
+        # row and a column each stay monotonic, so the four corners still decide the sign.
+        xp, yp = _normalised_coords(d.shape, plane.f)
+        row = (plane.p[0] + plane.p[1] * xp).astype(np.float32)
+        col = (plane.p[2] * yp).astype(np.float32)
+        out = np.add(row, col)  # 1 / z
+        if not np.all(out[[0, 0, -1, -1], [0, -1, 0, -1]] > 0):
+            out = None  # a plane nearly through the camera: positive only before rounding
+    if out is None:
         ok = np.isfinite(d) & (d > 0)
         return np.full(d.shape, float(np.median(d[ok])) if ok.any() else 0.0, np.float32)
-    # In float32, two passes over the image: a training item normalises one per read, and
-    # float32 rounding (1e-7 m at 1 m) is far below any depth sensor's.
-    xp, yp = _normalised_coords(d.shape, plane.f)
-    row = (plane.p[0] + plane.p[1] * xp).astype(np.float32)
-    col = (plane.p[2] * yp).astype(np.float32)
-    out = np.add(row, col)  # 1 / z
     return np.divide(np.float32(1.0), out, out=out)
 
 

@@ -523,15 +523,15 @@ def _covered_pixels(
     """The drawing rule for several images at once. ``widest[i]``: image i's runs' widest
     rectangles (K_i x 4 x 2, in list order). Returns (flat indices into an
     ``len(widest) x H x W`` stack of the pixels some rectangle's drawn part covers, each once,
-    in no particular order; for each, the index of the covering run, counted over all images in order, of the last
-    rectangle in its image's list that covers it).
+    in no particular order; for each, the index of the covering run, counted over all images
+    in order, of the last rectangle in its image's list that covers it).
 
     Grasp files list one grasp with several jaw sizes on consecutive lines (Jacquard: about
     4 per grasp), and their drawn parts are nested, so only the largest of each such run is
     filled, standing for the run's last line (the run's values are the same, so the maps
     are too): 3.8-4.1x fewer polygons on the real and synthetic sets. One fill for all the
-    images: a batch's few rectangles an image make each numpy call small, so the calls, not
-    the pixels, are what costs."""
+    images: an image has few rectangles, so each numpy call of a fill is small and the calls,
+    not the pixels, are what costs."""
     pixels = shape[0] * shape[1]
     counts = [len(w) for w in widest]
     if not sum(counts):

@@ -550,11 +550,12 @@ class GraspDataset(Dataset):
         """Like ``dataset[idx]``, with the augmentation drawn from ``generator``."""
         return self.views([self._random_spec(idx, generator)])[0]
 
-    def items(self, keys: Sequence[tuple[int, torch.Generator]]) -> list[dict[str, Any]]:
+    def batch_items(self, keys: Sequence[tuple[int, torch.Generator]]) -> list[dict[str, Any]]:
         """``[self.item(idx, generator) for idx, generator in keys]``, the same items, made
         together (:meth:`views`): what the loaders call for a batch."""
-        if type(self).item is not GraspDataset.item:  # a subclass's own items: one at a time
-            return [self.item(idx, generator) for idx, generator in keys]
+        cls = type(self)
+        if cls.item is not GraspDataset.item or cls.view is not GraspDataset.view:
+            return [self.item(idx, generator) for idx, generator in keys]  # a subclass's own
         return self.views([self._random_spec(idx, generator) for idx, generator in keys])
 
     def _random_spec(

@@ -132,7 +132,9 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
 class SeededItems(Dataset):
     """Wraps a dataset so that ``ds[(index, seed)]`` draws the item's augmentation from a
     generator seeded with ``seed`` (through the dataset's ``item(index, generator)``; datasets
-    without one are indexed plainly)."""
+    without one are indexed plainly). The DataLoader fetches a batch through
+    :meth:`__getitems__`: a :class:`~utils.data.base.GraspDataset` makes the batch's items
+    together (``batch_items``), other datasets one at a time."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -149,12 +151,14 @@ class SeededItems(Dataset):
         return self.dataset[key]
 
     def __getitems__(self, keys: list[tuple[int, int] | int]) -> list[Any]:
-        """A batch's items (the DataLoader's batched fetch): through the dataset's ``items``
-        where it has one (:meth:`utils.data.base.GraspDataset.items`: the targets of the
-        batch drawn together), else one at a time; the same items either way."""
-        items = getattr(self.dataset, "items", None)
-        if callable(items) and all(isinstance(k, tuple) for k in keys):
-            return items([(i, torch.Generator().manual_seed(seed)) for i, seed in keys])
+        """A batch's items (the DataLoader's batched fetch): through
+        :meth:`utils.data.base.GraspDataset.batch_items` for a grasp dataset (the batch's
+        targets drawn together), else one at a time; the same items either way."""
+        from utils.data.base import GraspDataset
+
+        if isinstance(self.dataset, GraspDataset) and all(isinstance(k, tuple) for k in keys):
+            generators = [(i, torch.Generator().manual_seed(seed)) for i, seed in keys]
+            return self.dataset.batch_items(generators)
         return [self[k] for k in keys]
 
 
