@@ -295,6 +295,36 @@ def test_cache_hit_skips_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     again.view(6)
 
 
+def test_image_levels_stay_in_memory_up_to_the_cap(tmp_path: Path) -> None:
+    """A sample's resized images are read from the disk cache once per process and then kept
+    in memory, read-only (``IMAGE_MEMO_BYTES``); with no room left every view reads the disk
+    cache again. The items are the same either way."""
+    kw = dict(output_size=40, use_rgb=True, include_mask=True, cache_dir=tmp_path / "cache")
+    reads = []
+
+    def counted(cache):
+        load = cache.load
+        cache.load = lambda source, tag: reads.append(tag) or load(source, tag)
+
+    kept = JacquardDataset(_need(JACQUARD), **kw)
+    first = kept.view(6, rot=0.4, zoom=0.6)
+    counted(kept.cache)
+    again = kept.view(6, rot=0.4, zoom=0.6)
+    assert [t for t in reads if t != "grasps"] == []  # every image from memory
+    assert kept._image_memo and all(not a.flags.writeable for a in kept._image_memo.values())
+    with pytest.raises(ValueError, match="read-only"):
+        next(iter(kept._image_memo.values()))[0] = 0
+
+    none = JacquardDataset(JACQUARD, **kw)
+    none.IMAGE_MEMO_BYTES = 0
+    counted(none.cache)
+    plain = none.view(6, rot=0.4, zoom=0.6)
+    none.view(6, rot=0.4, zoom=0.6)
+    assert not none._image_memo and sum(t.startswith("depth") for t in reads) == 2
+    for key in ("x", "y", "mask"):
+        assert torch.equal(first[key], again[key]) and torch.equal(first[key], plain[key])
+
+
 def test_cache_misses_when_the_source_changes(tmp_path: Path) -> None:
     root = tmp_path / "jq"
     rects = GraspRectangles.from_grasps(np.array([[40.0, 50.0]]), [0.2], [30.0], [10.0])
