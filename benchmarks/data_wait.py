@@ -88,17 +88,19 @@ def instrumented(rows: list[dict[str, float]]) -> Iterator[None]:
         rows.append(row)
         return out
 
-    timed = {  # (owner, attribute): timer name
-        (loader.SeededItems, "__getitems__"): "items",  # a batch's items, counted one by one
-        (base, "collate_grasp_batch"): "collation",  # make_loader looks it up per call
-        (base.GraspDataset, "_warp"): "warps",
-        (base, "normalise_depth"): "depth normalisation",
-        (base, "stacked_targets"): "targets",  # a batch's targets, drawn together
+    def batch_size(_items: Any, keys: list) -> int:
+        return len(keys)
+
+    timed = {  # (owner, attribute): (timer name, what a call counts as; None: one)
+        (loader.SeededItems, "__getitems__"): ("items", batch_size),  # a batch's items
+        (base, "collate_grasp_batch"): ("collation", None),  # make_loader looks it up per call
+        (base.GraspDataset, "_warp"): ("warps", None),
+        (base, "normalise_depth"): ("depth normalisation", None),
+        (base, "stacked_targets"): ("targets", None),  # a batch's targets, drawn together
     }
     # The stack undoes every patch on the way out, also when a later one fails to apply.
     with contextlib.ExitStack() as stack:
-        for (owner, attr), name in timed.items():
-            count = (lambda _self, keys: len(keys)) if name == "items" else None
+        for (owner, attr), (name, count) in timed.items():
             new = timers.timed(getattr(owner, attr), name, count)
             stack.enter_context(mock.patch.object(owner, attr, new))
         stack.enter_context(mock.patch.object(training, "_train_batches", epoch))

@@ -64,12 +64,6 @@ class TablePlane:
         """z-depth (m) of the plane under every pixel, float64 (H, W)."""
         return 1.0 / self.inverse_depth()
 
-    def corner_inverse_depths(self) -> np.ndarray:
-        """1 / z of the plane under the four corner pixels, float64, as :meth:`inverse_depth`
-        computes them."""
-        xp, yp = _normalised_coords(self.shape, self.f)
-        return (self.p[0] + self.p[1] * xp[0, [0, -1, 0, -1]]) + self.p[2] * yp[[0, 0, -1, -1], 0]
-
 
 def _normalised_coords(shape: tuple[int, int], f: float) -> tuple[np.ndarray, np.ndarray]:
     """x' as a 1 x W row and y' as an H x 1 column (they broadcast to H x W)."""
@@ -150,17 +144,18 @@ def fit_table_plane(depth: np.ndarray, step: int = 4, iterations: int = 3) -> np
     except ValueError:
         plane = None
     out = None
-    # 1 / z is linear in the pixel coordinates: positive everywhere iff at the four corners.
-    if plane is not None and np.all(plane.corner_inverse_depths() > 0):
-        # In float32, two passes over the image: a training item normalises one per read,
-        # and float32 rounding (1e-7 m at 1 m) is far below any depth sensor's. Rounded, a
-        # row and a column each stay monotonic, so the four corners still decide the sign.
+    if plane is not None:
         xp, yp = _normalised_coords(d.shape, plane.f)
-        row = (plane.p[0] + plane.p[1] * xp).astype(np.float32)
-        col = (plane.p[2] * yp).astype(np.float32)
-        out = np.add(row, col)  # 1 / z
-        if not np.all(out[[0, 0, -1, -1], [0, -1, 0, -1]] > 0):
-            out = None  # a plane nearly through the camera: positive only before rounding
+        row, col = plane.p[0] + plane.p[1] * xp, plane.p[2] * yp  # 1 / z = row + col
+        # 1 / z is linear in the pixel coordinates: positive everywhere iff at the four
+        # corners. Rounded to float32, a row and a column each stay monotonic, so the corners
+        # decide again after rounding (a plane nearly through the camera may fail only then).
+        if np.all(row[0, [0, -1, 0, -1]] + col[[0, 0, -1, -1], 0] > 0):
+            # In float32, two passes over the image: a training item normalises one per
+            # read, and float32 rounding (1e-7 m at 1 m) is far below any depth sensor's.
+            out = np.add(row.astype(np.float32), col.astype(np.float32))
+            if not np.all(out[[0, 0, -1, -1], [0, -1, 0, -1]] > 0):
+                out = None
     if out is None:
         ok = np.isfinite(d) & (d > 0)
         return np.full(d.shape, float(np.median(d[ok])) if ok.any() else 0.0, np.float32)

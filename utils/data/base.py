@@ -515,6 +515,15 @@ class GraspDataset(Dataset):
             x = randomise_depth(x, np.random.default_rng(aug_seed))
         return x[None]
 
+    def _input(self, idx: int, matrix: np.ndarray, aug_seed: int | None = None) -> torch.Tensor:
+        """The network input of the view ``matrix``: C x S x S float32, depth first."""
+        parts = []
+        if self.use_depth:
+            parts.append(self._depth_input(idx, matrix, aug_seed))
+        if self.use_rgb:
+            parts.append(normalise_rgb(self._warp(idx, "rgb", matrix)))
+        return torch.from_numpy(np.concatenate(parts, axis=0))
+
     def view(
         self, idx: int, rot: float = 0.0, zoom: float = 1.0, aug_seed: int | None = None
     ) -> dict[str, Any]:
@@ -531,11 +540,7 @@ class GraspDataset(Dataset):
             idx = self._check_index(idx)
             grasps = self.grasps(idx)
             matrix = self._matrix(idx, rot, zoom, grasps)
-            parts = []
-            if self.use_depth:
-                parts.append(self._depth_input(idx, matrix, aug_seed))
-            if self.use_rgb:
-                parts.append(normalise_rgb(self._warp(idx, "rgb", matrix)))
+            x = self._input(idx, matrix, aug_seed)
             gt = grasps.affine(matrix)
             sample_runs = self._runs_memo.get(idx)
             if sample_runs is None:  # a property of the sample's rectangles, in every view
@@ -543,7 +548,7 @@ class GraspDataset(Dataset):
                 if idx in self._grasp_memo:  # kept as long as the rectangles they describe
                     self._runs_memo[idx] = sample_runs
             item: dict[str, Any] = {
-                "x": torch.from_numpy(np.concatenate(parts, axis=0)),
+                "x": x,
                 "y": None,
                 "gt": gt.points.astype(np.float32),
                 "index": idx,
@@ -602,13 +607,8 @@ class GraspDataset(Dataset):
             rot,
             zoom,
         )
-        parts = []
-        if self.use_depth:
-            parts.append(self._depth_input(idx, matrix))
-        if self.use_rgb:
-            parts.append(normalise_rgb(self._warp(idx, "rgb", matrix)))
         return {
-            "x": torch.from_numpy(np.concatenate(parts, axis=0)),
+            "x": self._input(idx, matrix),
             "index": idx,
             "rot": float(rot),
             "zoom": float(zoom),
