@@ -12,8 +12,9 @@ batch's target maps) and the batch collation, and
 prints per epoch what share of the epoch's step loop each took, beside the wait itself (the
 wait is a share of the loop proper, the others of the loop plus its end-of-epoch sums: the
 same within a fraction of a percent). With ``--num-workers`` above 0, or batches made in a
-background thread (``--prefetch-thread on``), items are made beside the step and are not
-part of the wait; only in-line loading (the 2-core default) splits up as printed. Timing adds
+background thread (``--prefetch-thread on``, the default with 0 workers on Linux), items are
+made beside the step and are not part of the wait; only in-line loading splits up as printed,
+so this runs with the thread off. Timing adds
 a few microseconds per call. Run it on an idle machine.
 """
 

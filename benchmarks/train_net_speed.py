@@ -14,17 +14,21 @@ epoch line). *paths*: plain eager NCHW fp32 (``--amp off --channels-last off``, 
 fp32 + channels_last, the defaults (``--amp auto --channels-last auto``) and, with
 ``--compile``, the defaults plus ``--compile`` (torch.compile; its compile time is in both runs
 and cancels out of the rate, so the table also gives the short run's epoch seconds), per network;
-*loader*: GG-CNN2 with the defaults except ``--num-workers`` / ``--threads`` /
-``--prefetch-thread`` (with 0 workers: batches made in the training process, in line or in a
-background thread), against the default rule (``utils/cli.resolve_workers_threads`` and
-``use_prefetch_thread``). Run it on an idle machine.
+*loader*: per network of ``--loader-networks`` (GG-CNN2), the defaults except
+``--num-workers`` / ``--threads`` / ``--prefetch-thread`` (with 0 workers: batches made in the
+training process, in line or in a background thread of the lowest priority), against the
+default rule (``utils/cli.resolve_workers_threads`` and ``use_prefetch_thread``);
+``--repeats N`` runs every row N times, the rows in turn, and gives each row's ratio to the
+first row's run of the same repeat. Run it on an idle machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,11 +104,9 @@ def loader_table(args: argparse.Namespace) -> None:
     w, t = resolve_workers_threads(None, None)
     rule = (w, t, "on" if use_prefetch_thread("auto", w, t) else "off")
     print(
-        f"\nGG-CNN2, defaults; the rule here: {rule[0]} worker(s), {rule[1]} thread(s), "
-        f"batches made in a background thread: {rule[2]}"
+        f"\nThe defaults, except the flags of each row; the rule here: {rule[0]} worker(s), "
+        f"{rule[1]} thread(s), batches made in a background thread: {rule[2]}"
     )
-    print("\n| --num-workers | --threads | --prefetch-thread | train_net img/s | data wait |")
-    print("|---:|---:|---|---:|---:|")
     combos = [
         (w, t, p)
         for w in args.workers
@@ -113,14 +115,37 @@ def loader_table(args: argparse.Namespace) -> None:
     ]
     if rule not in combos:
         combos.append(rule)
-    for w, t, p in combos:
-        rate, wait, _ = images_per_second(
-            [*NETWORKS["ggcnn2"], "--num-workers", str(w), "--threads", str(t),
-             "--prefetch-thread", p], args,
-        )  # fmt: skip
-        tag = " (rule)" if (w, t, p) == rule else ""
-        shown = "–" if wait is None else f"{wait:.0%}"
-        print(f"| {w}{tag} | {t} | {p} | {rate:.1f} | {shown} |", flush=True)
+    for net in args.loader_networks:
+        # Every repeat runs each row once, in turn, so a drift of the machine hits all rows.
+        rates: dict[tuple, list[float]] = {c: [] for c in combos}
+        waits: dict[tuple, list[float]] = {c: [] for c in combos}
+        for _ in range(args.repeats):
+            for w, t, p in combos:
+                rate, wait, _ = images_per_second(
+                    [*NETWORKS[net], "--num-workers", str(w), "--threads", str(t),
+                     "--prefetch-thread", p], args,
+                )  # fmt: skip
+                rates[(w, t, p)].append(rate)
+                waits[(w, t, p)].append(wait if wait is not None else float("nan"))
+        print(f"\n{net}, {args.repeats} run(s) of each row, in turn; ratios per repeat against "
+              "the first row\n")  # fmt: skip
+        print("| --num-workers | --threads | --prefetch-thread | train_net img/s (mean) | runs "
+              "| vs first row (mean, range) | data wait |")  # fmt: skip
+        print("|---:|---:|---|---:|---|---:|---:|")
+        first = rates[combos[0]]
+        for c in combos:
+            r = rates[c]
+            ratios = [a / b for a, b in zip(r, first, strict=True)]
+            tag = " (rule)" if c == rule else ""
+            shown = "–" if all(math.isnan(x) for x in waits[c]) else (
+                f"{statistics.fmean(waits[c]):.0%}")  # fmt: skip
+            print(
+                f"| {c[0]}{tag} | {c[1]} | {c[2]} | {statistics.fmean(r):.1f} | "
+                + ", ".join(f"{x:.1f}" for x in r)
+                + f" | {statistics.fmean(ratios):.3f} [{min(ratios):.3f}, {max(ratios):.3f}] "
+                f"| {shown} |",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -134,6 +159,10 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="also the defaults + --compile")
     p.add_argument("--short", type=int, default=5, help="steps of the shorter run")
     p.add_argument("--long", type=int, default=35, help="steps of the longer run")
+    p.add_argument("--loader-networks", nargs="+", default=["ggcnn2"], choices=list(NETWORKS),
+                   help="networks of the loader table")  # fmt: skip
+    p.add_argument("--repeats", type=int, default=1,
+                   help="runs of each loader-table row, in turn")  # fmt: skip
     args = p.parse_args()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"{cores} cores, torch {torch.__version__}; {args.long} minus {args.short} steps")

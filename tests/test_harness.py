@@ -99,7 +99,7 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(workdir, case):
 
 
 def test_batches_made_in_a_thread_train_exactly_as_in_line(workdir):
-    """--prefetch-thread on (auto's choice with 0 workers and a spare core) against off: the
+    """--prefetch-thread on (auto's choice with 0 workers on Linux) against off: the
     same weights, EMA, optimiser and random states, bit for bit."""
     common = ["--network", "ggcnn", "--epochs", "2", "--model-ema", "1", "--num-workers", "0"]
     for mode in ("on", "off"):
@@ -136,6 +136,22 @@ def test_thread_prefetcher_keeps_order_raises_where_the_source_fails_and_stops_o
     assert len(drawn) == n
     with pytest.raises(ValueError, match="depth"):
         ThreadPrefetcher([], depth=0)
+    # low_priority: the thread alone runs at nice 19 where the OS allows it (Linux).
+    import os
+    import threading
+
+    from utils.data.loader import PER_THREAD_PRIORITY
+
+    def nice_values():
+        yield os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    own = os.getpriority(os.PRIO_PROCESS, 0) if PER_THREAD_PRIORITY else None
+    for low in (True, False):
+        seen = list(ThreadPrefetcher(nice_values(), low_priority=low))
+        if PER_THREAD_PRIORITY:
+            assert seen == [19 if low else own]
+    if PER_THREAD_PRIORITY:
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own  # caller's
     # Dropped without close(): garbage collection stops the thread.
     import gc
 

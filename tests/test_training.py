@@ -352,11 +352,17 @@ def test_worker_and_thread_rule(recwarn):
 
 
 def test_loading_thread_rule(monkeypatch):
-    """--prefetch-thread auto: only with 0 workers and a core the torch threads leave free."""
+    """--prefetch-thread auto: only with 0 workers; then where the thread can run at the lowest
+    priority, else only where the torch threads leave a core free."""
     import utils.cli as cli
+    import utils.data.loader as loader
 
     monkeypatch.setattr(cli, "usable_cores", lambda: 2)
-    assert not cli.use_prefetch_thread("auto", 0, 2)  # the 2-core rule: no spare core
+    monkeypatch.setattr(loader, "PER_THREAD_PRIORITY", True)
+    assert cli.use_prefetch_thread("auto", 0, 2)  # a low-priority thread on 2 busy cores
+    assert not cli.use_prefetch_thread("auto", 1, 2)  # a worker process loads
+    monkeypatch.setattr(loader, "PER_THREAD_PRIORITY", False)
+    assert not cli.use_prefetch_thread("auto", 0, 2)  # no spare core for a normal thread
     assert cli.use_prefetch_thread("auto", 0, 1)
     assert not cli.use_prefetch_thread("auto", 1, 1)  # a worker process loads
     assert not cli.use_prefetch_thread("auto", 0, 1, processes=2)  # 1 core per process

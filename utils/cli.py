@@ -488,14 +488,19 @@ def model_kwargs_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def use_prefetch_thread(mode: str, num_workers: int, threads: int, processes: int = 1) -> bool:
     """Whether training batches are made in a background thread of the training process
     (``--prefetch-thread``; only with 0 workers, since worker processes already load ahead).
-    ``auto``: only where the torch threads leave a core free (threads < usable cores /
-    processes). On 2 cores with 2 torch threads the thread hides the loading (GG-CNN2: 13% of
-    the loop waiting -> 1%) but slows the step by more: 82.8-93.8 img/s threaded against
-    97.6-99.2 in line; with 1 torch thread it gains 8% (``benchmarks/train_net_speed.py
-    --tables loader``, benchmarks/README.md)."""
+    ``auto``: where the thread can run at the lowest CPU priority (Linux; the step's threads
+    go first and the loading takes the time they leave), elsewhere only where the torch
+    threads leave a core free (threads < usable cores / processes): there a thread of normal
+    priority competes with the step (GG-CNN2 on 2 cores, an earlier machine: 82.8-93.8 img/s
+    threaded against 97.6-99.2 in line). Figures: ``benchmarks/train_net_speed.py --tables
+    loader``, benchmarks/README.md."""
+    from utils.data.loader import PER_THREAD_PRIORITY
+
     if num_workers or mode == "off":
         return False
-    return mode == "on" or threads < max(1, usable_cores() // max(1, processes))
+    return (
+        mode == "on" or PER_THREAD_PRIORITY or threads < max(1, usable_cores() // max(1, processes))
+    )
 
 
 def public_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -268,8 +268,8 @@ def train_one_epoch(
     and before each save (one host synchronisation each), which is where a non-finite loss is
     caught. ``state.data_wait`` becomes the fraction of the loop's time this rank spent
     waiting for the next batch. ``prefetch_thread``: the batches are made in a background
-    thread while the step runs (:class:`utils.data.loader.ThreadPrefetcher`; the same batches
-    in the same order)."""
+    thread while the step runs, at the lowest CPU priority
+    (:class:`utils.data.loader.ThreadPrefetcher`; the same batches in the same order)."""
     trainer.model.train()
     epoch, start = state.epoch, state.step_in_epoch
     batches: Iterator[Any] = epoch_batches(loader, epoch, n_batches, start)
@@ -278,7 +278,7 @@ def train_one_epoch(
             batches, epoch_batches(unlabelled_loader, epoch, n_batches, start), strict=True
         )
     if prefetch_thread:
-        batches = ThreadPrefetcher(batches)
+        batches = ThreadPrefetcher(batches, low_priority=True)
     try:
         return _train_batches(
             trainer, batches, state, device=device, n_batches=n_batches, logger=logger,

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import queue
+import sys
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
@@ -214,11 +216,37 @@ def _put_unless_stopped(q: queue.Queue, stop: threading.Event, entry: tuple[str,
     return False
 
 
-def _fill(source: Any, q: queue.Queue, stop: threading.Event, cuda_device: int | None) -> None:
+#: Whether a thread's CPU priority can be lowered alone (:func:`lower_thread_priority`).
+PER_THREAD_PRIORITY = sys.platform.startswith("linux")
+
+
+def lower_thread_priority() -> bool:
+    """Give the calling thread the lowest CPU priority (Linux: nice 19, for this thread alone
+    and the threads it starts later), so that other threads of the process go first; False
+    where the OS has no per-thread priority (elsewhere ``setpriority`` would name a process)
+    or refuses."""
+    if not PER_THREAD_PRIORITY:
+        return False
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except OSError:
+        return False
+    return True
+
+
+def _fill(
+    source: Any,
+    q: queue.Queue,
+    stop: threading.Event,
+    cuda_device: int | None,
+    low_priority: bool,
+) -> None:
     """The prefetch thread's body: a function of its parts, not a method, so the thread does
     not keep its :class:`ThreadPrefetcher` alive (which lets garbage collection stop it)."""
     it = None
     try:
+        if low_priority:
+            lower_thread_priority()
         if cuda_device is not None:
             torch.cuda.set_device(cuda_device)
         it = iter(source)
@@ -245,9 +273,14 @@ class ThreadPrefetcher:
     exception in the thread is raised in the consumer at the item where it happened.
     :meth:`close` (also leaving a ``with`` block; garbage collection signals the thread to
     stop) stops the thread after at most the item it is making, discarding the items made
-    ahead."""
+    ahead.
 
-    def __init__(self, iterable: Any, depth: int = 2) -> None:
+    ``low_priority``: the thread runs at the lowest CPU priority where the OS allows it
+    (:func:`lower_thread_priority`), so on a machine whose cores the training step's threads
+    fill, the step goes first and the loading takes the time they leave (the consumer waits
+    only when that was not enough)."""
+
+    def __init__(self, iterable: Any, depth: int = 2, low_priority: bool = False) -> None:
         if depth < 1:
             raise ValueError(f"prefetch depth must be >= 1, got {depth}")
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
@@ -257,7 +290,7 @@ class ThreadPrefetcher:
         cuda_device = torch.cuda.current_device() if torch.cuda.is_initialized() else None
         self._thread = threading.Thread(
             target=_fill,
-            args=(iterable, self._queue, self._stop, cuda_device),
+            args=(iterable, self._queue, self._stop, cuda_device, low_priority),
             name="batch-prefetch",
             daemon=True,
         )
