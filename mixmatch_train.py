@@ -32,7 +32,7 @@ from utils.data.build import (
 )
 from utils.data.unlabelled import ConcatItems, SubsetItems, UnlabelledItems
 from utils.entrypoint import run_main
-from utils.mixmatch import MIX_KINDS, MIXUP_WIDTHS, MixMatchStep
+from utils.mixmatch import GUESS_MODELS, MIX_KINDS, MIXUP_WIDTHS, MixMatchStep
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,7 +65,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="how samples are mixed: mixup (the paper's: λ a + (1 - λ) b), cutmix (a box of "
         "1 - λ of the frame from the other sample, inputs and maps alike) or none",
     )
+    g.add_argument(
+        "--guess-model",
+        choices=GUESS_MODELS,
+        default="online",
+        help="the network that guesses the unlabelled maps: the one being trained (the "
+        "paper's) or its EMA (needs --model-ema 1, on by default here)",
+    )
     args = harness.parse_training_args(parser, argv, script="mixmatch_train.py")
+    if args.guess_model == "ema" and not args.model_ema:
+        parser.error("--guess-model ema needs --model-ema 1 (the EMA network guesses)")
     if args.labeled_count is None and args.labeled_fraction == 1.0:
         parser.error("--labeled-fraction 1 leaves no unlabelled image: use train_net.py")
     try:
@@ -97,7 +106,9 @@ def make_data(args: argparse.Namespace, dist) -> harness.RunData:
 
 def make_step(run: harness.RunContext, model: torch.nn.Module) -> MixMatchStep:
     a = run.args
-    return MixMatchStep(a.k, a.t, a.alpha, a.lambda_u, a.rampup, a.map_loss, a.mixup_width, a.mix)
+    return MixMatchStep(
+        a.k, a.t, a.alpha, a.lambda_u, a.rampup, a.map_loss, a.mixup_width, a.mix, a.guess_model
+    )
 
 
 def main(args: argparse.Namespace) -> dict:

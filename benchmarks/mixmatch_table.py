@@ -194,6 +194,11 @@ ABLATIONS = {
     # Variants of the unsharpened MixMatch (``sharpen``), each changing one more thing.
     "sharpen-cutmix": (("--t", "1", "--mix", "cutmix"), "_t1_cutmix", "MixMatch, T = 1, CutMix"),
     "sharpen-mixup": (("--t", "1", *NO_MIXUP), "_t1_nomixup", "MixMatch, T = 1, no MixUp"),
+    "sharpen-mixup-ema": (
+        ("--t", "1", *NO_MIXUP, "--guess-model", "ema"),
+        "_t1_nomixup_ema",
+        "MixMatch, T = 1, no MixUp, EMA guesses",
+    ),  # fmt: skip
     "sharpen-lambda10": (
         ("--t", "1", "--lambda-u", "10"),
         "_t1_lu10",

@@ -297,3 +297,65 @@ def test_mix_none_is_mixup_at_lambda_one(monkeypatch):
     monkeypatch.setattr(torch.distributions.Beta, "sample", lambda self: torch.tensor(1.0))
     assert loss("mixup") == pytest.approx(none, rel=1e-6)
     assert loss("cutmix") == pytest.approx(none, rel=1e-6)  # a box of no pixel
+
+
+def test_ema_guesses_come_from_the_ema_network():
+    """--guess-model ema: the unlabelled targets are the EMA network's guesses (an EMA equal to
+    the model gives the online step's loss; another EMA another unlabelled term), a step
+    without an EMA is refused, and a batch-norm network's running statistics still come from
+    the clean views (the online step's)."""
+    import copy
+
+    from test_training import tiny_batches
+
+    from utils.precision import resolve_precision
+    from utils.steps import StepContext
+
+    cpu = torch.device("cpu")
+    precision = resolve_precision("off", "off", cpu)
+    torch.manual_seed(0)
+    model = get_network("ggcnn2").train()
+    labelled, unlabelled = tiny_batches(1, 3)[0], tiny_batches(1, 3, seed=1)[0]
+
+    def terms(guess_model: str, ema: torch.nn.Module | None) -> tuple[float, float]:
+        torch.manual_seed(0)
+        step = MixMatchStep(rampup=0, guess_model=guess_model, mix="none")  # sup: labels only
+        out = step(model, (labelled, unlabelled), StepContext(cpu, precision, ema=ema))
+        return float(out.terms["supervised"]), float(out.terms["unsupervised"])
+
+    online = terms("online", None)
+    assert terms("ema", copy.deepcopy(model).eval()) == pytest.approx(online, rel=1e-6)
+    other = get_network("ggcnn2").eval()
+    sup, unsup = terms("ema", other)
+    assert sup == pytest.approx(online[0], rel=1e-6) and unsup != pytest.approx(online[1])
+    with pytest.raises(ValueError, match="EMA"):
+        terms("ema", None)
+    with pytest.raises(ValueError, match="--guess-model"):
+        MixMatchStep(guess_model="teacher")
+
+    net = get_network("pspnet", backbone="resnet18", input_channels=1).train()
+    shadow = copy.deepcopy(net)
+    xl, xu = torch.randn(2, 1, 32, 32), 3.0 + 2.0 * torch.randn(2, 1, 32, 32)
+    batch = ({"x": xl, "y": torch.rand(2, 4, 32, 32)}, {"x": xu})
+    ema = copy.deepcopy(net).eval()
+    ema_buffers = [b.clone() for b in ema.buffers()]
+    for guess_model, target in (("ema", net), ("online", shadow)):
+        torch.manual_seed(1)
+        ctx = StepContext(cpu, precision, ema=ema if guess_model == "ema" else None)
+        MixMatchStep(k=2, guess_model=guess_model)(target, batch, ctx)
+    for a, b in zip(net.buffers(), shadow.buffers(), strict=True):
+        assert torch.equal(a, b)  # the same clean-statistics pass
+    assert all(torch.equal(a, b) for a, b in zip(ema.buffers(), ema_buffers, strict=True))
+
+
+def test_guess_model_ema_needs_the_ema(workdir):
+    with pytest.raises(SystemExit):
+        mixmatch_train.parse_args(
+            tiny_args(
+                workdir, "--guess-model", "ema", "--model-ema", "0", "--labeled-fraction", "0.5"
+            )
+        )
+    args = mixmatch_train.parse_args(
+        tiny_args(workdir, "--guess-model", "ema", "--labeled-fraction", "0.5")
+    )
+    assert args.guess_model == "ema" and args.model_ema

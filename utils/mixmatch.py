@@ -6,6 +6,10 @@ Per step, with a labelled batch (inputs, target maps) and an unlabelled batch (i
    (:mod:`utils.dihedral`: quarter turns and mirrors, which move the angle channels exactly);
    the network's maps of each view, without gradients or dropout, mapped back to the image's
    own frame (angles included) and averaged: quality, cos 2θ, sin 2θ (as a vector) and width.
+   ``guess_model="online"`` (the paper's): the network being trained guesses;
+   ``"ema"``: its exponential moving average (the run's EMA network, in eval mode: the
+   network that is evaluated), a steadier teacher, as in Mean Teacher (Tarvainen and
+   Valpola, 2017); the trained network's clean-statistics pass (below) still runs.
 2. **Sharpening** of the guessed quality only, as a per-pixel Bernoulli probability:
    ``p^(1/T) / (p^(1/T) + (1 - p)^(1/T))`` (0.5 stays 0.5, the rest moves toward 0 or 1).
    Angle and width are not sharpened.
@@ -115,6 +119,8 @@ def running_stats_frozen(net: nn.Module) -> Iterator[None]:
 MIXUP_WIDTHS = ("weighted", "linear")
 #: How samples are mixed (``--mix``; module docstring, step 4).
 MIX_KINDS = ("mixup", "cutmix", "none")
+#: Which network guesses the labels (``--guess-model``; module docstring, step 1).
+GUESS_MODELS = ("online", "ema")
 
 
 def cut_boxes(n: int, height: int, width: int, lam: float, device: torch.device | None = None):
@@ -174,7 +180,11 @@ class MixMatchStep:
         map_loss: str = "all",
         mixup_width: str = "weighted",
         mix: str = "mixup",
+        guess_model: str = "online",
     ) -> None:
+        if guess_model not in GUESS_MODELS:
+            raise ValueError(f"--guess-model must be one of {GUESS_MODELS}, got {guess_model!r}")
+        self.guess_model = guess_model
         if not 1 <= k <= DIHEDRAL_VIEWS:
             raise ValueError(f"--k must be in 1..{DIHEDRAL_VIEWS}, got {k}")
         if not temperature > 0:
@@ -202,7 +212,15 @@ class MixMatchStep:
         yl = labelled["y"].to(ctx.device, non_blocking=True).float()
         xu = ctx.precision.to_input(unlabelled["x"], ctx.device)
         views = torch.randperm(DIHEDRAL_VIEWS)[: self.k].tolist()
-        guess = guess_maps(unwrap(model), xu, views, batch_stats=True)
+        net = unwrap(model)
+        if self.guess_model == "ema":
+            if ctx.ema is None:
+                raise ValueError("--guess-model ema needs the run's EMA network (--model-ema 1)")
+            if _batch_norms(net):  # the trained network's running statistics: clean views
+                guess_maps(net, xu, views, batch_stats=True)
+            guess = guess_maps(ctx.ema, xu, views)
+        else:
+            guess = guess_maps(net, xu, views, batch_stats=True)
         guess = torch.cat([sharpen(guess[:, :1], self.temperature), guess[:, 1:]], dim=1)
         xs = [xl] + [transform_image(xu, v) for v in views]
         ys = [yl] + [transform_maps(guess, v) for v in views]

@@ -29,13 +29,15 @@ from utils.precision import Precision
 @dataclass(frozen=True)
 class StepContext:
     """Where the loop stands when it calls a step. ``global_step`` counts optimiser steps
-    taken before this one (0 for the first); ``epoch`` is 1-based."""
+    taken before this one (0 for the first); ``epoch`` is 1-based; ``ema``: the run's EMA
+    network (:class:`utils.ema.ModelEma`'s ``module``, eval mode, no gradients) or None."""
 
     device: torch.device
     precision: Precision
     epoch: int = 1
     global_step: int = 0
     step_in_epoch: int = 0
+    ema: nn.Module | None = None
 
 
 @dataclass

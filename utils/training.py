@@ -336,7 +336,10 @@ def _train_batches(
         waited += time.perf_counter() - t_wait
         if batch is None:
             break
-        ctx = StepContext(device, precision, epoch, state.global_step, state.step_in_epoch)
+        ctx = StepContext(
+            device, precision, epoch, state.global_step, state.step_in_epoch,
+            None if trainer.ema is None else trainer.ema.module,
+        )  # fmt: skip
         with precision.autocast():
             out = trainer.step(model, batch, ctx)
         backward_and_step(out.loss, model, trainer.optimizer, precision, trainer.grad_clip)
