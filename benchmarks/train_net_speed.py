@@ -25,7 +25,6 @@ first row's run of the same repeat. Run it on an idle machine.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import statistics
@@ -118,7 +117,7 @@ def loader_table(args: argparse.Namespace) -> None:
     for net in args.loader_networks:
         # Every repeat runs each row once, in turn, so a drift of the machine hits all rows.
         rates: dict[tuple, list[float]] = {c: [] for c in combos}
-        waits: dict[tuple, list[float]] = {c: [] for c in combos}
+        waits: dict[tuple, list[float | None]] = {c: [] for c in combos}
         for _ in range(args.repeats):
             for w, t, p in combos:
                 rate, wait, _ = images_per_second(
@@ -126,7 +125,7 @@ def loader_table(args: argparse.Namespace) -> None:
                      "--prefetch-thread", p], args,
                 )  # fmt: skip
                 rates[(w, t, p)].append(rate)
-                waits[(w, t, p)].append(wait if wait is not None else float("nan"))
+                waits[(w, t, p)].append(wait)
         print(f"\n{net}, {args.repeats} run(s) of each row, in turn; ratios per repeat against "
               "the first row\n")  # fmt: skip
         print("| --num-workers | --threads | --prefetch-thread | train_net img/s (mean) | runs "
@@ -137,8 +136,8 @@ def loader_table(args: argparse.Namespace) -> None:
             r = rates[c]
             ratios = [a / b for a, b in zip(r, first, strict=True)]
             tag = " (rule)" if c == rule else ""
-            shown = "–" if all(math.isnan(x) for x in waits[c]) else (
-                f"{statistics.fmean(waits[c]):.0%}")  # fmt: skip
+            known = [x for x in waits[c] if x is not None]
+            shown = f"{statistics.fmean(known):.0%}" if known else "–"
             print(
                 f"| {c[0]}{tag} | {c[1]} | {c[2]} | {statistics.fmean(r):.1f} | "
                 + ", ".join(f"{x:.1f}" for x in r)

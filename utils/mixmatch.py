@@ -182,9 +182,6 @@ class MixMatchStep:
         mix: str = "mixup",
         guess_model: str = "online",
     ) -> None:
-        if guess_model not in GUESS_MODELS:
-            raise ValueError(f"--guess-model must be one of {GUESS_MODELS}, got {guess_model!r}")
-        self.guess_model = guess_model
         if not 1 <= k <= DIHEDRAL_VIEWS:
             raise ValueError(f"--k must be in 1..{DIHEDRAL_VIEWS}, got {k}")
         if not temperature > 0:
@@ -195,7 +192,9 @@ class MixMatchStep:
             raise ValueError(f"--mixup-width must be one of {MIXUP_WIDTHS}, got {mixup_width!r}")
         if mix not in MIX_KINDS:
             raise ValueError(f"--mix must be one of {MIX_KINDS}, got {mix!r}")
-        self.mixup_width, self.mix = mixup_width, mix
+        if guess_model not in GUESS_MODELS:
+            raise ValueError(f"--guess-model must be one of {GUESS_MODELS}, got {guess_model!r}")
+        self.mixup_width, self.mix, self.guess_model = mixup_width, mix, guess_model
         self.k, self.temperature, self.alpha = int(k), float(temperature), float(alpha)
         self.map_loss = map_loss  # where the supervised term learns angle and opening
         self.lambda_u, self.rampup = float(lambda_u), int(rampup)
